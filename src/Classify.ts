@@ -1,0 +1,334 @@
+/**
+ * Turns what came over the wire into the {@link ProviderError} union: an HTTP error response
+ * (status + headers + body), an error event inside a 200 stream, or a transport failure.
+ *
+ * Classification is total — unknown statuses, unparsable bodies and exotic causes still produce a
+ * typed error (with the raw body kept, redacted and truncated) — and it reads provider semantics first
+ * (body `type`/`code`), the status second. See docs/errors.md for the full table.
+ *
+ * @since 0.1.0
+ */
+import {
+  BadRequest,
+  ConnectionError,
+  type ConnectionFailure,
+  ContextLengthExceeded,
+  NotFound,
+  Overloaded,
+  type ProviderError,
+  QuotaExhausted,
+  RateLimited,
+  ServerError,
+  Timeout,
+  Unauthorized
+} from "./Errors.js"
+import { type HeaderMap, parseRateLimit, parseRetryAfterMs, parseShouldRetry, requestIdOf } from "./internal/headers.js"
+import { isRecord, opt } from "./internal/json.js"
+import { redact, redactAndTruncate } from "./internal/redact.js"
+
+/**
+ * Who was called: filled in by the adapter, re-stamped by the policies.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CallSite {
+  readonly provider: string
+  readonly model: string
+  readonly route: string
+  readonly attempt: number
+  /** Secret values (API keys) to scrub from anything kept. */
+  readonly secrets?: ReadonlyArray<string>
+}
+
+/**
+ * The provider's own description of an error, extracted from whichever body shape it used.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ProviderErrorInfo {
+  readonly type?: string
+  readonly code?: string
+  readonly message?: string
+  readonly param?: string
+  readonly requestId?: string
+}
+
+const str = (u: unknown): string | undefined => (typeof u === "string" && u.length > 0 ? u : undefined)
+const strOrNumber = (u: unknown): string | undefined => (typeof u === "number" ? String(u) : str(u))
+
+/**
+ * Extracts `{type, code, message, param}` from an OpenAI body (`{"error":{…}}`), an Anthropic body
+ * (`{"type":"error","error":{…},"request_id"}`), or the looser shapes OpenAI-compatible servers use
+ * (`{"error":"text"}`, `{"message"}`, `{"detail"}`).
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const errorInfoOf = (body: unknown): ProviderErrorInfo => {
+  if (!isRecord(body)) return {}
+  const requestId = str(body["request_id"])
+  const error = body["error"]
+  if (isRecord(error)) {
+    const type = str(error["type"])
+    const code = strOrNumber(error["code"])
+    const message = str(error["message"])
+    const param = str(error["param"])
+    return {
+      ...(type !== undefined ? { type } : {}),
+      ...(code !== undefined ? { code } : {}),
+      ...(message !== undefined ? { message } : {}),
+      ...(param !== undefined ? { param } : {}),
+      ...(requestId !== undefined ? { requestId } : {})
+    }
+  }
+  const message = str(error) ?? str(body["message"]) ?? str(body["detail"])
+  return {
+    ...(message !== undefined ? { message } : {}),
+    ...(requestId !== undefined ? { requestId } : {})
+  }
+}
+
+// Anthropic answers an empty balance with 400 invalid_request_error and this message, not a 402.
+const OUT_OF_CREDIT = /credit balance is too low|exceeded your current quota/i
+
+const CONTEXT_LENGTH = /context[_ ]length|context window|maximum context|prompt is too long|too many tokens|reduce the length of the messages/i
+
+const isContextLength = (info: ProviderErrorInfo): boolean =>
+  info.code === "context_length_exceeded" || info.code === "string_above_max_length" ||
+  (info.message !== undefined && CONTEXT_LENGTH.test(info.message))
+
+type Kind =
+  | "RateLimited"
+  | "QuotaExhausted"
+  | "Overloaded"
+  | "ServerError"
+  | "BadRequest"
+  | "ContextLengthExceeded"
+  | "Unauthorized"
+  | "NotFound"
+
+/** Provider semantics first: a type or code that names the failure decides, whatever the status. */
+const kindFromProvider = (info: ProviderErrorInfo): Kind | undefined => {
+  const { code, type } = info
+  if (
+    code === "insufficient_quota" || type === "insufficient_quota" || type === "billing_error" ||
+    code === "billing_not_active" || (info.message !== undefined && OUT_OF_CREDIT.test(info.message))
+  ) return "QuotaExhausted"
+  if (type === "rate_limit_error" || code === "rate_limit_exceeded") return "RateLimited"
+  if (type === "overloaded_error" || code === "overloaded") return "Overloaded"
+  if (
+    type === "authentication_error" || type === "permission_error" || code === "invalid_api_key" ||
+    code === "invalid_organization"
+  ) return "Unauthorized"
+  if (type === "not_found_error" || code === "model_not_found") return "NotFound"
+  if (code === "context_length_exceeded") return "ContextLengthExceeded"
+  if (type === "request_too_large") return "BadRequest"
+  if (type === "api_error" || type === "server_error" || type === "timeout_error") return "ServerError"
+  return undefined
+}
+
+const kindFromStatus = (status: number, info: ProviderErrorInfo): Kind => {
+  switch (status) {
+    case 401:
+    case 403:
+      return "Unauthorized"
+    case 402:
+      return "QuotaExhausted"
+    case 404:
+      return "NotFound"
+    // 408 (server-side request timeout) and 409 (conflict, e.g. a concurrent edit) are transient; the
+    // official SDKs retry both.
+    case 408:
+    case 409:
+      return "ServerError"
+    case 429:
+      return "RateLimited"
+    case 503:
+    case 529:
+      return "Overloaded"
+  }
+  if (status >= 400 && status < 500) return isContextLength(info) ? "ContextLengthExceeded" : "BadRequest"
+  return "ServerError"
+}
+
+const build = (
+  kind: Kind,
+  fields: {
+    readonly provider: string
+    readonly model: string
+    readonly route: string
+    readonly attempt: number
+    readonly message: string
+    readonly status?: number
+    readonly providerType?: string
+    readonly providerCode?: string
+    readonly requestId?: string
+    readonly shouldRetry?: boolean
+    readonly rawBody?: string
+  },
+  retryAfterMs: number | undefined,
+  extra: { readonly param?: string; readonly rateLimit?: RateLimited["rateLimit"] }
+): ProviderError => {
+  const wait = retryAfterMs !== undefined ? { retryAfterMs } : {}
+  switch (kind) {
+    case "RateLimited":
+      return new RateLimited({ ...fields, ...wait, ...(extra.rateLimit !== undefined ? { rateLimit: extra.rateLimit } : {}) }, true)
+    case "QuotaExhausted":
+      return new QuotaExhausted(fields, true)
+    case "Overloaded":
+      return new Overloaded({ ...fields, ...wait }, true)
+    case "ServerError":
+      return new ServerError({ ...fields, ...wait }, true)
+    case "BadRequest":
+      return new BadRequest({ ...fields, ...(extra.param !== undefined ? { param: extra.param } : {}) }, true)
+    case "ContextLengthExceeded":
+      return new ContextLengthExceeded(fields, true)
+    case "Unauthorized":
+      return new Unauthorized(fields, true)
+    case "NotFound":
+      return new NotFound(fields, true)
+  }
+}
+
+const parseJson = (text: string): unknown => {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Classifies an HTTP error response (any status outside 2xx).
+ *
+ * @since 0.1.0
+ * @category classification
+ */
+export const fromHttp = (input: {
+  readonly site: CallSite
+  readonly status: number
+  readonly headers: HeaderMap
+  readonly body: string
+  /** Epoch milliseconds from Effect's Clock, to resolve HTTP-date Retry-After and reset instants. */
+  readonly now: number
+}): ProviderError => {
+  const { body, headers, now, site, status } = input
+  const secrets = site.secrets ?? []
+  const info = errorInfoOf(parseJson(body))
+  const kind = kindFromProvider(info) ?? kindFromStatus(status, info)
+  const message = redact(info.message ?? `HTTP ${status} from ${site.provider}`, secrets)
+  const retryAfterMs = parseRetryAfterMs(headers, now)
+  const rateLimit = kind === "RateLimited" ? parseRateLimit(headers, now) : undefined
+  return build(
+    kind,
+    {
+      provider: site.provider,
+      model: site.model,
+      route: site.route,
+      attempt: site.attempt,
+      message,
+      status,
+      ...opt("providerType", info.type),
+      ...opt("providerCode", info.code),
+      ...opt("requestId", requestIdOf(headers) ?? info.requestId),
+      ...opt("shouldRetry", parseShouldRetry(headers)),
+      rawBody: redactAndTruncate(body, secrets)
+    },
+    retryAfterMs,
+    { ...opt("param", info.param), ...opt("rateLimit", rateLimit) }
+  )
+}
+
+/**
+ * Classifies an error delivered *inside* a stream that started with HTTP 200: Anthropic's
+ * `event: error` payload or an OpenAI chunk carrying `error`. There is no status; the provider's type
+ * decides, and an unknown type is a (retryable) `ServerError`.
+ *
+ * @since 0.1.0
+ * @category classification
+ */
+export const fromStreamError = (input: {
+  readonly site: CallSite
+  readonly payload: unknown
+  readonly requestId?: string | undefined
+}): ProviderError => {
+  const { payload, site } = input
+  const secrets = site.secrets ?? []
+  const info = errorInfoOf(payload)
+  const kind = kindFromProvider(info) ??
+    (info.type === "invalid_request_error" ? (isContextLength(info) ? "ContextLengthExceeded" : "BadRequest") : "ServerError")
+  return build(
+    kind,
+    {
+      provider: site.provider,
+      model: site.model,
+      route: site.route,
+      attempt: site.attempt,
+      message: redact(info.message ?? `stream error from ${site.provider}`, secrets),
+      ...opt("providerType", info.type),
+      ...opt("providerCode", info.code),
+      ...opt("requestId", input.requestId ?? info.requestId),
+      rawBody: redactAndTruncate(JSON.stringify(payload) ?? "", secrets)
+    },
+    undefined,
+    {}
+  )
+}
+
+/** Collects `code`s along an error's cause chain (and inside AggregateErrors from happy-eyeballs). */
+const codesOf = (cause: unknown, depth = 0, out: Array<string> = []): Array<string> => {
+  if (depth > 6 || !isRecord(cause) && !(cause instanceof Error)) return out
+  const record = cause as Record<string, unknown>
+  const code = record["code"]
+  if (typeof code === "string") out.push(code)
+  const errors = record["errors"]
+  if (Array.isArray(errors)) for (const e of errors) codesOf(e, depth + 1, out)
+  if (record["cause"] !== undefined) codesOf(record["cause"], depth + 1, out)
+  return out
+}
+
+const TLS_CODES = /^(ERR_TLS|ERR_SSL|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED)/
+
+const connectionFailureOf = (codes: ReadonlyArray<string>): ConnectionFailure => {
+  for (const code of codes) {
+    if (code === "ECONNREFUSED") return "refused"
+    if (code === "ECONNRESET" || code === "EPIPE" || code === "UND_ERR_SOCKET") return "reset"
+    if (code === "ENOTFOUND" || code === "EAI_AGAIN") return "dns"
+    if (TLS_CODES.test(code)) return "tls"
+    if (code === "UND_ERR_CLOSED" || code === "UND_ERR_DESTROYED") return "closed"
+  }
+  return "unknown"
+}
+
+/**
+ * Classifies a transport failure (no HTTP response, or the body broke while reading): undici's timeout
+ * codes become `Timeout{phase}`, everything else a `ConnectionError` with the reason.
+ *
+ * @since 0.1.0
+ * @category classification
+ */
+export const fromTransport = (input: { readonly site: CallSite; readonly cause: unknown }): Timeout | ConnectionError => {
+  const { cause, site } = input
+  const codes = codesOf(cause)
+  const base = { provider: site.provider, model: site.model, route: site.route, attempt: site.attempt }
+  const describe = cause instanceof Error ? cause.message : String(cause)
+  if (codes.includes("UND_ERR_CONNECT_TIMEOUT")) {
+    return new Timeout({ ...base, phase: "connect", message: "timed out connecting to the provider" }, true)
+  }
+  if (codes.includes("UND_ERR_HEADERS_TIMEOUT")) {
+    return new Timeout({ ...base, phase: "headers", message: "timed out waiting for response headers" }, true)
+  }
+  if (codes.includes("UND_ERR_BODY_TIMEOUT")) {
+    return new Timeout({ ...base, phase: "idle", message: "timed out waiting for the next body chunk" }, true)
+  }
+  const reason = connectionFailureOf(codes)
+  const code = codes[0]
+  return new ConnectionError({
+    ...base,
+    reason,
+    ...opt("code", code),
+    message: redact(`connection ${reason}${code !== undefined ? ` (${code})` : ""}: ${describe}`, site.secrets ?? [])
+  }, true)
+}

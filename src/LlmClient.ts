@@ -1,0 +1,70 @@
+/**
+ * The client an application talks to: a fallback chain of policy-wrapped routes, as a service.
+ *
+ * ```ts
+ * const answer = yield* LlmClient.generateObject(Answer, { messages, maxTokens: 500 })
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Schema from "effect/Schema"
+import * as DegradedMode from "./DegradedMode.js"
+import type { AllRoutesFailed } from "./Errors.js"
+import * as Fallback from "./Fallback.js"
+import * as Policy from "./Policy.js"
+
+/**
+ * The service: a {@link Fallback.Chain}.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class LlmClient extends Context.Tag("effect-llm-resilience/LlmClient")<LlmClient, Fallback.Chain>() {}
+
+/**
+ * A client over the given routes. Requires the policy state (breakers, limiters, budgets) so that
+ * several clients over the same routes share it; see {@link layerWithState}.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Fallback.FallbackOptions): Layer.Layer<LlmClient, never, Policy.PolicyState> =>
+  Layer.effect(LlmClient, Fallback.make(options))
+
+/**
+ * A client with its own policy state and `DegradedMode` (both also exposed to the rest of the program).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerWithState = (
+  options: Fallback.FallbackOptions
+): Layer.Layer<LlmClient | Policy.PolicyState | DegradedMode.DegradedMode> =>
+  layer(options).pipe(Layer.provideMerge(Layer.merge(Policy.layerState, DegradedMode.layer)))
+
+/**
+ * Generates text through the chain.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const generate = (
+  request: Fallback.ChainRequest
+): Effect.Effect<Fallback.ChainResult<string>, AllRoutesFailed, LlmClient> =>
+  Effect.flatMap(LlmClient, (client) => client.generate(request))
+
+/**
+ * Generates a value that decodes with `schema` through the chain.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const generateObject = <A, I>(
+  schema: Schema.Schema<A, I>,
+  request: Fallback.ChainRequest,
+  options?: { readonly name?: string; readonly validate?: Fallback.Validator<A> }
+): Effect.Effect<Fallback.ChainResult<A>, AllRoutesFailed, LlmClient> =>
+  Effect.flatMap(LlmClient, (client) => client.generateObject(schema, request, options))

@@ -1,0 +1,378 @@
+/**
+ * Retries driven by what the failure says, not by its status code alone.
+ *
+ * - `wait` (rate limits, 5xx, timeouts, resets): back off and try again — at least as long as the
+ *   provider's Retry-After, which is honoured up to `maxRetryAfter` (default 60 s). A longer wait fails
+ *   fast with the `RateLimited` error so a fallback can reroute instead of sleeping.
+ * - `reroute` (overload, quota, auth, unknown model, open breaker): surface at once when another route
+ *   exists; otherwise allow `rerouteRetries` (default 1) short retries for transient ones (overload) —
+ *   never the whole attempt budget on an overloaded provider, never any on a spent quota.
+ * - `stop` (bad request, context length, deadline): never retried.
+ *
+ * Delays are capped exponential with full jitter by default (`random(0, min(cap, base·2^n))`, the
+ * AWS result: least total work under contention); equal and decorrelated jitter are available. Jitter
+ * draws from Effect's `Random`, so a seeded `Random` makes delays reproducible. Every sleep is checked
+ * against the `Deadline`: a retry that could only start after it is not attempted. An optional
+ * `RetryBudget` stops storms. Every attempt of one logical call carries the same idempotency key.
+ *
+ * Streams are retried only before the first content token; after partial output the consumer has
+ * seen text, so the failure surfaces as `StreamInterrupted` with the partial text attached.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Random from "effect/Random"
+import * as Schedule from "effect/Schedule"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as ScheduleInterval from "effect/ScheduleInterval"
+import * as Stream from "effect/Stream"
+import * as Deadline from "./Deadline.js"
+import {
+  actionOf,
+  type AttemptRecord,
+  isRetryable,
+  type ProviderError,
+  restamp,
+  retryAfterOf,
+  RetryBudgetExhausted,
+  type RouteError,
+  StreamInterrupted
+} from "./Errors.js"
+import { millisOf } from "./internal/timer.js"
+import type { GenerateRequest, GenerateResponse, StreamEvent } from "./Provider.js"
+import type { RetryBudget } from "./RetryBudget.js"
+
+/**
+ * How backoff delays are randomised.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Jitter = "full" | "equal" | "decorrelated" | "none"
+
+/**
+ * Options. Every default is in docs/policies.md.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RetryOptions {
+  /** Total attempts, the first included. Default 3. */
+  readonly maxAttempts?: number | undefined
+  /** Backoff base. Default 500 ms. */
+  readonly base?: Duration.DurationInput | undefined
+  /** Backoff cap. Default 10 seconds. */
+  readonly cap?: Duration.DurationInput | undefined
+  /** Default `full`. */
+  readonly jitter?: Jitter | undefined
+  /** The longest provider Retry-After honoured by waiting; longer fails fast. Default 60 seconds. */
+  readonly maxRetryAfter?: Duration.DurationInput | undefined
+  /** Retries for retryable `reroute` failures (overload) when no other route exists. Default 1. */
+  readonly rerouteRetries?: number | undefined
+  /** Another route exists (set by the fallback chain): `reroute` failures surface at once. Default false. */
+  readonly hasAlternative?: boolean | undefined
+  /** Generate one idempotency key per logical call and send it on every attempt. Default true. */
+  readonly idempotencyKey?: boolean | undefined
+}
+
+/**
+ * The defaults, in milliseconds where they are durations.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaults = {
+  maxAttempts: 3,
+  baseMs: 500,
+  capMs: 10_000,
+  jitter: "full" as Jitter,
+  maxRetryAfterMs: 60_000,
+  rerouteRetries: 1,
+  hasAlternative: false,
+  idempotencyKey: true
+} as const
+
+/**
+ * The backoff delay (ms) before retry number `retry` (0-based), given the previous delay (for
+ * decorrelated jitter).
+ *
+ * @since 0.1.0
+ * @category backoff
+ */
+export const backoffDelay = (
+  jitter: Jitter,
+  retry: number,
+  baseMs: number,
+  capMs: number,
+  previousMs: number
+): Effect.Effect<number> => {
+  const ceiling = Math.min(capMs, baseMs * 2 ** retry)
+  switch (jitter) {
+    case "none":
+      return Effect.succeed(ceiling)
+    case "full":
+      return Random.nextRange(0, ceiling)
+    case "equal":
+      return Effect.map(Random.nextRange(0, ceiling / 2), (r) => ceiling / 2 + r)
+    case "decorrelated":
+      return Effect.map(
+        Random.nextRange(baseMs, Math.max(baseMs, previousMs * 3)),
+        (r) => Math.min(capMs, r)
+      )
+  }
+}
+
+/**
+ * The backoff as a `Schedule` (for `Effect.retry` / `Effect.repeat` outside this policy, and for the
+ * herd simulation): outputs the delay it chose, stops after `maxAttempts - 1` recurrences.
+ *
+ * @since 0.1.0
+ * @category backoff
+ */
+export const schedule = (
+  options: Pick<RetryOptions, "base" | "cap" | "jitter" | "maxAttempts"> = {}
+): Schedule.Schedule<Duration.Duration, unknown> => {
+  const baseMs = millisOf(options.base) ?? defaults.baseMs
+  const capMs = millisOf(options.cap) ?? defaults.capMs
+  const jitter = options.jitter ?? defaults.jitter
+  const maxRetries = (options.maxAttempts ?? defaults.maxAttempts) - 1
+  return Schedule.makeWithState<{ readonly retry: number; readonly previous: number }, unknown, Duration.Duration>(
+    { retry: 0, previous: baseMs },
+    (now, _input, state) =>
+      state.retry >= maxRetries
+        ? Effect.succeed([state, Duration.zero, ScheduleDecision.done] as const)
+        : Effect.map(backoffDelay(jitter, state.retry, baseMs, capMs, state.previous), (delay) =>
+          [
+            { retry: state.retry + 1, previous: delay },
+            Duration.millis(delay),
+            ScheduleDecision.continueWith(ScheduleInterval.after(now + delay))
+          ] as const)
+  )
+}
+
+/**
+ * What the retry loop reports about each finished attempt (for attempt histories, spans and metrics).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AttemptObserver = (record: AttemptRecord) => Effect.Effect<void>
+
+/**
+ * A configured retry policy.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Retry {
+  readonly generate: <E extends RouteError, R>(
+    request: GenerateRequest,
+    attempt: (request: GenerateRequest, attempt: number) => Effect.Effect<GenerateResponse, E, R>
+  ) => Effect.Effect<GenerateResponse, E | RetryBudgetExhausted, R>
+  readonly stream: <E extends RouteError, R>(
+    request: GenerateRequest,
+    attempt: (request: GenerateRequest, attempt: number) => Stream.Stream<StreamEvent, E, R>
+  ) => Stream.Stream<StreamEvent, E | RetryBudgetExhausted | StreamInterrupted, R>
+}
+
+const isProviderError = (error: RouteError): error is ProviderError =>
+  error._tag !== "CircuitOpen" && error._tag !== "RetryBudgetExhausted" && error._tag !== "DeadlineExceeded"
+
+/** A stream failure after content reached the consumer becomes StreamInterrupted with the partial text. */
+const afterContent = (error: RouteError, attempt: number, text: string): StreamInterrupted =>
+  error._tag === "StreamInterrupted"
+    ? error
+    : new StreamInterrupted({
+      provider: error.provider,
+      model: error.model,
+      route: error.route,
+      attempt,
+      ...(error.status !== undefined ? { status: error.status } : {}),
+      ...(error.requestId !== undefined ? { requestId: error.requestId } : {}),
+      receivedContent: true,
+      ...(text.length > 0 ? { partialText: text } : {}),
+      message: `stream failed after partial output: ${error._tag}: ${error.message}`
+    }, true)
+
+const hex = (n: number) => (n >>> 0).toString(16).padStart(8, "0")
+
+/** One key per logical call, from Effect's Random (seedable in tests). */
+const idempotencyKey: Effect.Effect<string> = Effect.map(
+  Effect.all([Random.nextInt, Random.nextInt, Random.nextInt]),
+  ([a, b, c]) => `llmr-${hex(a)}${hex(b)}${hex(c)}`
+)
+
+/**
+ * Builds a retry policy. `budget` (optional) is the route's {@link RetryBudget}; `observe` (optional)
+ * hears about every finished attempt.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: RetryOptions = {},
+  extras: {
+    /** The route label put on attempt records. Default `*`. */
+    readonly route?: string | undefined
+    readonly budget?: RetryBudget | undefined
+    readonly observe?: AttemptObserver | undefined
+  } = {}
+): Retry => {
+  const maxAttempts = Math.max(1, options.maxAttempts ?? defaults.maxAttempts)
+  const baseMs = millisOf(options.base) ?? defaults.baseMs
+  const capMs = millisOf(options.cap) ?? defaults.capMs
+  const jitter = options.jitter ?? defaults.jitter
+  const maxRetryAfterMs = millisOf(options.maxRetryAfter) ?? defaults.maxRetryAfterMs
+  const rerouteRetries = options.rerouteRetries ?? defaults.rerouteRetries
+  const hasAlternative = options.hasAlternative ?? defaults.hasAlternative
+  const useKey = options.idempotencyKey ?? defaults.idempotencyKey
+  const { budget, observe } = extras
+  const route = extras.route ?? "*"
+
+  /**
+   * The delay before the next attempt, or the error to surface instead. `reroutesUsed` counts the
+   * retries already spent on `reroute`-class failures.
+   */
+  const decide = <E extends RouteError>(
+    error: E,
+    attempt: number,
+    previousDelay: number,
+    reroutesUsed: number
+  ): Effect.Effect<{ readonly delay: number; readonly reroute: boolean }, E | RetryBudgetExhausted> => {
+    if (attempt >= maxAttempts) return Effect.fail(error)
+    const action = actionOf(error)
+    if (action === "stop") return Effect.fail(error)
+    const reroute = action === "reroute"
+    if (reroute && (hasAlternative || !isRetryable(error) || reroutesUsed >= rerouteRetries)) return Effect.fail(error)
+    const hint = retryAfterOf(error)
+    if (hint !== undefined && hint > maxRetryAfterMs) return Effect.fail(error)
+    return Effect.flatMap(backoffDelay(jitter, attempt - 1, baseMs, capMs, previousDelay), (backoff) => {
+      const delay = hint !== undefined ? Math.max(backoff, hint) : backoff
+      return Effect.flatMap(Deadline.remaining, (left): Effect.Effect<{ readonly delay: number; readonly reroute: boolean }, E | RetryBudgetExhausted> => {
+        // Retrying after the deadline is pointless, and retrying before a Retry-After would only
+        // be refused again: surface the failure while the caller still has time to reroute.
+        if (delay >= left) return Effect.fail(error)
+        return Effect.as(spend(error), { delay, reroute })
+      })
+    })
+  }
+
+  /** Takes a retry from the budget, or surfaces the failure as RetryBudgetExhausted. */
+  const spend = <E extends RouteError>(error: E): Effect.Effect<void, E | RetryBudgetExhausted> => {
+    if (budget === undefined) return Effect.void
+    return Effect.flatMap(budget.withdraw, (ok): Effect.Effect<void, E | RetryBudgetExhausted> => {
+      if (ok) return Effect.void
+      if (!isProviderError(error)) return Effect.fail(error)
+      return Effect.fail(
+        new RetryBudgetExhausted({
+          provider: error.provider,
+          model: error.model,
+          route: error.route,
+          attempt: error.attempt,
+          lastError: error,
+          message: `retry budget of route ${error.route} is spent; not retrying: ${error.message}`
+        }, true)
+      )
+    })
+  }
+
+  const record = (
+    attempt: number,
+    delayMs: number,
+    startedAt: number,
+    outcome: { readonly tag: string; readonly error?: RouteError; readonly requestId?: string | undefined }
+  ): Effect.Effect<void> => {
+    if (observe === undefined) return Effect.void
+    const requestId = outcome.error?.requestId ?? outcome.requestId
+    return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      observe({
+        route,
+        attempt,
+        outcome: outcome.tag,
+        ...(outcome.error?.status !== undefined ? { status: outcome.error.status } : {}),
+        ...(requestId !== undefined ? { requestId } : {}),
+        delayMs,
+        durationMs: now - startedAt,
+        ...(outcome.error !== undefined ? { message: outcome.error.message } : {})
+      }))
+  }
+
+  const prepare = (request: GenerateRequest): Effect.Effect<GenerateRequest> =>
+    !useKey || request.idempotencyKey !== undefined
+      ? Effect.succeed(request)
+      : Effect.map(idempotencyKey, (key) => ({ ...request, idempotencyKey: key }))
+
+  const generate = <E extends RouteError, R>(
+    request: GenerateRequest,
+    attempt: (request: GenerateRequest, attempt: number) => Effect.Effect<GenerateResponse, E, R>
+  ): Effect.Effect<GenerateResponse, E | RetryBudgetExhausted, R> =>
+    Effect.flatMap(prepare(request), (keyed) => {
+      const loop = (n: number, delayMs: number, reroutesUsed: number): Effect.Effect<GenerateResponse, E | RetryBudgetExhausted, R> =>
+        Effect.flatMap(Clock.currentTimeMillis, (startedAt) =>
+          attempt(keyed, n).pipe(
+            Effect.tap((response) => record(n, delayMs, startedAt, { tag: "success", requestId: response.requestId })),
+            Effect.catchAll((raw) => {
+              const error = restamp(raw, { attempt: n })
+              return Effect.zipRight(
+                record(n, delayMs, startedAt, { tag: error._tag, error }),
+                Effect.flatMap(decide(error, n, delayMs, reroutesUsed), ({ delay, reroute }) =>
+                  Effect.zipRight(Effect.sleep(Duration.millis(delay)), loop(n + 1, delay, reroutesUsed + (reroute ? 1 : 0))))
+              )
+            })
+          ))
+      const run = loop(1, 0, 0)
+      return budget === undefined ? run : Effect.zipRight(budget.deposit, run)
+    })
+
+  const stream = <E extends RouteError, R>(
+    request: GenerateRequest,
+    attempt: (request: GenerateRequest, attempt: number) => Stream.Stream<StreamEvent, E, R>
+  ): Stream.Stream<StreamEvent, E | RetryBudgetExhausted | StreamInterrupted, R> =>
+    Stream.unwrap(Effect.map(prepare(request), (keyed) => {
+      const loop = (
+        n: number,
+        delayMs: number,
+        reroutesUsed: number
+      ): Stream.Stream<StreamEvent, E | RetryBudgetExhausted | StreamInterrupted, R> =>
+        Stream.unwrap(Effect.map(Clock.currentTimeMillis, (startedAt) => {
+          const partial: Array<string> = []
+          let sawContent = false
+          return attempt(keyed, n).pipe(
+            Stream.mapChunksEffect((chunk) => {
+              let finished: StreamEvent | undefined
+              for (const event of chunk) {
+                if (event._tag === "TextDelta") {
+                  sawContent = true
+                  partial.push(event.text)
+                } else if (event._tag === "ToolCallDelta") sawContent = true
+                else if (event._tag === "Finish") finished = event
+              }
+              return finished?._tag === "Finish"
+                ? Effect.as(record(n, delayMs, startedAt, { tag: "success", requestId: finished.response.requestId }), chunk)
+                : Effect.succeed(chunk)
+            }),
+            Stream.catchAll((raw): Stream.Stream<StreamEvent, E | RetryBudgetExhausted | StreamInterrupted, R> => {
+              const error = restamp(raw, { attempt: n })
+              if (sawContent) {
+                // The consumer has seen output: a transparent retry would splice two answers.
+                const surfaced = afterContent(error, n, partial.join(""))
+                return Stream.fromEffect(
+                  Effect.zipRight(record(n, delayMs, startedAt, { tag: surfaced._tag, error: surfaced }), Effect.fail(surfaced))
+                )
+              }
+              return Stream.unwrap(Effect.zipRight(
+                record(n, delayMs, startedAt, { tag: error._tag, error }),
+                Effect.map(decide(error, n, delayMs, reroutesUsed), ({ delay, reroute }) =>
+                  Stream.unwrap(Effect.as(Effect.sleep(Duration.millis(delay)), loop(n + 1, delay, reroutesUsed + (reroute ? 1 : 0)))))
+              ))
+            })
+          )
+        }))
+      const run = loop(1, 0, 0)
+      return budget === undefined ? run : Stream.unwrap(Effect.as(budget.deposit, run))
+    }))
+
+  return { generate, stream }
+}

@@ -1,0 +1,69 @@
+/**
+ * The HTTP transport the adapters run on: `@effect/platform`'s HttpClient over an undici `Agent` with
+ * a sized keep-alive pool and a connect timeout of its own.
+ *
+ * Why a dedicated dispatcher: model calls are long (seconds to minutes) and bursty, so the pool size
+ * bounds concurrency per origin, keep-alive saves the TLS handshake on every retry, and a short connect
+ * timeout (separate from the long response phases) turns a black-holed endpoint into a fast, typed
+ * `Timeout{phase:"connect"}` instead of a stall. Response-phase timeouts (headers, first token, idle,
+ * attempt, deadline) are policies (see `Timeouts`), not transport settings.
+ *
+ * @since 0.1.0
+ */
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as Undici from "@effect/platform-node/Undici"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+
+/**
+ * Transport options. Defaults are listed in docs/providers.md.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TransportOptions {
+  /** Maximum sockets per origin. Default 64. */
+  readonly connections?: number | undefined
+  /** TCP + TLS connect timeout in milliseconds. Default 10 000. */
+  readonly connectTimeoutMs?: number | undefined
+  /** How long an idle keep-alive socket is kept, in milliseconds. Default 30 000. */
+  readonly keepAliveTimeoutMs?: number | undefined
+}
+
+/**
+ * The defaults.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaults = { connections: 64, connectTimeoutMs: 10_000, keepAliveTimeoutMs: 30_000 } as const
+
+/**
+ * A scoped undici dispatcher with these options (closed with its scope).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeDispatcher = (options: TransportOptions = {}) =>
+  Effect.acquireRelease(
+    Effect.sync(() =>
+      new Undici.Agent({
+        connections: options.connections ?? defaults.connections,
+        keepAliveTimeout: options.keepAliveTimeoutMs ?? defaults.keepAliveTimeoutMs,
+        connect: { timeout: options.connectTimeoutMs ?? defaults.connectTimeoutMs }
+      })
+    ),
+    (agent) => Effect.promise(() => agent.destroy())
+  )
+
+/**
+ * An `HttpClient` layer backed by a dedicated, sized undici pool.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: TransportOptions = {}): Layer.Layer<HttpClient.HttpClient> =>
+  NodeHttpClient.layerUndiciWithoutDispatcher.pipe(
+    Layer.provide(Layer.scoped(NodeHttpClient.Dispatcher, makeDispatcher(options)))
+  )

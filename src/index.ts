@@ -1,0 +1,54 @@
+/**
+ * effect-llm-resilience — the reliability layer between AI agents and model APIs, for Effect.
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * Which wire responses map to which failure, and how (status, headers, body, stream error events).
+ *
+ * @since 0.1.0
+ */
+export * as Classify from "./Classify.js"
+
+/**
+ * The failure taxonomy: tagged errors with `action` and `retryable`.
+ *
+ * @since 0.1.0
+ */
+export * as Errors from "./Errors.js"
+
+/**
+ * The provider-neutral request/response/stream model and the `Provider` service.
+ *
+ * @since 0.1.0
+ */
+export * as Provider from "./Provider.js"
+
+/**
+ * Normalised rate-limit headroom read from response headers.
+ *
+ * @since 0.1.0
+ */
+export * as RateLimitSnapshot from "./RateLimitSnapshot.js"
+
+/**
+ * The undici-backed HttpClient the adapters run on.
+ *
+ * @since 0.1.0
+ */
+export * as Transport from "./Transport.js"
+
+/**
+ * OpenAI Chat Completions (and OpenAI-compatible servers).
+ *
+ * @since 0.1.0
+ */
+export * as OpenAi from "./providers/OpenAi.js"
+
+/**
+ * Anthropic Messages.
+ *
+ * @since 0.1.0
+ */
+export * as Anthropic from "./providers/Anthropic.js"

@@ -1,0 +1,157 @@
+/**
+ * What both adapters' streams share: assembling the final response from deltas, and the rule that a
+ * stream is only a success when the provider's terminator arrived — a body that just ends, or breaks,
+ * is `StreamInterrupted` carrying whatever content had been received.
+ *
+ * @internal
+ */
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import type { CallSite } from "../Classify.js"
+import { type ProviderError, StreamInterrupted } from "../Errors.js"
+import type { FinishReason, GenerateResponse, StreamEvent, ToolCall, Usage } from "../Provider.js"
+import type { RateLimitSnapshot } from "../RateLimitSnapshot.js"
+import type { SseEvent } from "./sse.js"
+import { type Received, sseEvents, type WireLimits } from "./wire.js"
+
+interface ToolCallParts {
+  id: string
+  name: string
+  args: Array<string>
+}
+
+/** Accumulates deltas into a {@link GenerateResponse}. */
+export class ResponseBuilder {
+  private readonly text: Array<string> = []
+  private readonly tools = new Map<number, ToolCallParts>()
+  id: string | undefined = undefined
+  model: string
+  finishReason: FinishReason = "other"
+  rawFinishReason: string | undefined = undefined
+  refusal: string | undefined = undefined
+  usage: Usage = { inputTokens: 0, outputTokens: 0, totalTokens: 0 }
+  receivedContent = false
+
+  constructor(readonly provider: string, model: string) {
+    this.model = model
+  }
+
+  addText(text: string): void {
+    if (text.length === 0) return
+    this.text.push(text)
+    this.receivedContent = true
+  }
+
+  addToolCall(index: number, id: string | undefined, name: string | undefined, args: string): void {
+    let parts = this.tools.get(index)
+    if (parts === undefined) {
+      parts = { id: id ?? `call_${index}`, name: name ?? "", args: [] }
+      this.tools.set(index, parts)
+    }
+    if (id !== undefined) parts.id = id
+    if (name !== undefined) parts.name = name
+    if (args.length > 0) parts.args.push(args)
+    this.receivedContent = true
+  }
+
+  partialText(): string {
+    return this.text.join("")
+  }
+
+  build(requestId: string | undefined, rateLimit: RateLimitSnapshot | undefined): GenerateResponse {
+    const toolCalls: Array<ToolCall> = []
+    for (const [, parts] of [...this.tools].sort(([a], [b]) => a - b)) {
+      toolCalls.push({ id: parts.id, name: parts.name, arguments: parts.args.join("") })
+    }
+    return {
+      provider: this.provider,
+      model: this.model,
+      ...(this.id !== undefined ? { id: this.id } : {}),
+      text: this.text.join(""),
+      toolCalls,
+      finishReason: this.finishReason,
+      ...(this.rawFinishReason !== undefined ? { rawFinishReason: this.rawFinishReason } : {}),
+      ...(this.refusal !== undefined ? { refusal: this.refusal } : {}),
+      usage: this.usage,
+      ...(requestId !== undefined ? { requestId } : {}),
+      ...(rateLimit !== undefined ? { rateLimit } : {})
+    }
+  }
+}
+
+/** One provider's event grammar: maps an SSE event to stream events, or fails. */
+export interface StreamProtocol {
+  readonly builder: ResponseBuilder
+  /** Appends the events this SSE event produces to `out`; returns a failure to end the stream with. */
+  readonly onEvent: (event: SseEvent, out: Array<StreamEvent>) => ProviderError | undefined
+}
+
+const interrupted = (site: CallSite, builder: ResponseBuilder, requestId: string | undefined, detail: string) => {
+  const partialText = builder.partialText()
+  return new StreamInterrupted({
+    provider: site.provider,
+    model: site.model,
+    route: site.route,
+    attempt: site.attempt,
+    status: 200,
+    ...(requestId !== undefined ? { requestId } : {}),
+    receivedContent: builder.receivedContent,
+    ...(partialText.length > 0 ? { partialText } : {}),
+    message: `stream from ${site.provider} ${detail} before its terminator`
+  }, true)
+}
+
+/**
+ * Runs a provider's protocol over the response's SSE events. Emits a `Metadata` event as soon as the
+ * headers are in (request id and rate-limit headroom are known before any token), ends right after
+ * `Finish`, and fails with `StreamInterrupted` when the input ends or breaks before it.
+ */
+export const decodeStream = (
+  received: Received,
+  site: CallSite,
+  limits: WireLimits,
+  requestId: string | undefined,
+  rateLimit: RateLimitSnapshot | undefined,
+  makeProtocol: () => StreamProtocol
+): Stream.Stream<StreamEvent, ProviderError> =>
+  Stream.suspend(() => {
+    const protocol = makeProtocol()
+    let finished = false
+    const metadata: StreamEvent = {
+      _tag: "Metadata",
+      ...(requestId !== undefined ? { requestId } : {}),
+      ...(rateLimit !== undefined ? { rateLimit } : {})
+    }
+    const events = sseEvents(received, site, limits).pipe(
+      Stream.mapChunksEffect((chunk) => {
+        const out: Array<StreamEvent> = []
+        for (const event of chunk) {
+          if (finished) break
+          const failure = protocol.onEvent(event, out)
+          if (failure !== undefined) return Effect.fail(failure)
+          if (out.length > 0 && out[out.length - 1]!._tag === "Finish") finished = true
+        }
+        return Effect.succeed(Chunk.unsafeFromArray(out))
+      }),
+      Stream.takeUntil((event) => event._tag === "Finish"),
+      Stream.catchAll((error): Stream.Stream<never, ProviderError> =>
+        Stream.fail(
+          error._tag === "ConnectionError" ? interrupted(site, protocol.builder, requestId, `broke (${error.reason})`) : error
+        )
+      )
+    )
+    return Stream.concat(
+      Stream.prepend(events, Chunk.of(metadata)),
+      Stream.suspend(() => finished ? Stream.empty : Stream.fail(interrupted(site, protocol.builder, requestId, "ended")))
+    )
+  })
+
+/** Parses an SSE data payload as JSON, or returns undefined. */
+export const parseData = (data: string): unknown => {
+  try {
+    return JSON.parse(data)
+  } catch {
+    return undefined
+  }
+}

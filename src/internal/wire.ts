@@ -1,0 +1,184 @@
+/**
+ * The HTTP leg shared by every adapter: send a request through `@effect/platform`'s HttpClient, turn
+ * transport failures and non-2xx responses into typed errors, and read bodies and event streams within
+ * bounds. Adapters only translate shapes; everything about *failing well* lives here once.
+ *
+ * @internal
+ */
+import type * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import { type CallSite, fromHttp, fromTransport } from "../Classify.js"
+import { type ConnectionError, InvalidOutput, type ProviderError, ResponseTooLarge, type Timeout } from "../Errors.js"
+import type { HeaderMap } from "./headers.js"
+import { redactAndTruncate } from "./redact.js"
+import { EVENT_TOO_LARGE, SseDecoder, type SseEvent } from "./sse.js"
+
+/** Read bounds, from the adapter's config. */
+export interface WireLimits {
+  readonly maxBodyBytes: number
+  readonly maxSseEventBytes: number
+}
+
+/** A 2xx response, its headers read once (undici's header getter rebuilds them on each access). */
+export interface Received {
+  readonly response: HttpClientResponse.HttpClientResponse
+  readonly headers: HeaderMap
+  /** Epoch ms (Effect Clock) when the headers arrived. */
+  readonly receivedAt: number
+}
+
+const tooLarge = (site: CallSite, limitBytes: number, part: "body" | "sse-event", status?: number) =>
+  new ResponseTooLarge({
+    provider: site.provider,
+    model: site.model,
+    route: site.route,
+    attempt: site.attempt,
+    ...(status !== undefined ? { status } : {}),
+    limitBytes,
+    part,
+    message: `response ${part === "body" ? "body" : "event"} exceeded the ${limitBytes}-byte bound`
+  }, true)
+
+const transportError = (site: CallSite) => (error: HttpClientError.HttpClientError): Timeout | ConnectionError =>
+  fromTransport({ site, cause: error.cause ?? error })
+
+const concat = (chunks: ReadonlyArray<Uint8Array>, total: number): Uint8Array => {
+  if (chunks.length === 1) return chunks[0]!
+  const out = new Uint8Array(total)
+  let offset = 0
+  for (const chunk of chunks) {
+    out.set(chunk, offset)
+    offset += chunk.length
+  }
+  return out
+}
+
+const utf8 = new TextDecoder("utf-8")
+
+/**
+ * Reads a whole body, refusing more than `maxBytes`. A declared `content-length` within bounds takes
+ * undici's own reader (the fast path); anything else is read chunk by chunk and cut at the bound, which
+ * closes the socket instead of buffering a runaway body.
+ */
+export const readBody = (
+  received: Received,
+  site: CallSite,
+  maxBytes: number
+): Effect.Effect<string, ResponseTooLarge | Timeout | ConnectionError> => {
+  const { headers, response } = received
+  const declared = Number(headers["content-length"])
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    return Effect.zipRight(
+      Effect.ignore(Stream.runDrain(Stream.take(response.stream, 1))),
+      Effect.fail(tooLarge(site, maxBytes, "body", response.status))
+    )
+  }
+  if (Number.isFinite(declared) && headers["content-length"] !== undefined) {
+    return Effect.mapError(response.text, transportError(site))
+  }
+  return Effect.suspend(() => {
+    const chunks: Array<Uint8Array> = []
+    let total = 0
+    return response.stream.pipe(
+      Stream.mapError(transportError(site)),
+      Stream.runForEachWhile((chunk) => {
+        total += chunk.length
+        if (total > maxBytes) return Effect.succeed(false)
+        chunks.push(chunk)
+        return Effect.succeed(true)
+      }),
+      Effect.flatMap(() =>
+        total > maxBytes
+          ? Effect.fail(tooLarge(site, maxBytes, "body", response.status))
+          : Effect.succeed(utf8.decode(concat(chunks, total)))
+      )
+    )
+  })
+}
+
+/**
+ * Sends the request. Transport failures become `ConnectionError`/`Timeout`; any status outside 2xx is
+ * read (bounded) and classified from status, headers and body.
+ */
+export const send = (
+  client: HttpClient.HttpClient,
+  request: HttpClientRequest.HttpClientRequest,
+  site: CallSite,
+  limits: WireLimits
+): Effect.Effect<Received, ProviderError> =>
+  client.execute(request).pipe(
+    Effect.mapError(transportError(site)),
+    Effect.flatMap((response) =>
+      Effect.flatMap(Clock.currentTimeMillis, (receivedAt): Effect.Effect<Received, ProviderError> => {
+        const received: Received = { response, headers: response.headers, receivedAt }
+        if (response.status >= 200 && response.status < 300) return Effect.succeed(received)
+        return readBody(received, site, limits.maxBodyBytes).pipe(
+          Effect.flatMap((body) =>
+            Effect.fail(fromHttp({ site, status: response.status, headers: received.headers, body, now: receivedAt }))
+          )
+        )
+      })
+    )
+  )
+
+/** A 200 body that is not the provider's JSON: wire corruption (a proxy page, a truncated body). */
+export const malformed = (site: CallSite, detail: string, body: string, requestId?: string): InvalidOutput =>
+  new InvalidOutput({
+    provider: site.provider,
+    model: site.model,
+    route: site.route,
+    attempt: site.attempt,
+    status: 200,
+    ...(requestId !== undefined ? { requestId } : {}),
+    reason: "malformed-response",
+    message: `malformed response from ${site.provider}: ${detail}`,
+    rawBody: redactAndTruncate(body, site.secrets ?? [])
+  }, true)
+
+/** Reads a 2xx JSON body; unparsable JSON is `InvalidOutput{malformed-response}`. */
+export const readJson = (
+  received: Received,
+  site: CallSite,
+  limits: WireLimits,
+  requestId: string | undefined
+): Effect.Effect<unknown, ProviderError> =>
+  Effect.flatMap(readBody(received, site, limits.maxBodyBytes), (text) => {
+    try {
+      return Effect.succeed(JSON.parse(text) as unknown)
+    } catch {
+      return Effect.fail(malformed(site, "body is not JSON", text, requestId))
+    }
+  })
+
+/**
+ * The response body as SSE events. Fails with `ResponseTooLarge` when one event outgrows the bound and
+ * with `ConnectionError`/`Timeout` when the body breaks; a clean end of input simply ends the stream
+ * (the adapter decides whether its terminator was seen).
+ */
+export const sseEvents = (
+  received: Received,
+  site: CallSite,
+  limits: WireLimits
+): Stream.Stream<SseEvent, ResponseTooLarge | Timeout | ConnectionError> =>
+  Stream.suspend(() => {
+    const decoder = new SseDecoder(limits.maxSseEventBytes)
+    return received.response.stream.pipe(
+      Stream.mapError(transportError(site)),
+      Stream.mapChunksEffect((chunk) => {
+        const events: Array<SseEvent> = []
+        for (const bytes of chunk) {
+          const decoded = decoder.push(bytes)
+          if (decoded === EVENT_TOO_LARGE) return Effect.fail(tooLarge(site, limits.maxSseEventBytes, "sse-event"))
+          for (const event of decoded) events.push(event)
+        }
+        return Effect.succeed(Chunk.unsafeFromArray(events))
+      }),
+      Stream.ensuring(Effect.sync(() => decoder.end()))
+    )
+  })

@@ -1,0 +1,400 @@
+/**
+ * Anthropic Messages (`POST {baseUrl}/v1/messages`) as a {@link Provider}.
+ *
+ * Handles JSON and SSE (`message_start` … `message_stop`, `ping` keep-alives ignored, `event: error`
+ * classified by `error.type` — an `overloaded_error` after HTTP 200 is `Overloaded`), normalises
+ * `stop_reason` (`max_tokens` → `length`, `refusal` kept visible), lifts system messages into the
+ * `system` slot, and maps `json_schema` output to a forced tool call (Anthropic's structured-output
+ * idiom), returning the tool input as the response text.
+ *
+ * @since 0.1.0
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import { type CallSite, fromStreamError } from "../Classify.js"
+import type { ProviderError } from "../Errors.js"
+import { cappedMaxTokens, type CommonOptions, post, type Resolved, resolve, siteOf } from "../internal/adapter.js"
+import { parseRateLimit, requestIdOf } from "../internal/headers.js"
+import { array, isRecord, type JsonRecord, number, opt, record, string } from "../internal/json.js"
+import type { SseEvent } from "../internal/sse.js"
+import { decodeStream, parseData, ResponseBuilder } from "../internal/streaming.js"
+import { malformed, readJson, type Received, send } from "../internal/wire.js"
+import {
+  type FinishReason,
+  type GenerateRequest,
+  type GenerateResponse,
+  type Message,
+  Provider,
+  type ProviderShape,
+  type StreamEvent,
+  type ToolCall,
+  type Usage
+} from "../Provider.js"
+
+/**
+ * Options of the Anthropic adapter. Every default is listed in docs/providers.md.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AnthropicOptions extends CommonOptions {
+  /** API root, without `/v1`. Default `https://api.anthropic.com`. */
+  readonly baseUrl?: string | undefined
+  /** Label in errors, spans and metrics. Default `anthropic`. */
+  readonly name?: string | undefined
+  /** The `anthropic-version` header. Default `2023-06-01`. */
+  readonly version?: string | undefined
+  /** Extra `anthropic-beta` flags. */
+  readonly beta?: ReadonlyArray<string> | undefined
+}
+
+/**
+ * The default API root.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_BASE_URL = "https://api.anthropic.com"
+
+/**
+ * The default `anthropic-version`.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_VERSION = "2023-06-01"
+
+const JSON_ONLY_INSTRUCTION = "Respond with a single JSON object and nothing else."
+
+const parseArguments = (text: string): unknown => {
+  try {
+    return JSON.parse(text)
+  } catch {
+    // The model's own malformed arguments are passed back verbatim so it can see what it sent.
+    return { _raw: text }
+  }
+}
+
+const toWireMessage = (message: Message): JsonRecord => {
+  if (message.role === "tool") {
+    return {
+      role: "user",
+      content: [{ type: "tool_result", tool_use_id: message.toolCallId ?? "", content: message.content }]
+    }
+  }
+  if (message.role === "assistant" && message.toolCalls !== undefined && message.toolCalls.length > 0) {
+    return {
+      role: "assistant",
+      content: [
+        ...(message.content.length > 0 ? [{ type: "text", text: message.content }] : []),
+        ...message.toolCalls.map((call) => ({
+          type: "tool_use",
+          id: call.id,
+          name: call.name,
+          input: parseArguments(call.arguments)
+        }))
+      ]
+    }
+  }
+  return { role: message.role === "assistant" ? "assistant" : "user", content: message.content }
+}
+
+/** The structured-output tool name we force when the request asks for a JSON schema. */
+const structuredToolName = (request: GenerateRequest): string | undefined =>
+  request.responseFormat?.type === "json_schema" ? request.responseFormat.name : undefined
+
+/** The request body, exported for tests. */
+export const encodeRequest = (request: GenerateRequest, maxTokens: number, stream: boolean): JsonRecord => {
+  const systemParts: Array<string> = []
+  if (request.system !== undefined) systemParts.push(request.system)
+  for (const message of request.messages) if (message.role === "system") systemParts.push(message.content)
+  if (request.responseFormat?.type === "json_object") systemParts.push(JSON_ONLY_INSTRUCTION)
+  const format = request.responseFormat
+  const tools: Array<JsonRecord> = (request.tools ?? []).map((tool) => ({
+    name: tool.name,
+    ...opt("description", tool.description),
+    input_schema: tool.parameters
+  }))
+  let toolChoice: JsonRecord | undefined
+  if (format?.type === "json_schema") {
+    tools.push({ name: format.name, description: "Return the answer as this tool's input.", input_schema: format.schema })
+    toolChoice = { type: "tool", name: format.name }
+  } else if (request.toolChoice !== undefined) {
+    const choice = request.toolChoice
+    toolChoice = typeof choice === "string"
+      ? { type: choice === "required" ? "any" : choice }
+      : { type: "tool", name: choice.name }
+  }
+  const userId = request.metadata?.["user_id"]
+  return {
+    model: request.model,
+    max_tokens: maxTokens,
+    ...(systemParts.length > 0 ? { system: systemParts.join("\n\n") } : {}),
+    messages: request.messages.filter((message) => message.role !== "system").map(toWireMessage),
+    ...opt("temperature", request.temperature),
+    ...opt("top_p", request.topP),
+    ...opt("stop_sequences", request.stop),
+    ...(tools.length > 0 ? { tools } : {}),
+    ...opt("tool_choice", toolChoice),
+    ...(userId !== undefined ? { metadata: { user_id: userId } } : {}),
+    ...(stream ? { stream: true } : {})
+  }
+}
+
+/**
+ * Maps Anthropic's `stop_reason` to the normalised {@link FinishReason}. A forced structured-output
+ * tool call ends with `tool_use`, which for the caller is a normal stop.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const finishReasonOf = (raw: string | undefined, structured: boolean): FinishReason => {
+  switch (raw) {
+    case "end_turn":
+    case "stop_sequence":
+      return "stop"
+    case "max_tokens":
+    case "model_context_window_exceeded":
+      return "length"
+    case "tool_use":
+      return structured ? "stop" : "tool_calls"
+    case "refusal":
+      return "refusal"
+    default:
+      return "other"
+  }
+}
+
+const usageOf = (u: unknown, previous?: Usage): Usage | undefined => {
+  const usage = record(u)
+  if (usage === undefined) return undefined
+  const input = (number(usage["input_tokens"]) ?? 0) + (number(usage["cache_creation_input_tokens"]) ?? 0) +
+    (number(usage["cache_read_input_tokens"]) ?? 0)
+  const inputTokens = input > 0 ? input : previous?.inputTokens ?? 0
+  const outputTokens = number(usage["output_tokens"]) ?? previous?.outputTokens ?? 0
+  return { inputTokens, outputTokens, totalTokens: inputTokens + outputTokens }
+}
+
+const decodeResponse = (
+  site: CallSite,
+  received: Received,
+  body: unknown,
+  request: GenerateRequest,
+  name: string
+): Effect.Effect<GenerateResponse, ProviderError> => {
+  const requestId = requestIdOf(received.headers)
+  if (isRecord(body) && body["type"] === "error") {
+    return Effect.fail(fromStreamError({ site, payload: body, requestId }))
+  }
+  const content = array(record(body)?.["content"])
+  if (!isRecord(body) || content === undefined) {
+    return Effect.fail(malformed(site, "no content array in the message", JSON.stringify(body) ?? "", requestId))
+  }
+  const structured = structuredToolName(request)
+  const text: Array<string> = []
+  const toolCalls: Array<ToolCall> = []
+  for (const item of content) {
+    const block = record(item)
+    if (block === undefined) continue
+    if (block["type"] === "text") text.push(string(block["text"]) ?? "")
+    if (block["type"] === "tool_use") {
+      const args = JSON.stringify(block["input"] ?? {})
+      if (structured !== undefined && block["name"] === structured) text.push(args)
+      else toolCalls.push({ id: string(block["id"]) ?? "", name: string(block["name"]) ?? "", arguments: args })
+    }
+  }
+  const rawFinishReason = string(body["stop_reason"])
+  return Effect.succeed({
+    provider: name,
+    model: string(body["model"]) ?? site.model,
+    ...opt("id", string(body["id"])),
+    text: text.join(""),
+    toolCalls,
+    finishReason: finishReasonOf(rawFinishReason, structured !== undefined),
+    ...opt("rawFinishReason", rawFinishReason),
+    usage: usageOf(body["usage"]) ?? { inputTokens: 0, outputTokens: 0, totalTokens: 0 },
+    ...opt("requestId", requestId),
+    ...opt("rateLimit", parseRateLimit(received.headers, received.receivedAt)),
+    raw: body
+  })
+}
+
+/** The Messages event grammar: `message_start` … `message_stop`, `ping`, `error`. */
+const eventProtocol = (
+  site: CallSite,
+  requestId: string | undefined,
+  received: Received,
+  request: GenerateRequest,
+  name: string
+) =>
+() => {
+  const builder = new ResponseBuilder(name, site.model)
+  const structured = structuredToolName(request)
+  // Content-block index → how to treat its deltas (text, a real tool call, or our structured output).
+  const blocks = new Map<number, { readonly kind: "text" | "tool" | "structured" | "other"; readonly toolIndex: number }>()
+  let toolCount = 0
+  const emitText = (text: string, out: Array<StreamEvent>) => {
+    if (text.length === 0) return
+    builder.addText(text)
+    out.push({ _tag: "TextDelta", text })
+  }
+  const onEvent = (event: SseEvent, out: Array<StreamEvent>): ProviderError | undefined => {
+    if (event.event === "ping") return undefined
+    const payload = record(parseData(event.data))
+    if (payload === undefined) return malformed(site, `event '${event.event}' is not a JSON object`, event.data, requestId)
+    const type = string(payload["type"]) ?? event.event
+    switch (type) {
+      case "error":
+        return fromStreamError({ site, payload, requestId })
+      case "message_start": {
+        const message = record(payload["message"])
+        builder.id = string(message?.["id"])
+        const model = string(message?.["model"])
+        if (model !== undefined) builder.model = model
+        const usage = usageOf(message?.["usage"])
+        if (usage !== undefined) builder.usage = usage
+        return undefined
+      }
+      case "content_block_start": {
+        const index = number(payload["index"]) ?? 0
+        const block = record(payload["content_block"])
+        if (block?.["type"] === "tool_use") {
+          if (structured !== undefined && block["name"] === structured) {
+            blocks.set(index, { kind: "structured", toolIndex: -1 })
+            return undefined
+          }
+          const toolIndex = toolCount++
+          blocks.set(index, { kind: "tool", toolIndex })
+          const id = string(block["id"])
+          const toolName = string(block["name"])
+          builder.addToolCall(toolIndex, id, toolName, "")
+          out.push({ _tag: "ToolCallDelta", index: toolIndex, ...opt("id", id), ...opt("name", toolName), argumentsDelta: "" })
+          return undefined
+        }
+        blocks.set(index, { kind: block?.["type"] === "text" ? "text" : "other", toolIndex: -1 })
+        if (block?.["type"] === "text") emitText(string(block["text"]) ?? "", out)
+        return undefined
+      }
+      case "content_block_delta": {
+        const index = number(payload["index"]) ?? 0
+        const delta = record(payload["delta"])
+        const block = blocks.get(index)
+        if (delta?.["type"] === "text_delta") emitText(string(delta["text"]) ?? "", out)
+        else if (delta?.["type"] === "input_json_delta") {
+          const partial = string(delta["partial_json"]) ?? ""
+          if (block?.kind === "structured") emitText(partial, out)
+          else if (block?.kind === "tool") {
+            builder.addToolCall(block.toolIndex, undefined, undefined, partial)
+            out.push({ _tag: "ToolCallDelta", index: block.toolIndex, argumentsDelta: partial })
+          }
+        }
+        // thinking / signature deltas are not answer content.
+        return undefined
+      }
+      case "message_delta": {
+        const delta = record(payload["delta"])
+        const stop = string(delta?.["stop_reason"])
+        if (stop !== undefined) {
+          builder.rawFinishReason = stop
+          builder.finishReason = finishReasonOf(stop, structured !== undefined)
+        }
+        const usage = usageOf(payload["usage"], builder.usage)
+        if (usage !== undefined) {
+          builder.usage = usage
+          out.push({ _tag: "Usage", usage })
+        }
+        return undefined
+      }
+      case "message_stop":
+        out.push({ _tag: "Finish", response: builder.build(requestId, parseRateLimit(received.headers, received.receivedAt)) })
+        return undefined
+      default:
+        // content_block_stop and event types added later carry nothing we need.
+        return undefined
+    }
+  }
+  return { builder, onEvent }
+}
+
+/**
+ * Builds the adapter from an `HttpClient` in context.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: AnthropicOptions): Effect.Effect<ProviderShape<ProviderError>, never, HttpClient.HttpClient> =>
+  Effect.map(HttpClient.HttpClient, (client) => fromClient(client, options))
+
+const fromClient = (client: HttpClient.HttpClient, options: AnthropicOptions): ProviderShape<ProviderError> => {
+  const resolved: Resolved = resolve(options, { name: "anthropic", baseUrl: DEFAULT_BASE_URL })
+  const key = Redacted.value(options.apiKey)
+  const auth: Record<string, string> = {
+    ...(key.length > 0 ? { "x-api-key": key } : {}),
+    "anthropic-version": options.version ?? DEFAULT_VERSION,
+    ...(options.beta !== undefined && options.beta.length > 0 ? { "anthropic-beta": options.beta.join(",") } : {})
+  }
+  const httpRequest = (request: GenerateRequest, stream: boolean) =>
+    post(resolved, "/v1/messages", auth, request, encodeRequest(request, cappedMaxTokens(resolved, request), stream), stream)
+
+  const generate = (request: GenerateRequest): Effect.Effect<GenerateResponse, ProviderError> => {
+    const site = siteOf(resolved, request)
+    return Effect.flatMap(send(client, httpRequest(request, false), site, resolved.limits), (received) => {
+      const requestId = requestIdOf(received.headers)
+      return Effect.flatMap(
+        readJson(received, site, resolved.limits, requestId),
+        (body) => decodeResponse(site, received, body, request, resolved.name)
+      )
+    })
+  }
+
+  const stream = (request: GenerateRequest): Stream.Stream<StreamEvent, ProviderError> => {
+    const site = siteOf(resolved, request)
+    return Stream.unwrap(
+      Effect.map(send(client, httpRequest(request, true), site, resolved.limits), (received) => {
+        const requestId = requestIdOf(received.headers)
+        return decodeStream(
+          received,
+          site,
+          resolved.limits,
+          requestId,
+          parseRateLimit(received.headers, received.receivedAt),
+          eventProtocol(site, requestId, received, request, resolved.name)
+        )
+      })
+    )
+  }
+
+  return { name: resolved.name, generate, stream }
+}
+
+/**
+ * The adapter as a `Provider` layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: AnthropicOptions): Layer.Layer<Provider, never, HttpClient.HttpClient> =>
+  Layer.effect(Provider, make(options))
+
+/**
+ * The adapter configured from the environment: `ANTHROPIC_API_KEY` (redacted) and optional
+ * `ANTHROPIC_BASE_URL`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig: Layer.Layer<Provider, ConfigError.ConfigError, HttpClient.HttpClient> = Layer.effect(
+  Provider,
+  Effect.flatMap(
+    Config.all({
+      apiKey: Config.redacted("ANTHROPIC_API_KEY"),
+      baseUrl: Config.withDefault(Config.string("ANTHROPIC_BASE_URL"), DEFAULT_BASE_URL)
+    }),
+    make
+  )
+)

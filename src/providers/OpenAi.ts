@@ -1,0 +1,366 @@
+/**
+ * OpenAI Chat Completions (`POST {baseUrl}/chat/completions`) as a {@link Provider} — also any
+ * OpenAI-compatible server (vLLM, Ollama, LiteLLM, Azure-style gateways) via `baseUrl`.
+ *
+ * Handles JSON and SSE (`data:` chunks ending with `data: [DONE]`, chunks carrying `error`), normalises
+ * `finish_reason` (`length`, `content_filter`, refusals stay visible), reads request ids and rate-limit
+ * headers, and classifies every failure. The API key is `Redacted` and scrubbed from everything kept.
+ *
+ * @since 0.1.0
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import { type CallSite, fromStreamError } from "../Classify.js"
+import type { ProviderError } from "../Errors.js"
+import {
+  cappedMaxTokens,
+  type CommonOptions,
+  post,
+  type Resolved,
+  resolve,
+  siteOf
+} from "../internal/adapter.js"
+import { parseRateLimit, requestIdOf } from "../internal/headers.js"
+import { array, isRecord, type JsonRecord, number, opt, record, string } from "../internal/json.js"
+import type { SseEvent } from "../internal/sse.js"
+import { decodeStream, parseData, ResponseBuilder } from "../internal/streaming.js"
+import { malformed, readJson, type Received, send } from "../internal/wire.js"
+import {
+  type FinishReason,
+  type GenerateRequest,
+  type GenerateResponse,
+  type Message,
+  Provider,
+  type ProviderShape,
+  type StreamEvent,
+  type ToolCall,
+  type Usage
+} from "../Provider.js"
+
+/**
+ * Options of the OpenAI adapter. Every default is listed in docs/providers.md.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface OpenAiOptions extends CommonOptions {
+  /** API root including any path prefix. Default `https://api.openai.com/v1`. */
+  readonly baseUrl?: string | undefined
+  /** Label in errors, spans and metrics. Default `openai`. */
+  readonly name?: string | undefined
+  readonly organization?: string | undefined
+  readonly project?: string | undefined
+  /**
+   * Which body field carries the token cap. OpenAI's reasoning models accept only
+   * `max_completion_tokens`; many OpenAI-compatible servers only `max_tokens`.
+   * Default `max_completion_tokens` (`max_tokens` for {@link layerCompatible}).
+   */
+  readonly maxTokensField?: "max_tokens" | "max_completion_tokens" | undefined
+  /** Forward `request.metadata` in the body (OpenAI stores it only with `store: true`). Default false. */
+  readonly sendMetadata?: boolean | undefined
+}
+
+/**
+ * The default API root.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+const toWireMessage = (message: Message): JsonRecord => {
+  if (message.role === "tool") {
+    return { role: "tool", content: message.content, tool_call_id: message.toolCallId ?? "" }
+  }
+  if (message.role === "assistant" && message.toolCalls !== undefined && message.toolCalls.length > 0) {
+    return {
+      role: "assistant",
+      content: message.content.length > 0 ? message.content : null,
+      tool_calls: message.toolCalls.map((call) => ({
+        id: call.id,
+        type: "function",
+        function: { name: call.name, arguments: call.arguments }
+      }))
+    }
+  }
+  return { role: message.role, content: message.content, ...opt("name", message.name) }
+}
+
+const toolChoiceOf = (choice: NonNullable<GenerateRequest["toolChoice"]>): unknown =>
+  typeof choice === "string" ? choice : { type: "function", function: { name: choice.name } }
+
+const responseFormatOf = (format: NonNullable<GenerateRequest["responseFormat"]>): unknown =>
+  format.type === "json_schema"
+    ? { type: "json_schema", json_schema: { name: format.name, schema: format.schema, strict: format.strict ?? true } }
+    : { type: format.type }
+
+/** The request body, exported for tests and for the ChaosServer's own fidelity checks. */
+export const encodeRequest = (
+  request: GenerateRequest,
+  options: { readonly maxTokens: number; readonly maxTokensField: string; readonly sendMetadata: boolean },
+  stream: boolean
+): JsonRecord => {
+  const messages = request.messages.map(toWireMessage)
+  return {
+    model: request.model,
+    messages: request.system !== undefined ? [{ role: "system", content: request.system }, ...messages] : messages,
+    [options.maxTokensField]: options.maxTokens,
+    ...opt("temperature", request.temperature),
+    ...opt("top_p", request.topP),
+    ...opt("stop", request.stop),
+    ...(request.tools !== undefined && request.tools.length > 0
+      ? {
+        tools: request.tools.map((tool) => ({
+          type: "function",
+          function: { name: tool.name, ...opt("description", tool.description), parameters: tool.parameters }
+        }))
+      }
+      : {}),
+    ...(request.toolChoice !== undefined ? { tool_choice: toolChoiceOf(request.toolChoice) } : {}),
+    ...(request.responseFormat !== undefined ? { response_format: responseFormatOf(request.responseFormat) } : {}),
+    ...(options.sendMetadata && request.metadata !== undefined ? { metadata: request.metadata } : {}),
+    ...(stream ? { stream: true, stream_options: { include_usage: true } } : {})
+  }
+}
+
+/**
+ * Maps OpenAI's `finish_reason` to the normalised {@link FinishReason}.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const finishReasonOf = (raw: string | undefined, refused: boolean): FinishReason => {
+  if (refused) return "refusal"
+  switch (raw) {
+    case "stop":
+      return "stop"
+    case "length":
+      return "length"
+    case "tool_calls":
+    case "function_call":
+      return "tool_calls"
+    case "content_filter":
+      return "content_filter"
+    default:
+      return "other"
+  }
+}
+
+const usageOf = (u: unknown): Usage | undefined => {
+  const usage = record(u)
+  if (usage === undefined) return undefined
+  const inputTokens = number(usage["prompt_tokens"]) ?? 0
+  const outputTokens = number(usage["completion_tokens"]) ?? 0
+  return { inputTokens, outputTokens, totalTokens: number(usage["total_tokens"]) ?? inputTokens + outputTokens }
+}
+
+const toolCallsOf = (u: unknown): Array<ToolCall> => {
+  const calls: Array<ToolCall> = []
+  for (const item of array(u) ?? []) {
+    const call = record(item)
+    const fn = record(call?.["function"])
+    if (call === undefined || fn === undefined) continue
+    calls.push({ id: string(call["id"]) ?? "", name: string(fn["name"]) ?? "", arguments: string(fn["arguments"]) ?? "" })
+  }
+  return calls
+}
+
+const decodeResponse = (
+  site: CallSite,
+  received: Received,
+  body: unknown,
+  name: string
+): Effect.Effect<GenerateResponse, ProviderError> => {
+  const requestId = requestIdOf(received.headers)
+  // Some OpenAI-compatible servers answer HTTP 200 with an error object.
+  if (isRecord(body) && isRecord(body["error"])) {
+    return Effect.fail(fromStreamError({ site, payload: body, requestId }))
+  }
+  const choice = record(array(record(body)?.["choices"])?.[0])
+  const message = record(choice?.["message"])
+  if (!isRecord(body) || choice === undefined || message === undefined) {
+    return Effect.fail(malformed(site, "no choices[0].message in the completion", JSON.stringify(body) ?? "", requestId))
+  }
+  const refusal = string(message["refusal"])
+  const rawFinishReason = string(choice["finish_reason"])
+  const rateLimit = parseRateLimit(received.headers, received.receivedAt)
+  return Effect.succeed({
+    provider: name,
+    model: string(body["model"]) ?? site.model,
+    ...opt("id", string(body["id"])),
+    text: string(message["content"]) ?? "",
+    toolCalls: toolCallsOf(message["tool_calls"]),
+    finishReason: finishReasonOf(rawFinishReason, refusal !== undefined && refusal.length > 0),
+    ...opt("rawFinishReason", rawFinishReason),
+    ...opt("refusal", refusal),
+    usage: usageOf(body["usage"]) ?? { inputTokens: 0, outputTokens: 0, totalTokens: 0 },
+    ...opt("requestId", requestId),
+    ...opt("rateLimit", rateLimit),
+    raw: body
+  })
+}
+
+/** The chat.completion.chunk grammar: content, tool-call and refusal deltas; `error` chunks; `[DONE]`. */
+const chunkProtocol = (site: CallSite, requestId: string | undefined, received: Received, name: string) => () => {
+  const builder = new ResponseBuilder(name, site.model)
+  const refusal: Array<string> = []
+  const onEvent = (event: SseEvent, out: Array<StreamEvent>): ProviderError | undefined => {
+    const data = event.data
+    if (data === "[DONE]") {
+      if (refusal.length > 0) {
+        builder.refusal = refusal.join("")
+        builder.finishReason = "refusal"
+      }
+      out.push({ _tag: "Finish", response: builder.build(requestId, parseRateLimit(received.headers, received.receivedAt)) })
+      return undefined
+    }
+    const chunk = record(parseData(data))
+    if (chunk === undefined) return malformed(site, "stream chunk is not a JSON object", data, requestId)
+    if (chunk["error"] !== undefined) return fromStreamError({ site, payload: chunk, requestId })
+    builder.id ??= string(chunk["id"])
+    const model = string(chunk["model"])
+    if (model !== undefined) builder.model = model
+    const usage = usageOf(chunk["usage"])
+    if (usage !== undefined) {
+      builder.usage = usage
+      out.push({ _tag: "Usage", usage })
+    }
+    const choice = record(array(chunk["choices"])?.[0])
+    if (choice === undefined) return undefined
+    const delta = record(choice["delta"])
+    const content = string(delta?.["content"])
+    if (content !== undefined && content.length > 0) {
+      builder.addText(content)
+      out.push({ _tag: "TextDelta", text: content })
+    }
+    const refusalDelta = string(delta?.["refusal"])
+    if (refusalDelta !== undefined) refusal.push(refusalDelta)
+    for (const item of array(delta?.["tool_calls"]) ?? []) {
+      const call = record(item)
+      if (call === undefined) continue
+      const index = number(call["index"]) ?? 0
+      const fn = record(call["function"])
+      const id = string(call["id"])
+      const toolName = string(fn?.["name"])
+      const argumentsDelta = string(fn?.["arguments"]) ?? ""
+      builder.addToolCall(index, id, toolName, argumentsDelta)
+      out.push({ _tag: "ToolCallDelta", index, ...opt("id", id), ...opt("name", toolName), argumentsDelta })
+    }
+    const finish = string(choice["finish_reason"])
+    if (finish !== undefined) {
+      builder.rawFinishReason = finish
+      builder.finishReason = finishReasonOf(finish, false)
+    }
+    return undefined
+  }
+  return { builder, onEvent }
+}
+
+/**
+ * Builds the adapter from an `HttpClient` in context.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: OpenAiOptions): Effect.Effect<ProviderShape<ProviderError>, never, HttpClient.HttpClient> =>
+  Effect.map(HttpClient.HttpClient, (client) => fromClient(client, options))
+
+const fromClient = (client: HttpClient.HttpClient, options: OpenAiOptions): ProviderShape<ProviderError> => {
+  const resolved: Resolved = resolve(options, { name: "openai", baseUrl: DEFAULT_BASE_URL })
+  const key = Redacted.value(options.apiKey)
+  const auth: Record<string, string> = {
+    ...(key.length > 0 ? { authorization: `Bearer ${key}` } : {}),
+    ...opt("openai-organization", options.organization),
+    ...opt("openai-project", options.project)
+  }
+  const encodeOptions = (request: GenerateRequest) => ({
+    maxTokens: cappedMaxTokens(resolved, request),
+    maxTokensField: options.maxTokensField ?? "max_completion_tokens",
+    sendMetadata: options.sendMetadata ?? false
+  })
+  const httpRequest = (request: GenerateRequest, stream: boolean) =>
+    post(resolved, "/chat/completions", auth, request, encodeRequest(request, encodeOptions(request), stream), stream)
+
+  const generate = (request: GenerateRequest): Effect.Effect<GenerateResponse, ProviderError> => {
+    const site = siteOf(resolved, request)
+    return Effect.flatMap(send(client, httpRequest(request, false), site, resolved.limits), (received) => {
+      const requestId = requestIdOf(received.headers)
+      return Effect.flatMap(
+        readJson(received, site, resolved.limits, requestId),
+        (body) => decodeResponse(site, received, body, resolved.name)
+      )
+    })
+  }
+
+  const stream = (request: GenerateRequest): Stream.Stream<StreamEvent, ProviderError> => {
+    const site = siteOf(resolved, request)
+    return Stream.unwrap(
+      Effect.map(send(client, httpRequest(request, true), site, resolved.limits), (received) => {
+        const requestId = requestIdOf(received.headers)
+        return decodeStream(
+          received,
+          site,
+          resolved.limits,
+          requestId,
+          parseRateLimit(received.headers, received.receivedAt),
+          chunkProtocol(site, requestId, received, resolved.name)
+        )
+      })
+    )
+  }
+
+  return { name: resolved.name, generate, stream }
+}
+
+/**
+ * The adapter as a `Provider` layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: OpenAiOptions): Layer.Layer<Provider, never, HttpClient.HttpClient> =>
+  Layer.effect(Provider, make(options))
+
+/**
+ * An OpenAI-compatible server (vLLM, Ollama, LiteLLM proxy, …): the same wire format, `max_tokens`
+ * as the token field, and a label of your choice.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerCompatible = (
+  options: OpenAiOptions & { readonly baseUrl: string; readonly name: string }
+): Layer.Layer<Provider, never, HttpClient.HttpClient> =>
+  layer({ maxTokensField: "max_tokens", ...options })
+
+/**
+ * The adapter configured from the environment: `OPENAI_API_KEY` (redacted) and optional
+ * `OPENAI_BASE_URL`, `OPENAI_ORG_ID`, `OPENAI_PROJECT_ID`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig: Layer.Layer<Provider, ConfigError.ConfigError, HttpClient.HttpClient> = Layer
+  .effect(
+    Provider,
+    Effect.flatMap(
+      Config.all({
+        apiKey: Config.redacted("OPENAI_API_KEY"),
+        baseUrl: Config.withDefault(Config.string("OPENAI_BASE_URL"), DEFAULT_BASE_URL),
+        organization: Config.option(Config.string("OPENAI_ORG_ID")),
+        project: Config.option(Config.string("OPENAI_PROJECT_ID"))
+      }),
+      (config) =>
+        make({
+          apiKey: config.apiKey,
+          baseUrl: config.baseUrl,
+          organization: config.organization._tag === "Some" ? config.organization.value : undefined,
+          project: config.project._tag === "Some" ? config.project.value : undefined
+        })
+    )
+  )

@@ -1,0 +1,465 @@
+/**
+ * A local HTTP server that speaks the real OpenAI Chat Completions and Anthropic Messages wire formats
+ * and fails on demand: rate limits with real Retry-After and rate-limit headers, quota and billing
+ * errors, overload, any 4xx/5xx in the provider's shape, connection resets, hangs, slow first tokens,
+ * stalls, errors inside 200 streams, streams cut before their terminator, malformed and off-contract
+ * bodies — chosen per route by a script, a seeded random mix, a token-bucket capacity model, a
+ * concurrency cap and outage windows (see `Scenario` and docs/chaos-server.md).
+ *
+ * Point any client at it (`openAiBaseUrl` for OpenAI SDKs, `anthropicBaseUrl` for Anthropic SDKs) and
+ * read what it served from `stats` or `GET /__chaos/stats`.
+ *
+ * Time comes from the Effect `Clock` in the context where `make` runs: under `TestClock` the outage
+ * windows, bucket refills and latencies follow `TestClock.adjust`.
+ *
+ * @since 0.1.0
+ */
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as http from "node:http"
+import { anthropicWire } from "./internal/anthropicWire.js"
+import { Engine } from "./internal/engine.js"
+import { openaiWire } from "./internal/openaiWire.js"
+import { type Plan, planResponse, statusOf, type Step } from "./internal/plan.js"
+import { parseChatRequest } from "./internal/request.js"
+import type { ErrorSpec, Wire } from "./internal/wire.js"
+import * as Scenario from "./Scenario.js"
+
+// ---------------------------------------------------------------------------------------------------
+// Public model
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * Where a served fault came from: the route's `script`, its random `mix`, the `default` (ok), the
+ * capacity model (`rpm`/`tpm`), the `concurrency` cap, an `outage` window, or the `server` itself
+ * (bad request body, unknown path, model list).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FaultSource = "script" | "mix" | "default" | "capacity" | "concurrency" | "outage" | "server"
+
+/**
+ * What a log entry says was served: a scenario fault kind, or `invalid_request` (a body the provider
+ * would reject), `unknown_path` (404), `models` (`GET /v1/models`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ServedKind = Scenario.FaultKind | "invalid_request" | "unknown_path" | "models"
+
+/**
+ * One served request.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ChaosLogEntry {
+  /** 1-based, in admission order; restarts at 1 after a reset. */
+  readonly seq: number
+  /** Milliseconds since the server started (or was last reset), by the Effect clock. */
+  readonly at: number
+  readonly api: Scenario.Api
+  /** The route's name (`routes[i]` when unnamed, `default`, or `(server)`). */
+  readonly route: string
+  readonly model: string | null
+  readonly fault: ServedKind
+  readonly source: FaultSource
+  /** The HTTP status sent, or null when none was (connection reset, hang). */
+  readonly status: number | null
+  readonly stream: boolean
+  readonly requestId: string | null
+}
+
+/**
+ * Counters and the ordered log of what was served (the log keeps the last `logLimit` entries).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ChaosStats {
+  readonly total: number
+  /** Requests holding a concurrency slot right now. */
+  readonly inFlight: number
+  readonly byApi: Readonly<Record<string, number>>
+  readonly byRoute: Readonly<Record<string, number>>
+  /** Keyed by status code as a string, `none` for resets and hangs. */
+  readonly byStatus: Readonly<Record<string, number>>
+  readonly byFault: Readonly<Record<string, number>>
+  readonly bySource: Readonly<Record<string, number>>
+  readonly log: ReadonlyArray<ChaosLogEntry>
+  /** Entries dropped from the front of the log because of `logLimit`. */
+  readonly logDropped: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ChaosServerOptions {
+  /** Port to listen on; 0 (the default) picks a free one. */
+  readonly port?: number
+  /** Interface to bind; default `127.0.0.1`. */
+  readonly host?: string
+  /** The initial scenario (validated); default `Scenario.empty` (every call answered ok). */
+  readonly scenario?: Scenario.Scenario
+  /** How many log entries `stats` keeps (default 10 000). */
+  readonly logLimit?: number
+}
+
+/**
+ * A running chaos server.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ChaosServerHandle {
+  readonly port: number
+  /** `http://HOST:PORT` */
+  readonly url: string
+  /** `url + "/v1"`, the OpenAI SDK's `baseURL`. */
+  readonly openAiBaseUrl: string
+  /** `url`, the Anthropic SDK's `baseURL`. */
+  readonly anthropicBaseUrl: string
+  readonly stats: Effect.Effect<ChaosStats>
+  /** Clears stats and restarts scripts, PRNG streams, buckets and the outage clock. */
+  readonly reset: Effect.Effect<void>
+  /** Validates and installs a new scenario, restarting its state (stats are kept). */
+  readonly setScenario: (scenario: Scenario.Scenario) => Effect.Effect<void, Scenario.ScenarioError>
+  readonly scenario: Effect.Effect<Scenario.Scenario>
+}
+
+/**
+ * The server could not start: the port could not be bound (`Listen`) or the scenario is invalid.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ChaosServerError extends Schema.TaggedError<ChaosServerError>()("ChaosServerError", {
+  reason: Schema.Literal("Listen", "InvalidScenario"),
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {}
+
+/**
+ * The chaos server as a service, for tests that provide it with `layer`.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class ChaosServer extends Context.Tag("effect-llm-resilience/testing/ChaosServer")<
+  ChaosServer,
+  ChaosServerHandle
+>() {}
+
+// ---------------------------------------------------------------------------------------------------
+// HTTP handlers
+// ---------------------------------------------------------------------------------------------------
+
+const wireOf = (api: Scenario.Api): Wire => (api === "openai" ? openaiWire : anthropicWire)
+
+const encoder = new TextEncoder()
+
+const jsonResponse = (status: number, value: unknown) =>
+  HttpServerResponse.text(JSON.stringify(value, null, 2), { status, contentType: "application/json" })
+
+/** Waits for the Node response to close (client gone, socket destroyed, or server shut down). */
+const awaitClose = (res: http.ServerResponse): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    if (res.socket === null || res.socket.destroyed) return resume(Effect.void)
+    const onClose = () => resume(Effect.void)
+    res.once("close", onClose)
+    return Effect.sync(() => res.off("close", onClose))
+  })
+
+/** Executes one chunked-body step. */
+const runStep = (step: Step, res: http.ServerResponse): Stream.Stream<Uint8Array> => {
+  switch (step._tag) {
+    case "Write":
+      return Stream.succeed(encoder.encode(step.data))
+    case "Sleep":
+      return Stream.drain(Stream.fromEffect(Effect.sleep(Duration.millis(step.ms))))
+    case "Forever":
+      return Stream.never
+    case "Abort":
+      // `end()` on the socket flushes what was written, then closes the TCP connection in the middle
+      // of the chunked body: the client sees the body break (not a clean end of stream).
+      return Stream.drain(Stream.fromEffect(Effect.zipRight(
+        Effect.sync(() => res.socket?.end()),
+        awaitClose(res)
+      ))).pipe(Stream.concat(Stream.never))
+  }
+}
+
+/** Turns a plan into a response (or into a reset / hang, which never return one). */
+const execute = (plan: Plan, request: HttpServerRequest.HttpServerRequest) =>
+  Effect.gen(function*() {
+    switch (plan._tag) {
+      case "Reset": {
+        const socket = NodeHttpServerRequest.toIncomingMessage(request).socket
+        // RST rather than FIN: the client sees ECONNRESET, like a dropped load-balancer connection.
+        // `resetAndDestroy` throws on non-TCP handles; plain destruction is the next best thing.
+        yield* Effect.sync(() => {
+          try {
+            socket.resetAndDestroy()
+          } catch {
+            socket.destroy()
+          }
+        })
+        return yield* Effect.never
+      }
+      case "Hang":
+        // Interrupted by the platform when the client goes away, or by the scope closing the sockets.
+        return yield* Effect.never
+      case "Body":
+        if (plan.delayMs > 0) yield* Effect.sleep(Duration.millis(plan.delayMs))
+        return HttpServerResponse.text(plan.body, {
+          status: plan.status,
+          contentType: plan.contentType,
+          headers: plan.headers
+        })
+      case "Chunked": {
+        const res = NodeHttpServerRequest.toServerResponse(request)
+        const body = Stream.fromIterable(plan.steps).pipe(Stream.flatMap((step) => runStep(step, res)))
+        return HttpServerResponse.stream(body, {
+          status: plan.status,
+          contentType: plan.contentType,
+          headers: plan.headers
+        })
+      }
+    }
+  })
+
+const readBody = (request: HttpServerRequest.HttpServerRequest) => Effect.orElseSucceed(request.text, () => "")
+
+const makeApp = (engine: Engine) => {
+  const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+
+  const serverError = (
+    api: Scenario.Api,
+    fault: "invalid_request" | "unknown_path",
+    spec: ErrorSpec,
+    model: string | null
+  ) =>
+    Effect.flatMap(now, (nowMs) =>
+      Effect.sync(() => {
+        const wire = wireOf(api)
+        const requestId = wire.requestId(engine.idRng)
+        const rendered = wire.error(spec, requestId)
+        engine.record({
+          seq: engine.nextSeq(),
+          at: engine.since(nowMs),
+          api,
+          route: "(server)",
+          model,
+          fault,
+          source: "server",
+          status: rendered.status,
+          stream: false,
+          requestId
+        })
+        return HttpServerResponse.text(rendered.body, {
+          status: rendered.status,
+          contentType: "application/json",
+          headers: { [wire.requestIdHeader]: requestId }
+        })
+      }))
+
+  const chat = (api: Scenario.Api) =>
+    Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const body = yield* readBody(request)
+      const parsed = parseChatRequest(api, body)
+      if (parsed._tag === "Left") {
+        return yield* serverError(api, "invalid_request", { kind: "invalid_request", ...parsed.problem }, null)
+      }
+      const chatRequest = parsed.request
+      const nowMs = yield* now
+      const wire = wireOf(api)
+      const res = NodeHttpServerRequest.toServerResponse(request)
+      const { admission, plan } = yield* Effect.sync(() => {
+        const admission = engine.admit(chatRequest, nowMs)
+        const requestId = wire.requestId(engine.idRng)
+        const plan = planResponse({
+          wire,
+          request: chatRequest,
+          admission,
+          requestId,
+          responseId: wire.responseId(engine.idRng),
+          nowMs
+        })
+        engine.record({
+          seq: admission.seq,
+          at: admission.at,
+          api,
+          route: admission.route.name,
+          model: chatRequest.model,
+          fault: admission.fault.kind,
+          source: admission.source,
+          status: statusOf(plan),
+          stream: chatRequest.stream,
+          requestId
+        })
+        // The slot is held until the response is finished or the connection drops, whichever the fault
+        // (`release` is idempotent; `finish` comes first on a clean end, `close` on a dropped connection).
+        res.once("finish", admission.release)
+        res.once("close", admission.release)
+        if (res.socket === null || res.socket.destroyed) admission.release()
+        return { admission, plan }
+      })
+      if (admission.latencyMs > 0) yield* Effect.sleep(Duration.millis(admission.latencyMs))
+      return yield* execute(plan, request)
+    })
+
+  const models = Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const api: Scenario.Api = request.headers["anthropic-version"] !== undefined ? "anthropic" : "openai"
+    const wire = wireOf(api)
+    const nowMs = yield* now
+    return yield* Effect.sync(() => {
+      const requestId = wire.requestId(engine.idRng)
+      engine.record({
+        seq: engine.nextSeq(),
+        at: engine.since(nowMs),
+        api,
+        route: "(server)",
+        model: null,
+        fault: "models",
+        source: "server",
+        status: 200,
+        stream: false,
+        requestId
+      })
+      return HttpServerResponse.text(wire.models(engine.models(), nowMs), {
+        status: 200,
+        contentType: "application/json",
+        headers: { [wire.requestIdHeader]: requestId }
+      })
+    })
+  })
+
+  const unknownPath = Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const path = request.url.split("?")[0] ?? request.url
+    const api: Scenario.Api = path.startsWith("/v1/messages") || request.headers["anthropic-version"] !== undefined
+      ? "anthropic"
+      : "openai"
+    return yield* serverError(api, "unknown_path", { kind: "unknown_path", method: request.method, path }, null)
+  })
+
+  const setScenarioRoute = Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const body = yield* readBody(request)
+    const nowMs = yield* now
+    return yield* Scenario.fromJson(body, "POST /__chaos/scenario").pipe(
+      Effect.flatMap((scenario) => Effect.sync(() => engine.setScenario(scenario, nowMs))),
+      Effect.as(jsonResponse(200, { ok: true })),
+      Effect.catchTag("ScenarioError", (error) =>
+        Effect.succeed(jsonResponse(400, { error: { message: error.message, issues: error.issues } })))
+    )
+  })
+
+  return HttpRouter.empty.pipe(
+    HttpRouter.post("/v1/chat/completions", chat("openai")),
+    HttpRouter.post("/v1/messages", chat("anthropic")),
+    HttpRouter.get("/v1/models", models),
+    HttpRouter.get("/__chaos/stats", Effect.sync(() => jsonResponse(200, engine.stats()))),
+    HttpRouter.get("/__chaos/scenario", Effect.sync(() => jsonResponse(200, engine.scenario))),
+    HttpRouter.post(
+      "/__chaos/reset",
+      Effect.flatMap(now, (nowMs) => Effect.sync(() => engine.reset(nowMs))).pipe(Effect.as(jsonResponse(200, { ok: true })))
+    ),
+    HttpRouter.post("/__chaos/scenario", setScenarioRoute),
+    HttpRouter.all("*", unknownPath)
+  )
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Constructors
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * Starts a chaos server on `options.port` (default: a free port) on 127.0.0.1. Closing the scope stops
+ * it and destroys every connection, including ones a `hang_before_headers` or stalled stream holds.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: ChaosServerOptions = {}
+): Effect.Effect<ChaosServerHandle, ChaosServerError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const scenario = yield* Scenario.decodeUnknown(options.scenario ?? Scenario.empty, "ChaosServer options.scenario").pipe(
+      Effect.mapError((cause) => new ChaosServerError({ reason: "InvalidScenario", message: cause.message, cause }))
+    )
+    const clock = yield* Effect.clock
+    const engine = new Engine(scenario, yield* clock.currentTimeMillis, options.logLimit ?? 10_000)
+    const host = options.host ?? "127.0.0.1"
+    const requestedPort = options.port ?? 0
+    if (!Number.isInteger(requestedPort) || requestedPort < 0 || requestedPort > 65_535) {
+      // Node throws synchronously on a bad port; make it a typed failure, not a defect.
+      return yield* new ChaosServerError({ reason: "Listen", message: `invalid port: ${requestedPort}` })
+    }
+
+    let nodeServer: http.Server | undefined
+    const server = yield* NodeHttpServer.make(() => {
+      nodeServer = http.createServer()
+      return nodeServer
+    }, { port: requestedPort, host }).pipe(
+      Effect.mapError((error) =>
+        new ChaosServerError({
+          reason: "Listen",
+          message: `cannot listen on ${host}:${requestedPort}: ${String(error.cause)}`,
+          cause: error
+        })
+      )
+    )
+    // Runs before the platform's own finalizer (finalizers run in reverse): stop accepting, then destroy
+    // every socket, so `server.close` does not wait forever on hung or stalled responses.
+    yield* Effect.addFinalizer(() =>
+      Effect.async<void>((resume) => {
+        const s = nodeServer
+        if (s === undefined || !s.listening) return resume(Effect.void)
+        s.close(() => resume(Effect.void))
+        s.closeAllConnections()
+      })
+    )
+    yield* server.serve(makeApp(engine))
+
+    const port = server.address._tag === "TcpAddress" ? server.address.port : 0
+    const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`
+    const nowMs = clock.currentTimeMillis
+    return {
+      port,
+      url,
+      openAiBaseUrl: `${url}/v1`,
+      anthropicBaseUrl: url,
+      stats: Effect.sync(() => engine.stats()),
+      reset: Effect.flatMap(nowMs, (t) => Effect.sync(() => engine.reset(t))),
+      setScenario: (next) =>
+        Effect.flatMap(
+          Scenario.decodeUnknown(next, "setScenario"),
+          (decoded) => Effect.flatMap(nowMs, (t) => Effect.sync(() => engine.setScenario(decoded, t)))
+        ),
+      scenario: Effect.sync(() => engine.scenario)
+    } satisfies ChaosServerHandle
+  })
+
+/**
+ * A scoped layer providing `ChaosServer`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: ChaosServerOptions = {}): Layer.Layer<ChaosServer, ChaosServerError> =>
+  Layer.scoped(ChaosServer, make(options))

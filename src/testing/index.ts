@@ -1,0 +1,27 @@
+/**
+ * The test kit: a scripted in-process provider for `TestClock` tests, and a chaos server that speaks
+ * the real OpenAI and Anthropic wire formats for tests over real HTTP.
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * Scripted in-process `Provider` (no HTTP; delays driven by `TestClock`).
+ *
+ * @since 0.1.0
+ */
+export * as MockProvider from "./MockProvider.js"
+
+/**
+ * A local HTTP server that fails on demand in both providers' wire formats.
+ *
+ * @since 0.1.0
+ */
+export * as ChaosServer from "./ChaosServer.js"
+
+/**
+ * The chaos server's scenario format (JSON, validated with Schema).
+ *
+ * @since 0.1.0
+ */
+export * as Scenario from "./Scenario.js"

@@ -1,0 +1,105 @@
+/**
+ * Reads the parts of an OpenAI Chat Completions or Anthropic Messages request body the chaos server
+ * needs (model, streaming flags, max tokens, prompt text). Total: a malformed body becomes a
+ * provider-style 400, never an exception.
+ *
+ * @internal
+ */
+import type { Api } from "../Scenario.js"
+
+/** The provider-neutral view of a model call. */
+export interface ChatRequest {
+  readonly api: Api
+  readonly model: string
+  readonly stream: boolean
+  /** OpenAI `stream_options.include_usage`: send a usage chunk before `[DONE]`. */
+  readonly includeUsage: boolean
+  /** `max_tokens` / `max_completion_tokens`, when given. */
+  readonly maxTokens: number | undefined
+  /** All prompt text (system + every message), joined with newlines — the basis of the token estimate. */
+  readonly promptText: string
+  /** The text of the last user message (for `echo` content). */
+  readonly lastUserText: string
+}
+
+/** Why a body was rejected, phrased as the provider would, and which parameter was at fault. */
+export interface RequestProblem {
+  readonly message: string
+  readonly param: string | null
+}
+
+const isRecord = (u: unknown): u is Readonly<Record<string, unknown>> =>
+  typeof u === "object" && u !== null && !Array.isArray(u)
+
+/** A message `content`: a string, or an array of parts of which the `text` ones count. */
+const textOf = (content: unknown): string => {
+  if (typeof content === "string") return content
+  if (!Array.isArray(content)) return ""
+  const parts: Array<string> = []
+  for (const part of content) {
+    if (typeof part === "string") parts.push(part)
+    else if (isRecord(part) && typeof part["text"] === "string") parts.push(part["text"])
+  }
+  return parts.join("\n")
+}
+
+const nonNegativeInt = (u: unknown): number | undefined =>
+  typeof u === "number" && Number.isInteger(u) && u >= 0 ? u : undefined
+
+/** Parses a request body for `api`. */
+export const parseChatRequest = (
+  api: Api,
+  body: string
+): { readonly _tag: "Right"; readonly request: ChatRequest } | { readonly _tag: "Left"; readonly problem: RequestProblem } => {
+  const left = (message: string, param: string | null) => ({ _tag: "Left" as const, problem: { message, param } })
+  let json: unknown
+  try {
+    json = JSON.parse(body)
+  } catch {
+    return api === "openai"
+      ? left(
+        "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you have trouble figuring out how to fix this, please contact us through our help center at help.openai.com.)",
+        null
+      )
+      : left("There was an error parsing the body of your request as JSON.", null)
+  }
+  if (!isRecord(json)) return left("The request body must be a JSON object.", null)
+  const model = json["model"]
+  if (typeof model !== "string" || model === "") {
+    return api === "openai" ? left("you must provide a model parameter", null) : left("model: Field required", "model")
+  }
+  const messages = json["messages"]
+  if (!Array.isArray(messages)) {
+    return api === "openai"
+      ? left("Missing required parameter: 'messages'.", "messages")
+      : left("messages: Field required", "messages")
+  }
+  const maxTokens = nonNegativeInt(json["max_tokens"]) ?? nonNegativeInt(json["max_completion_tokens"])
+  if (api === "anthropic" && maxTokens === undefined) return left("max_tokens: Field required", "max_tokens")
+
+  const texts: Array<string> = []
+  if (api === "anthropic") {
+    const system = textOf(json["system"])
+    if (system !== "") texts.push(system)
+  }
+  let lastUserText = ""
+  for (const message of messages) {
+    if (!isRecord(message)) continue
+    const text = textOf(message["content"])
+    texts.push(text)
+    if (message["role"] === "user") lastUserText = text
+  }
+  const streamOptions = json["stream_options"]
+  return {
+    _tag: "Right",
+    request: {
+      api,
+      model,
+      stream: json["stream"] === true,
+      includeUsage: isRecord(streamOptions) && streamOptions["include_usage"] === true,
+      maxTokens,
+      promptText: texts.join("\n"),
+      lastUserText
+    }
+  }
+}
