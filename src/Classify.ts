@@ -125,7 +125,9 @@ const kindFromProvider = (info: ProviderErrorInfo): Kind | undefined => {
   if (type === "not_found_error" || code === "model_not_found") return "NotFound"
   if (code === "context_length_exceeded") return "ContextLengthExceeded"
   if (type === "request_too_large") return "BadRequest"
-  if (type === "api_error" || type === "server_error" || type === "timeout_error") return "ServerError"
+  // Generic server types (`api_error`, `server_error`, `timeout_error`) name no cause, so the status
+  // decides: a 503 with a generic body is still the provider shedding load (OpenAI answers 503 "The
+  // engine is currently overloaded" with type `server_error`), and any 5xx is at least a ServerError.
   return undefined
 }
 

@@ -101,7 +101,7 @@ export type PolicyState = CircuitBreakers | RateLimiters | RetryBudget.RetryBudg
  * @category layers
  */
 export const layerState: Layer.Layer<PolicyState> = Layer.mergeAll(
-  CircuitBreakerModule.layer(),
+  CircuitBreakerModule.layer,
   RateLimiterModule.layer,
   RetryBudget.layer
 )
@@ -185,7 +185,9 @@ export const apply = (
       const key = `${route}/${model}`
       return Effect.gen(function*() {
         const state: ModelState = {
-          breaker: policy.breaker === false ? undefined : yield* breakers.get(key, policy.breaker ?? {}),
+          breaker: policy.breaker === false
+            ? undefined
+            : yield* breakers.get(key, policy.breaker ?? {}, healthProbe(model)),
           limiter: policy.rateLimit === undefined || policy.rateLimit === false
             ? undefined
             : yield* limiters.get(key, policy.rateLimit),
@@ -195,6 +197,11 @@ export const apply = (
         return state
       })
     }
+
+    // The breaker's optional background probe: the smallest request the route can answer, sent
+    // straight to the provider (not through the retry loop or the output gate).
+    const healthProbe = (model: string) =>
+      provider.generate({ model, messages: [{ role: "user", content: "ping" }], maxTokens: 1 })
 
     const siteOf = (request: GenerateRequest, attempt: number) => ({
       provider: provider.name,

@@ -45,7 +45,7 @@ describe("Fallback — routing by action", () => {
 
   it.effect("schema-violating JSON is InvalidOutput and cascades; never accepted", () =>
     Effect.gen(function*() {
-      const primary = Mock.make({ otherwise: Mock.fail(Mock.errors.serverError(503)) })
+      const primary = Mock.make({ otherwise: Mock.fail(Mock.errors.overloaded()) })
       const secondary = Mock.make({ otherwise: Mock.succeed(violating) })
       const tertiary = Mock.make({ otherwise: Mock.succeed(valid) })
       const chain = yield* Fallback.make({

@@ -1,0 +1,548 @@
+/**
+ * A circuit breaker per route and model: stop sending requests to a provider that is failing, fail
+ * fast with `CircuitOpen` (action `reroute`) while it recovers, and let a few probe calls find out when
+ * it has.
+ *
+ * ```
+ * closed ──trip──▶ open ──(open duration passes)──▶ half-open ──N probes succeed──▶ closed
+ *                   ▲                                   │
+ *                   └───────────── a probe fails ───────┘   (each re-open lasts longer, up to a cap)
+ * ```
+ *
+ * - **Trips** on `consecutiveFailures` failures in a row, or when at least `minimumThroughput` calls in
+ *   the sliding `window` failed at `failureRate` or more (whichever comes first).
+ * - **Counts only what says the provider is unhealthy** (`Errors.isProviderHealthFailure`: overload,
+ *   5xx, timeouts, connection errors, broken streams, malformed 200s; `RateLimited` only with
+ *   `countRateLimited`). Any other outcome — a 400, a 401, a schema failure — proves the provider
+ *   answered, so it counts as a success, as in Polly.
+ * - **Open duration** starts at `openDuration`, grows by `backoffFactor` on each consecutive re-open up to
+ *   `maxOpenDuration`, and is never shorter than a `Retry-After` the tripping failure carried.
+ * - **Half-open** lets `halfOpenProbes` calls through at once; all must succeed to close; one failure
+ *   re-opens. Other callers keep failing fast.
+ * - A permit taken in one state reports into that state only: an answer that arrives after the breaker
+ *   has moved on (a slow call that started before it opened) is ignored, so it cannot close or re-trip a
+ *   breaker on stale evidence.
+ * - Manual `isolate` (open until `reset`) and `reset`; transitions as a `Stream` of events, a bounded
+ *   history (for reports) and metrics; an optional background health probe that can close an open
+ *   breaker without spending a user's request.
+ *
+ * Cost: a permit on the closed path is a clock read, a comparison and, when the call ends, an array
+ * write — no fiber, no timer, no allocation beyond the permit.
+ *
+ * See docs/policies/circuit-breaker.md.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { CircuitOpen, isProviderHealthFailure, type RouteError, routeErrorTags } from "./Errors.js"
+import { millisOf } from "./internal/timer.js"
+
+/**
+ * Options. Every default is in {@link defaults} and docs/policies/circuit-breaker.md.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CircuitBreakerOptions {
+  /** Trip after this many counted failures in a row. `Infinity` switches the rule off. Default 5. */
+  readonly consecutiveFailures?: number | undefined
+  /** Trip when this share of the calls in the window failed… Default 0.5. `Infinity` switches the rule off. */
+  readonly failureRate?: number | undefined
+  /** …and the window holds at least this many calls. Default 20. */
+  readonly minimumThroughput?: number | undefined
+  /** The sliding window of the failure-rate rule. Default 30 seconds. */
+  readonly window?: Duration.DurationInput | undefined
+  /** How long the breaker stays open the first time. Default 5 seconds. */
+  readonly openDuration?: Duration.DurationInput | undefined
+  /** Each consecutive re-open lasts this many times longer. Default 2 (1 = constant). */
+  readonly backoffFactor?: number | undefined
+  /** The longest an open period lasts. Default 60 seconds. */
+  readonly maxOpenDuration?: Duration.DurationInput | undefined
+  /** Stay open at least as long as the tripping failure's Retry-After (capped by `maxOpenDuration`). Default true. */
+  readonly honourRetryAfter?: boolean | undefined
+  /** Probe calls let through at once in half-open; all must succeed to close. Default 1. */
+  readonly halfOpenProbes?: number | undefined
+  /** Count `RateLimited` as a health failure ("too fast" is not "sick", so off by default). Default false. */
+  readonly countRateLimited?: boolean | undefined
+  /** Replaces the rule for what counts as a failure. Default: provider-health failures. */
+  readonly isFailure?: ((error: unknown) => boolean) | undefined
+  /**
+   * A background health probe: while the breaker is open, run the route's probe every `interval`
+   * (off by default; `Policy` supplies the probe — a one-token request — when this is set).
+   */
+  readonly healthProbe?: { readonly interval: Duration.DurationInput } | undefined
+}
+
+/**
+ * The defaults, in milliseconds where they are durations.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaults = {
+  consecutiveFailures: 5,
+  failureRate: 0.5,
+  minimumThroughput: 20,
+  windowMs: 30_000,
+  openDurationMs: 5_000,
+  backoffFactor: 2,
+  maxOpenDurationMs: 60_000,
+  honourRetryAfter: true,
+  halfOpenProbes: 1,
+  countRateLimited: false
+} as const
+
+/**
+ * The breaker's state. `isolated` is a manual open that only {@link CircuitBreaker.reset} ends.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type BreakerState = "closed" | "open" | "half-open" | "isolated"
+
+/**
+ * A state transition.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BreakerEvent {
+  readonly key: string
+  readonly from: BreakerState
+  readonly to: BreakerState
+  /** Clock time (ms) of the transition. */
+  readonly at: number
+  /** When an open period ends (for `open`). */
+  readonly openUntil?: number | undefined
+  /** What caused it (`consecutive failures`, `failure rate`, `probe failed`, `probes succeeded`, `manual`, …). */
+  readonly reason: string
+}
+
+/**
+ * Where a call runs, for the `CircuitOpen` errors the breaker produces.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Site {
+  readonly provider: string
+  readonly model: string
+  readonly route: string
+  readonly attempt: number
+}
+
+/**
+ * Leave to make one call through the breaker. Report its outcome exactly once (later reports are
+ * ignored): `success`, `failure(error)` (counted only if it says the provider is unhealthy), or
+ * `cancel` (no verdict: the caller stopped before an answer).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Permit {
+  readonly success: Effect.Effect<void>
+  readonly failure: (error: unknown) => Effect.Effect<void>
+  readonly cancel: Effect.Effect<void>
+}
+
+/**
+ * A snapshot for dashboards and reports.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BreakerStats {
+  readonly state: BreakerState
+  /** Calls and counted failures in the sliding window. */
+  readonly calls: number
+  readonly failures: number
+  readonly consecutiveFailures: number
+  /** When the current open period ends (Clock ms), if open. */
+  readonly openUntil?: number | undefined
+}
+
+/**
+ * One breaker.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CircuitBreaker {
+  readonly key: string
+  /** Takes a permit, or fails fast with `CircuitOpen` (carrying the time left until half-open). */
+  readonly acquire: (site: Site) => Effect.Effect<Permit, CircuitOpen>
+  /** Runs a call with a permit, reporting its outcome (interruption reports `cancel`). */
+  readonly execute: <A, E, R>(call: Effect.Effect<A, E, R>, site: Site) => Effect.Effect<A, E | CircuitOpen, R>
+  /** The current state (an expired open period reads as `half-open`). */
+  readonly state: Effect.Effect<BreakerState>
+  readonly stats: Effect.Effect<BreakerStats>
+  /** Opens the breaker until {@link reset}. */
+  readonly isolate: Effect.Effect<void>
+  /** Closes the breaker and forgets its history of failures. */
+  readonly reset: Effect.Effect<void>
+  /**
+   * Subscribes now (in the current scope) and returns every transition from then on: no event between
+   * the subscription and the first pull is lost.
+   */
+  readonly events: Effect.Effect<Stream.Stream<BreakerEvent>, never, Scope.Scope>
+  /** The last transitions (up to 256), oldest first — the breaker's state over time. */
+  readonly history: Effect.Effect<ReadonlyArray<BreakerEvent>>
+}
+
+const transitions = Metric.counter("llm_breaker_transitions_total", {
+  description: "Circuit breaker state transitions, by key and target state"
+})
+const rejections = Metric.counter("llm_breaker_rejections_total", {
+  description: "Calls refused because the breaker was open, by key"
+})
+const stateGauge = Metric.gauge("llm_breaker_state", {
+  description: "Circuit breaker state by key: 0 closed, 1 half-open, 2 open, 3 isolated"
+})
+const stateCode: Readonly<Record<BreakerState, number>> = { closed: 0, "half-open": 1, open: 2, isolated: 3 }
+
+const HISTORY = 256
+
+const isRouteError = (error: unknown): error is RouteError =>
+  typeof error === "object" && error !== null && "_tag" in error &&
+  (routeErrorTags as ReadonlyArray<unknown>).includes((error as { readonly _tag: unknown })._tag)
+
+const retryAfterOf = (error: unknown): number | undefined => {
+  if (typeof error !== "object" || error === null || !("retryAfterMs" in error)) return undefined
+  const value = (error as { readonly retryAfterMs: unknown }).retryAfterMs
+  return typeof value === "number" && Number.isFinite(value) ? value : undefined
+}
+
+interface Resolved {
+  readonly consecutive: number
+  readonly rate: number
+  readonly minimumThroughput: number
+  readonly windowMs: number
+  readonly bucketMs: number
+  readonly buckets: number
+  readonly openMs: number
+  readonly factor: number
+  readonly maxOpenMs: number
+  readonly honourRetryAfter: boolean
+  readonly probes: number
+  readonly isFailure: (error: unknown) => boolean
+}
+
+const resolve = (options: CircuitBreakerOptions): Resolved => {
+  const countRateLimited = options.countRateLimited ?? defaults.countRateLimited
+  const windowMs = Math.max(1, millisOf(options.window) ?? defaults.windowMs)
+  // Ten buckets per window: the rate rule forgets old calls in steps of a tenth of the window.
+  const buckets = 10
+  return {
+    consecutive: Math.max(1, options.consecutiveFailures ?? defaults.consecutiveFailures),
+    rate: options.failureRate ?? defaults.failureRate,
+    minimumThroughput: Math.max(1, options.minimumThroughput ?? defaults.minimumThroughput),
+    windowMs,
+    bucketMs: windowMs / buckets,
+    buckets,
+    openMs: Math.max(0, millisOf(options.openDuration) ?? defaults.openDurationMs),
+    factor: Math.max(1, options.backoffFactor ?? defaults.backoffFactor),
+    maxOpenMs: Math.max(0, millisOf(options.maxOpenDuration) ?? defaults.maxOpenDurationMs),
+    honourRetryAfter: options.honourRetryAfter ?? defaults.honourRetryAfter,
+    probes: Math.max(1, Math.floor(options.halfOpenProbes ?? defaults.halfOpenProbes)),
+    isFailure: options.isFailure ??
+      ((error) =>
+        isRouteError(error) &&
+        (isProviderHealthFailure(error) || (countRateLimited && error._tag === "RateLimited")))
+  }
+}
+
+/**
+ * Builds a breaker that publishes its transitions to `hub`. Prefer the {@link CircuitBreakers}
+ * registry, which shares one breaker per key across callers.
+ */
+const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.PubSub<BreakerEvent>): CircuitBreaker => {
+  const o = resolve(options)
+  // Sliding window of calls and failures, in buckets of `bucketMs`.
+  const calls = new Float64Array(o.buckets)
+  const failures = new Float64Array(o.buckets)
+  let currentBucket = Number.NEGATIVE_INFINITY
+  let consecutive = 0
+  let state: BreakerState = "closed"
+  let openUntil = 0
+  let reopenings = 0 // consecutive re-opens without a close in between, for the open-duration backoff
+  let probesInFlight = 0
+  let probeSuccesses = 0
+  // Bumped on every transition: a permit only reports into the generation it was taken in.
+  let generation = 0
+  const history: Array<BreakerEvent> = []
+
+  const advance = (now: number) => {
+    const bucket = Math.floor(now / o.bucketMs)
+    if (bucket === currentBucket) return
+    const stale = Math.min(o.buckets, bucket - currentBucket)
+    for (let i = 1; i <= stale; i++) {
+      const slot = (((bucket - stale + i) % o.buckets) + o.buckets) % o.buckets
+      calls[slot] = 0
+      failures[slot] = 0
+    }
+    currentBucket = bucket
+  }
+  const slot = () => ((currentBucket % o.buckets) + o.buckets) % o.buckets
+  const sum = (array: Float64Array) => {
+    let total = 0
+    for (let i = 0; i < array.length; i++) total += array[i]!
+    return total
+  }
+  const clearWindow = () => {
+    calls.fill(0)
+    failures.fill(0)
+    consecutive = 0
+  }
+
+  /** Applies a transition now and returns the event to publish (publishing happens outside the sync block). */
+  const transition = (now: number, to: BreakerState, reason: string): BreakerEvent => {
+    const from = state
+    state = to
+    generation++
+    probesInFlight = 0
+    probeSuccesses = 0
+    const event: BreakerEvent = { key, from, to, at: now, reason, ...(to === "open" ? { openUntil } : {}) }
+    history.push(event)
+    if (history.length > HISTORY) history.shift()
+    return event
+  }
+  const announce = (event: BreakerEvent | undefined): Effect.Effect<void> =>
+    event === undefined ? Effect.void : Effect.zipRight(
+      Effect.zipRight(
+        Metric.increment(Metric.tagged(Metric.tagged(transitions, "key", key), "to", event.to)),
+        Metric.set(Metric.tagged(stateGauge, "key", key), stateCode[event.to])
+      ),
+      PubSub.publish(hub, event)
+    )
+
+  const open = (now: number, reason: string, error: unknown): BreakerEvent => {
+    let duration = Math.min(o.maxOpenMs, o.openMs * o.factor ** reopenings)
+    const hint = o.honourRetryAfter ? retryAfterOf(error) : undefined
+    if (hint !== undefined) duration = Math.max(duration, Math.min(o.maxOpenMs, hint))
+    reopenings++
+    openUntil = now + duration
+    return transition(now, "open", reason)
+  }
+
+  /** Moves an expired open period to half-open (lazily, when someone looks). */
+  const refresh = (now: number): BreakerEvent | undefined =>
+    state === "open" && now >= openUntil ? transition(now, "half-open", "open period ended") : undefined
+
+  const rejected = (site: Site, now: number, retryAfterMs: number | undefined): CircuitOpen =>
+    new CircuitOpen({
+      ...site,
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+      message: state === "isolated"
+        ? `circuit for ${key} is isolated (manually opened)`
+        : state === "half-open"
+        ? `circuit for ${key} is half-open and its probe calls are in flight`
+        : `circuit for ${key} is open for another ${Math.max(0, openUntil - now)} ms`
+    }, true)
+
+  /** Records an outcome taken under `taken` (a generation) and returns the transition it caused, if any. */
+  const settle = (taken: number, failed: boolean, error: unknown, now: number): BreakerEvent | undefined => {
+    if (taken !== generation) return undefined
+    if (state === "half-open") {
+      probesInFlight = Math.max(0, probesInFlight - 1)
+      if (failed) return open(now, "probe failed", error)
+      probeSuccesses++
+      if (probeSuccesses < o.probes) return undefined
+      reopenings = 0
+      clearWindow()
+      return transition(now, "closed", "probes succeeded")
+    }
+    if (state !== "closed") return undefined
+    advance(now)
+    const at = slot()
+    calls[at]! += 1
+    if (!failed) {
+      consecutive = 0
+      return undefined
+    }
+    failures[at]! += 1
+    consecutive++
+    if (consecutive >= o.consecutive) return open(now, `${consecutive} consecutive failures`, error)
+    const total = sum(calls)
+    if (total >= o.minimumThroughput) {
+      const failed = sum(failures)
+      if (failed / total >= o.rate) return open(now, `failure rate ${Math.round((100 * failed) / total)}% of ${total} calls`, error)
+    }
+    return undefined
+  }
+
+  const permitFor = (taken: number, probe: boolean): Permit => {
+    let done = false
+    const report = (failed: boolean | undefined, error: unknown): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (done) return Effect.void
+        done = true
+        if (failed === undefined) {
+          if (probe && taken === generation) probesInFlight = Math.max(0, probesInFlight - 1)
+          return Effect.void
+        }
+        return Effect.flatMap(Clock.currentTimeMillis, (now) => announce(settle(taken, failed, error, now)))
+      })
+    return {
+      success: report(false, undefined),
+      failure: (error) => report(o.isFailure(error), error),
+      cancel: report(undefined, undefined)
+    }
+  }
+
+  const acquire = (site: Site): Effect.Effect<Permit, CircuitOpen> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const event = refresh(now)
+      let outcome: Permit | CircuitOpen
+      if (state === "closed") outcome = permitFor(generation, false)
+      else if (state === "half-open" && probesInFlight < o.probes) {
+        probesInFlight++
+        outcome = permitFor(generation, true)
+      } else {
+        outcome = rejected(site, now, state === "open" ? Math.max(0, openUntil - now) : state === "half-open" ? 0 : undefined)
+      }
+      const result: Effect.Effect<Permit, CircuitOpen> = outcome instanceof CircuitOpen
+        ? Effect.zipRight(Metric.increment(Metric.tagged(rejections, "key", key)), Effect.fail(outcome))
+        : Effect.succeed(outcome)
+      return event === undefined ? result : Effect.zipRight(announce(event), result)
+    })
+
+  const execute = <A, E, R>(call: Effect.Effect<A, E, R>, site: Site): Effect.Effect<A, E | CircuitOpen, R> =>
+    Effect.flatMap(acquire(site), (permit) =>
+      Effect.onExit(call, (exit) => {
+        if (Exit.isSuccess(exit)) return permit.success
+        const failure = Cause.failureOption(exit.cause)
+        if (Option.isSome(failure)) return permit.failure(failure.value)
+        // A defect is a failure of the call; an interruption alone has no verdict.
+        return Cause.isInterruptedOnly(exit.cause) ? permit.cancel : permit.failure(Cause.squash(exit.cause))
+      }))
+
+  const stats: Effect.Effect<BreakerStats> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    const event = refresh(now)
+    advance(now)
+    const snapshot: BreakerStats = {
+      state,
+      calls: sum(calls),
+      failures: sum(failures),
+      consecutiveFailures: consecutive,
+      ...(state === "open" ? { openUntil } : {})
+    }
+    return Effect.as(announce(event), snapshot)
+  })
+
+  return {
+    key,
+    acquire,
+    execute,
+    state: Effect.map(stats, (s) => s.state),
+    stats,
+    isolate: Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      announce(state === "isolated" ? undefined : transition(now, "isolated", "manual isolate"))),
+    reset: Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      reopenings = 0
+      clearWindow()
+      return announce(state === "closed" ? undefined : transition(now, "closed", "manual reset"))
+    }),
+    events: Effect.map(Stream.fromPubSub(hub, { scoped: true }), Stream.filter((event) => event.key === key)),
+    history: Effect.sync(() => history.slice())
+  }
+}
+
+/**
+ * Builds a standalone breaker. Prefer the {@link CircuitBreakers} registry, which shares one breaker per
+ * key across every caller of a route.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (key: string, options: CircuitBreakerOptions = {}): Effect.Effect<CircuitBreaker> =>
+  Effect.map(PubSub.unbounded<BreakerEvent>(), (hub) => unsafeMake(key, options, hub))
+
+/**
+ * Runs `probe` every `interval` while the breaker is open (not while isolated), in the current scope:
+ * a probe that succeeds counts as a half-open success — enough of them close the breaker without a
+ * user's request being spent on finding out; one that fails starts a new, longer open period.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const withHealthProbe = <E, R>(
+  breaker: CircuitBreaker,
+  probe: Effect.Effect<unknown, E, R>,
+  interval: Duration.DurationInput
+): Effect.Effect<void, never, R | Scope.Scope> => {
+  const site: Site = { provider: "*", model: "*", route: breaker.key, attempt: 0 }
+  const tick = Effect.flatMap(breaker.stats, (stats) => {
+    if (stats.state !== "open" && stats.state !== "half-open") return Effect.void
+    // Jump the queue: a probe is allowed as soon as the breaker would let one through.
+    return Effect.ignore(breaker.execute(probe, site))
+  })
+  return Effect.asVoid(Effect.forkScoped(Effect.repeat(tick, Schedule.spaced(interval))))
+}
+
+/**
+ * The registry: one breaker per key (`route/model` in `Policy`), shared by every caller of that key,
+ * with one stream of every breaker's transitions. The options of the first `get` of a key win.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class CircuitBreakers extends Context.Tag("effect-llm-resilience/CircuitBreakers")<CircuitBreakers, {
+  /** The breaker of `key`, created on first use; `probe` starts its health probe when the options ask for one. */
+  readonly get: (
+    key: string,
+    options?: CircuitBreakerOptions,
+    probe?: Effect.Effect<unknown, unknown>
+  ) => Effect.Effect<CircuitBreaker>
+  /** The breaker of `key`, if one exists. */
+  readonly lookup: (key: string) => Effect.Effect<Option.Option<CircuitBreaker>>
+  /** Every breaker created so far. */
+  readonly all: Effect.Effect<ReadonlyArray<CircuitBreaker>>
+  /** Subscribes now (in the current scope) to every transition of every breaker from then on. */
+  readonly events: Effect.Effect<Stream.Stream<BreakerEvent>, never, Scope.Scope>
+}>() {}
+
+/**
+ * The registry layer. Health probes run in the layer's scope and stop when it closes.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<CircuitBreakers> = Layer.scoped(
+  CircuitBreakers,
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const hub = yield* PubSub.unbounded<BreakerEvent>()
+    yield* Effect.addFinalizer(() => PubSub.shutdown(hub))
+    const breakers = new Map<string, CircuitBreaker>()
+    const get = (key: string, options: CircuitBreakerOptions = {}, probe?: Effect.Effect<unknown, unknown>) =>
+      Effect.suspend(() => {
+        const existing = breakers.get(key)
+        if (existing !== undefined) return Effect.succeed(existing)
+        const breaker = unsafeMake(key, options, hub)
+        breakers.set(key, breaker)
+        if (probe === undefined || options.healthProbe === undefined) return Effect.succeed(breaker)
+        return Effect.as(
+          Scope.extend(withHealthProbe(breaker, probe, options.healthProbe.interval), scope),
+          breaker
+        )
+      })
+    return {
+      get,
+      lookup: (key) => Effect.sync(() => Option.fromNullable(breakers.get(key))),
+      all: Effect.sync(() => Array.from(breakers.values())),
+      events: Stream.fromPubSub(hub, { scoped: true })
+    }
+  })
+)

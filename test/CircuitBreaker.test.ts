@@ -1,0 +1,247 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import * as CircuitBreaker from "../src/CircuitBreaker.js"
+import * as Policy from "../src/Policy.js"
+import type { GenerateRequest } from "../src/Provider.js"
+import * as Mock from "../src/testing/MockProvider.js"
+
+const site: CircuitBreaker.Site = { provider: "mock", model: "m", route: "r", attempt: 1 }
+const request: GenerateRequest = { model: "m", messages: [{ role: "user", content: "hi" }], maxTokens: 16 }
+
+/** Calls the mock through the breaker once; returns the outcome's tag. */
+const callThrough = (breaker: CircuitBreaker.CircuitBreaker, mock: Mock.MockProvider) =>
+  breaker.execute(mock.generate(request), site).pipe(
+    Effect.match({ onFailure: (error) => error._tag, onSuccess: () => "success" })
+  )
+
+const repeat = <A>(n: number, effect: Effect.Effect<A>) => Effect.forEach(Array.from({ length: n }), () => effect)
+
+describe("CircuitBreaker — state machine", () => {
+  it.effect("opens after the configured consecutive failures and rejects without calling the provider", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make("r/m", { consecutiveFailures: 3 })
+      const mock = Mock.make({ otherwise: Mock.fail(Mock.errors.serverError(500)) })
+      expect(yield* repeat(2, callThrough(breaker, mock))).toEqual(["ServerError", "ServerError"])
+      expect(yield* breaker.state).toBe("closed")
+      expect(yield* callThrough(breaker, mock)).toBe("ServerError")
+      expect(yield* breaker.state).toBe("open")
+      const rejected = yield* Effect.flip(breaker.execute(mock.generate(request), site))
+      expect(rejected._tag === "CircuitOpen" && rejected.retryAfterMs).toBe(5_000)
+      expect(mock.calls.length).toBe(3)
+    }))
+
+  it.effect("lets N probes through half-open, closes when all succeed", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make("r/m", { consecutiveFailures: 1, halfOpenProbes: 2, openDuration: "10 seconds" })
+      const failing = Mock.make({ otherwise: Mock.fail(Mock.errors.overloaded()) })
+      yield* callThrough(breaker, failing)
+      yield* TestClock.adjust("9999 millis")
+      expect(yield* breaker.state).toBe("open")
+      yield* TestClock.adjust("1 millis")
+      expect(yield* breaker.state).toBe("half-open")
+
+      // Two slow probes in flight: a third caller is refused; the provider sees only the probes.
+      const slow = Mock.make({ otherwise: Mock.succeed("ok", { delay: "1 second" }) })
+      const probes = yield* Effect.forEach([1, 2], () => Effect.fork(callThrough(breaker, slow)))
+      yield* Effect.yieldNow()
+      expect(yield* callThrough(breaker, slow)).toBe("CircuitOpen")
+      yield* TestClock.adjust("1 second")
+      expect(yield* Effect.forEach(probes, Fiber.join)).toEqual(["success", "success"])
+      expect(slow.calls.length).toBe(2)
+      expect(yield* breaker.state).toBe("closed")
+    }))
+
+  it.effect("re-opens on a probe failure, each time for longer, up to the cap", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make("r/m", {
+        consecutiveFailures: 1,
+        openDuration: "1 second",
+        backoffFactor: 2,
+        maxOpenDuration: "3 seconds"
+      })
+      const failing = Mock.make({ otherwise: Mock.fail(Mock.errors.timeout("first-token")) })
+      const openPeriods: Array<number> = []
+      yield* callThrough(breaker, failing)
+      for (let i = 0; i < 4; i++) {
+        const stats = yield* breaker.stats
+        const now = yield* TestClock.currentTimeMillis
+        openPeriods.push(stats.openUntil! - now)
+        yield* TestClock.adjust(stats.openUntil! - now)
+        expect(yield* callThrough(breaker, failing)).toBe("Timeout") // the probe ran and failed
+      }
+      expect(openPeriods).toEqual([1000, 2000, 3000, 3000])
+      const history = yield* breaker.history
+      expect(history.map((e) => e.to)).toEqual(["open", "half-open", "open", "half-open", "open", "half-open", "open", "half-open", "open"])
+      expect(history.filter((e) => e.reason === "probe failed").length).toBe(4)
+    }))
+
+  it.effect("stays open at least as long as the tripping failure's Retry-After", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make("r/m", { consecutiveFailures: 1, openDuration: "1 second" })
+      yield* callThrough(breaker, Mock.make({ otherwise: Mock.fail(Mock.errors.overloaded(20_000)) }))
+      const stats = yield* breaker.stats
+      expect(stats.openUntil).toBe(20_000)
+    }))
+
+  it.effect("counts only provider-health failures: 400s, 401s and rate limits (by default) do not trip it", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make("r/m", { consecutiveFailures: 2 })
+      for (const error of [Mock.errors.badRequest(), Mock.errors.unauthorized(), Mock.errors.rateLimited(), Mock.errors.notFound()]) {
+        yield* repeat(3, callThrough(breaker, Mock.make({ otherwise: Mock.fail(error) })))
+      }
+      expect(yield* breaker.state).toBe("closed")
+      const strict = yield* CircuitBreaker.make("r/m", { consecutiveFailures: 2, countRateLimited: true })
+      yield* repeat(2, callThrough(strict, Mock.make({ otherwise: Mock.fail(Mock.errors.rateLimited()) })))
+      expect(yield* strict.state).toBe("open")
+    }))
+
+  it.effect("trips on the failure rate over the window once the minimum throughput is reached", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make("r/m", {
+        consecutiveFailures: Number.POSITIVE_INFINITY,
+        failureRate: 0.5,
+        minimumThroughput: 10,
+        window: "10 seconds"
+      })
+      // Alternating failures never make 2 in a row, but half of the calls fail.
+      const script = Array.from({ length: 9 }, (_, i) => i % 2 === 0 ? Mock.fail(Mock.errors.serverError()) : Mock.succeed("ok"))
+      const mock = Mock.make({ script, otherwise: Mock.fail(Mock.errors.serverError()) })
+      yield* repeat(9, callThrough(breaker, mock))
+      expect(yield* breaker.state).toBe("closed") // 9 calls: under the minimum throughput
+      yield* callThrough(breaker, mock)
+      expect(yield* breaker.state).toBe("open") // 10 calls, 6 failed
+    }))
+
+  it.effect("forgets failures that slid out of the window", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make("r/m", {
+        consecutiveFailures: Number.POSITIVE_INFINITY,
+        minimumThroughput: 4,
+        window: "10 seconds"
+      })
+      const failing = Mock.make({ otherwise: Mock.fail(Mock.errors.serverError()) })
+      const ok = Mock.make()
+      yield* repeat(3, callThrough(breaker, failing))
+      yield* TestClock.adjust("11 seconds")
+      yield* repeat(2, callThrough(breaker, ok))
+      yield* callThrough(breaker, failing)
+      yield* callThrough(breaker, ok)
+      // Window now: 1 failure of 4 calls.
+      expect(yield* breaker.stats).toMatchObject({ state: "closed", calls: 4, failures: 1 })
+    }))
+
+  it.effect("an answer that arrives after the breaker moved on is ignored", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make("r/m", { consecutiveFailures: 1, openDuration: "1 second" })
+      const late = yield* breaker.acquire(site) // taken while closed
+      yield* callThrough(breaker, Mock.make({ otherwise: Mock.fail(Mock.errors.serverError()) }))
+      expect(yield* breaker.state).toBe("open")
+      yield* late.success // stale evidence: must not close the open breaker
+      expect(yield* breaker.state).toBe("open")
+    }))
+
+  it.effect("an interrupted probe frees its slot without a verdict", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make("r/m", { consecutiveFailures: 1, openDuration: "1 second" })
+      yield* callThrough(breaker, Mock.make({ otherwise: Mock.fail(Mock.errors.serverError()) }))
+      yield* TestClock.adjust("1 second")
+      const fiber = yield* Effect.fork(callThrough(breaker, Mock.make({ otherwise: Mock.hang })))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(fiber)
+      expect(yield* breaker.state).toBe("half-open")
+      expect(yield* callThrough(breaker, Mock.make())).toBe("success")
+      expect(yield* breaker.state).toBe("closed")
+    }))
+
+  it.scoped("isolate holds it open until reset; transitions arrive on the events stream", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make("r/m")
+      const collected = yield* Effect.fork(Stream.runCollect(Stream.take(yield* breaker.events, 2)))
+      yield* breaker.isolate
+      yield* TestClock.adjust("1 hour")
+      expect(yield* callThrough(breaker, Mock.make())).toBe("CircuitOpen")
+      yield* breaker.reset
+      expect(yield* callThrough(breaker, Mock.make())).toBe("success")
+      const events = Chunk.toReadonlyArray(yield* Fiber.join(collected))
+      expect(events.map((e) => [e.from, e.to, e.reason])).toEqual([
+        ["closed", "isolated", "manual isolate"],
+        ["isolated", "closed", "manual reset"]
+      ])
+    }))
+})
+
+describe("CircuitBreaker — health probe", () => {
+  it.effect("a background probe closes an open breaker without a user's request", () =>
+    Effect.gen(function*() {
+      const breakers = yield* CircuitBreaker.CircuitBreakers
+      let healthy = false
+      let probes = 0
+      const probe = Effect.suspend(() => {
+        probes++
+        return healthy ? Effect.void : Effect.fail(Mock.errors.serverError()({ provider: "mock", model: "m", route: "r", attempt: 0 }))
+      })
+      const breaker = yield* breakers.get("r/m", {
+        consecutiveFailures: 1,
+        openDuration: "5 seconds",
+        backoffFactor: 1,
+        healthProbe: { interval: "1 second" }
+      }, probe)
+      yield* callThrough(breaker, Mock.make({ otherwise: Mock.fail(Mock.errors.serverError()) }))
+      expect(yield* breaker.state).toBe("open")
+      yield* TestClock.adjust("5 seconds")
+      // The probe found the provider still down and re-opened the breaker.
+      expect(yield* breaker.state).toBe("open")
+      healthy = true
+      yield* TestClock.adjust("5 seconds")
+      expect(yield* breaker.state).toBe("closed")
+      expect(probes).toBe(2)
+    }).pipe(Effect.provide(CircuitBreaker.layer)))
+})
+
+describe("CircuitBreaker — inside Policy", () => {
+  const State = Layer.fresh(Policy.layerState)
+
+  it.effect("the policy's breaker is shared per route/model and ends the retry loop once open", () =>
+    Effect.gen(function*() {
+      const mock = Mock.make({ otherwise: Mock.fail(Mock.errors.serverError(502)) })
+      const policy = Policy.make({ retry: { maxAttempts: 10, jitter: "none", base: "10 millis" }, budget: false, breaker: { consecutiveFailures: 3 } })
+      const provider = yield* Policy.apply(policy, mock, "primary")
+      const fiber = yield* Effect.fork(Effect.flip(provider.generate(request)))
+      yield* TestClock.adjust("1 second")
+      const error = yield* Fiber.join(fiber)
+      expect(error._tag).toBe("CircuitOpen")
+      expect(mock.calls.length).toBe(3)
+
+      // Another caller of the same route meets the open breaker without reaching the provider.
+      const other = yield* Policy.apply(policy, mock, "primary")
+      const rejected = yield* Effect.flip(other.generate(request))
+      expect(rejected._tag).toBe("CircuitOpen")
+      expect(mock.calls.length).toBe(3)
+      const breakers = yield* CircuitBreaker.CircuitBreakers
+      const stored = yield* breakers.lookup("primary/m")
+      expect(stored._tag).toBe("Some")
+    }).pipe(Effect.provide(State)))
+
+  it.effect("a stream attempt reports success on Finish and releases its half-open slot when abandoned", () =>
+    Effect.gen(function*() {
+      const mock = Mock.make({
+        script: [Mock.fail(Mock.errors.serverError())],
+        otherwise: Mock.stream(["a", "b"])
+      })
+      const provider = yield* Policy.apply(Policy.make({ retry: false, breaker: { consecutiveFailures: 1, openDuration: "1 second" } }), mock, "s")
+      yield* Effect.exit(provider.generate(request))
+      yield* TestClock.adjust("1 second")
+      // Half-open: the consumer takes one event and walks away — no verdict, the slot is free again.
+      yield* Stream.runDrain(Stream.take(provider.stream(request), 1))
+      const breakers = yield* CircuitBreaker.CircuitBreakers
+      const breaker = yield* Effect.flatten(breakers.lookup("s/m"))
+      expect(yield* breaker.state).toBe("half-open")
+      yield* Stream.runDrain(provider.stream(request))
+      expect(yield* breaker.state).toBe("closed")
+    }).pipe(Effect.provide(State)))
+})
