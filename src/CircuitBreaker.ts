@@ -214,6 +214,8 @@ const stateCode: Readonly<Record<BreakerState, number>> = { closed: 0, "half-ope
 
 const HISTORY = 256
 
+const SUCCESS = { failed: false, error: undefined } as const
+
 const isRouteError = (error: unknown): error is RouteError =>
   typeof error === "object" && error !== null && "_tag" in error &&
   (routeErrorTags as ReadonlyArray<unknown>).includes((error as { readonly _tag: unknown })._tag)
@@ -418,14 +420,37 @@ const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.Pub
       return event === undefined ? result : Effect.zipRight(announce(event), result)
     })
 
+  /** The verdict of a finished call: failure (counted or not), or none for a bare interruption. */
+  const verdictOf = (exit: Exit.Exit<unknown, unknown>): { readonly failed: boolean; readonly error: unknown } | undefined => {
+    if (Exit.isSuccess(exit)) return { failed: false, error: undefined }
+    const failure = Cause.failureOption(exit.cause)
+    if (Option.isSome(failure)) return { failed: o.isFailure(failure.value), error: failure.value }
+    // A defect is a failure of the call; an interruption alone has no verdict.
+    if (Cause.isInterruptedOnly(exit.cause)) return undefined
+    const defect = Cause.squash(exit.cause)
+    return { failed: o.isFailure(defect), error: defect }
+  }
+
   const execute = <A, E, R>(call: Effect.Effect<A, E, R>, site: Site): Effect.Effect<A, E | CircuitOpen, R> =>
+    Effect.clockWith((clock) => {
+      if (state !== "closed") return slowExecute(call, site)
+      // The closed path, with no permit object: an interrupted call simply reports nothing.
+      const taken = generation
+      return Effect.flatMap(Effect.exit(call), (exit) => {
+        const verdict = Exit.isSuccess(exit) ? SUCCESS : verdictOf(exit)
+        const event = verdict === undefined
+          ? undefined
+          : settle(taken, verdict.failed, verdict.error, clock.unsafeCurrentTimeMillis())
+        return event === undefined ? exit : Effect.zipRight(announce(event), exit)
+      })
+    })
+
+  const slowExecute = <A, E, R>(call: Effect.Effect<A, E, R>, site: Site): Effect.Effect<A, E | CircuitOpen, R> =>
     Effect.flatMap(acquire(site), (permit) =>
       Effect.onExit(call, (exit) => {
-        if (Exit.isSuccess(exit)) return permit.success
-        const failure = Cause.failureOption(exit.cause)
-        if (Option.isSome(failure)) return permit.failure(failure.value)
-        // A defect is a failure of the call; an interruption alone has no verdict.
-        return Cause.isInterruptedOnly(exit.cause) ? permit.cancel : permit.failure(Cause.squash(exit.cause))
+        const verdict = verdictOf(exit)
+        if (verdict === undefined) return permit.cancel
+        return verdict.failed ? permit.failure(verdict.error) : permit.success
       }))
 
   const stats: Effect.Effect<BreakerStats> = Effect.flatMap(Clock.currentTimeMillis, (now) => {

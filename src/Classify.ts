@@ -334,3 +334,48 @@ export const fromTransport = (input: { readonly site: CallSite; readonly cause: 
     message: redact(`connection ${reason}${code !== undefined ? ` (${code})` : ""}: ${describe}`, site.secrets ?? [])
   }, true)
 }
+
+/**
+ * What came over the wire instead of an answer: an HTTP error response, an error event inside a 200
+ * stream, or a transport failure (no response, or a body that broke). Header names are lower-case.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type WireFailure =
+  | {
+    readonly _tag: "Http"
+    readonly status: number
+    readonly headers: HeaderMap
+    /** The body text as received (any shape, possibly not JSON). */
+    readonly body: string
+    /** Epoch milliseconds from Effect's Clock, to resolve HTTP-date Retry-After and reset instants. */
+    readonly now: number
+  }
+  | {
+    readonly _tag: "StreamError"
+    /** The decoded payload of the error event (Anthropic `event: error` data, or an OpenAI chunk with `error`). */
+    readonly payload: unknown
+    /** The request id from the stream's response headers. */
+    readonly requestId?: string | undefined
+  }
+  | { readonly _tag: "Transport"; readonly cause: unknown }
+
+/**
+ * The one entry point: classifies any {@link WireFailure} into the {@link ProviderError} union. Total —
+ * every input, however malformed, yields a typed error. Equivalent to {@link fromHttp},
+ * {@link fromStreamError} and {@link fromTransport}, which adapters call directly.
+ *
+ * @since 0.1.0
+ * @category classification
+ */
+export const classify = (site: CallSite, failure: WireFailure): ProviderError => {
+  switch (failure._tag) {
+    case "Http":
+      return fromHttp({ site, status: failure.status, headers: failure.headers, body: failure.body, now: failure.now })
+    case "StreamError":
+      return fromStreamError({ site, payload: failure.payload, requestId: failure.requestId })
+    case "Transport":
+      return fromTransport({ site, cause: failure.cause })
+  }
+}

@@ -3,9 +3,14 @@
  *
  * The deadline lives in a `FiberRef` (absolute time on Effect's `Clock`), so every layer below can
  * ask how much time is left: retries refuse to sleep past it, rate limiters refuse to queue past it,
- * attempt timers are clipped to it. When it passes, the work under it is interrupted — an HTTP request
- * in flight is aborted and its socket closed — and the call fails with `DeadlineExceeded` (action
- * `stop`). Nested deadlines only ever tighten.
+ * attempt timers (`Timeouts`) are clipped to it. When it passes, the work under it is interrupted — an
+ * HTTP request in flight is aborted and its socket closed — and the call fails with `DeadlineExceeded`
+ * (action `stop`). Nested deadlines only ever tighten.
+ *
+ * Cost: {@link withDeadline} arms one timer per call (no fiber scheduled when the work completes
+ * synchronously; see `internal/timer.ts`). {@link propagate} arms none: it only publishes the deadline,
+ * for callers that enforce it at every attempt and wait themselves — `Policy` does, so a policy-wrapped
+ * call pays for exactly one timer per attempt, deadline included.
  *
  * @since 0.1.0
  */
@@ -17,7 +22,7 @@ import { dual, pipe } from "effect/Function"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { DeadlineExceeded } from "./Errors.js"
-import { millisOf, within } from "./internal/timer.js"
+import { millisOf, watchStream, within } from "./internal/timer.js"
 
 /**
  * The absolute deadline (epoch ms on Effect's Clock) of the current call, if any.
@@ -75,6 +80,10 @@ export const withDeadline: {
     apply(effect, timeout, site)
 )
 
+/** The absolute deadline `ms` from `now`, tightened by an enclosing one. */
+const tighten = (enclosing: Option.Option<number>, now: number, ms: number): number =>
+  Option.isSome(enclosing) ? Math.min(enclosing.value, now + ms) : now + ms
+
 const apply = <A, E, R>(
   effect: Effect.Effect<A, E, R>,
   timeout: Duration.DurationInput,
@@ -84,13 +93,45 @@ const apply = <A, E, R>(
   if (ms === Number.POSITIVE_INFINITY) return effect
   return Effect.flatMap(Clock.currentTimeMillis, (now) =>
     Effect.flatMap(FiberRef.get(currentDeadline), (enclosing) => {
-      const own = now + ms
-      const deadline = Option.isSome(enclosing) ? Math.min(enclosing.value, own) : own
+      const deadline = tighten(enclosing, now, ms)
       return pipe(
         within(effect, deadline - now, () => exceeded(site, ms)),
         Effect.locally(currentDeadline, Option.some(deadline))
       )
     }))
+}
+
+/**
+ * Publishes a deadline `timeout` from now (or the enclosing one, if sooner) to everything under
+ * `effect` **without arming a timer**: for layers that enforce it themselves at every wait and every
+ * attempt (as `Policy` does — its retry sleeps and limiter queues refuse to cross it, and each attempt's
+ * single timer is clipped to it). Plain effects should use {@link withDeadline}.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const propagate = <A, E, R>(effect: Effect.Effect<A, E, R>, timeout: Duration.DurationInput): Effect.Effect<A, E, R> => {
+  const ms = millisOf(timeout) ?? Number.POSITIVE_INFINITY
+  if (ms === Number.POSITIVE_INFINITY) return effect
+  return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.flatMap(FiberRef.get(currentDeadline), (enclosing) =>
+      Effect.locally(effect, currentDeadline, Option.some(tighten(enclosing, now, ms)))))
+}
+
+/**
+ * The stream form of {@link propagate}: the deadline is visible to every pull of `stream`.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const propagateStream = <A, E, R>(stream: Stream.Stream<A, E, R>, timeout: Duration.DurationInput): Stream.Stream<A, E, R> => {
+  const ms = millisOf(timeout) ?? Number.POSITIVE_INFINITY
+  if (ms === Number.POSITIVE_INFINITY) return stream
+  return Stream.unwrapScoped(
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.flatMap(FiberRef.get(currentDeadline), (enclosing) =>
+        Effect.as(Effect.locallyScoped(currentDeadline, Option.some(tighten(enclosing, now, ms))), stream)))
+  )
 }
 
 /**
@@ -126,13 +167,10 @@ export const withDeadlineStream = <A, E, R>(
   return Stream.unwrapScoped(
     Effect.flatMap(Clock.currentTimeMillis, (now) =>
       Effect.flatMap(FiberRef.get(currentDeadline), (enclosing) => {
-        const deadline = Option.isSome(enclosing) ? Math.min(enclosing.value, now + ms) : now + ms
+        const deadline = tighten(enclosing, now, ms)
         return Effect.as(
           Effect.locallyScoped(currentDeadline, Option.some(deadline)),
-          Stream.interruptWhen(
-            stream,
-            Effect.zipRight(Effect.sleep(Math.max(0, deadline - now)), Effect.fail(exceeded(site, ms)))
-          )
+          watchStream(stream, () => ({ observe: () => {}, next: () => ({ at: deadline, fail: () => exceeded(site, ms) }) }))
         )
       }))
   )

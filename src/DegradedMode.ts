@@ -38,12 +38,20 @@ export class DegradedMode extends Context.Tag("effect-llm-resilience/DegradedMod
 >() {}
 
 /**
+ * A fresh state, starting healthy.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: Effect.Effect<SubscriptionRef.SubscriptionRef<DegradedState>> = SubscriptionRef.make<DegradedState>({ degraded: false })
+
+/**
  * A layer starting healthy.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<DegradedMode> = Layer.effect(DegradedMode, SubscriptionRef.make<DegradedState>({ degraded: false }))
+export const layer: Layer.Layer<DegradedMode> = Layer.effect(DegradedMode, make)
 
 /**
  * Whether the system is degraded right now (false when no `DegradedMode` is provided).
@@ -58,7 +66,7 @@ export const isDegraded: Effect.Effect<boolean> = Effect.flatMap(
 
 /**
  * Records the outcome of a call (only changes — and so only notifies — when the state flips or the
- * serving route changes).
+ * serving route changes). The fallback chain calls it after every call; a no-op without the service.
  *
  * @since 0.1.0
  * @category combinators

@@ -9,6 +9,8 @@
  */
 import * as Schema from "effect/Schema"
 import { RateLimitSnapshot } from "./RateLimitSnapshot.js"
+// Provider.ts imports this module for types only, so this is not a runtime cycle.
+import { Usage } from "./Provider.js"
 
 /**
  * What a caller should do about a failure:
@@ -391,7 +393,9 @@ export const AttemptRecord = Schema.Struct({
   /** The delay waited before this attempt started. */
   delayMs: Schema.Number,
   durationMs: Schema.Number,
-  message: Schema.optional(Schema.String)
+  message: Schema.optional(Schema.String),
+  /** Tokens the attempt consumed, when a response reported them (also for answers the chain rejected). */
+  usage: Schema.optional(Usage)
 })
 
 /**
@@ -565,5 +569,6 @@ export const restamp = <E extends RouteError>(error: E, fields: { readonly route
     (fields.attempt === undefined || fields.attempt === error.attempt)
   ) return error
   const Ctor = error.constructor as new(props: object, disableValidation?: boolean) => E
-  return new Ctor({ ...error, ...fields }, true)
+  // `message` is an own but non-enumerable property of an Error: a spread alone would drop it.
+  return new Ctor({ ...error, message: error.message, ...fields }, true)
 }

@@ -3,13 +3,18 @@
  * down and traffic spills to a weaker one, a 200 whose output breaks the contract passes as success.
  * Here an answer is accepted only when it decodes: empty output, truncation (`length`/`max_tokens`),
  * refusals, unparsable JSON and Schema failures are `InvalidOutput` failures *of that attempt* —
- * counted by the route's breaker and metrics, recorded in the history, and cascaded.
+ * seen by the route's breaker and metrics, recorded in the history, and cascaded.
  *
  * Routing follows each failure's action: `wait` is handled inside the route (its Retry waits while the
- * provider's Retry-After fits the deadline, else surfaces); `reroute` moves on at once (529, breaker
- * open, quota, auth, unknown model, invalid output); `stop` ends the chain (a bad request is bad
- * everywhere), except that a `ContextLengthExceeded` moves on to routes declared with a larger context
- * window. Routes whose window cannot hold the prompt plus `maxTokens` are skipped without a call.
+ * provider's Retry-After fits the deadline and the retry budget, else surfaces); `reroute` moves on at
+ * once (529, breaker open, quota, auth, unknown model, invalid output); `stop` ends the chain (a bad
+ * request is bad everywhere), except that a `ContextLengthExceeded` moves on to routes declared with a
+ * larger context window. Routes whose window cannot hold the prompt plus `maxTokens` are skipped
+ * without a call.
+ *
+ * Streams fall over transparently until the first content token; after it, the default is to fail
+ * with the partial text attached, and the opt-in `restart` mode re-runs the request on the next route
+ * and tells the consumer with a `Restarted` event — two models' output is never spliced silently.
  *
  * @since 0.1.0
  */
@@ -22,6 +27,7 @@ import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import * as Deadline from "./Deadline.js"
 import * as DegradedMode from "./DegradedMode.js"
 import {
@@ -36,7 +42,14 @@ import {
 import { estimatePromptTokens } from "./internal/estimateTokens.js"
 import { millisOf } from "./internal/timer.js"
 import * as Policy from "./Policy.js"
-import type { GenerateRequest, GenerateResponse, ProviderShape, Usage } from "./Provider.js"
+import {
+  type GenerateRequest,
+  type GenerateResponse,
+  isContentEvent,
+  type ProviderShape,
+  type StreamEvent,
+  type Usage
+} from "./Provider.js"
 import { RetryBudgets } from "./RetryBudget.js"
 
 /**
@@ -66,6 +79,16 @@ export interface Route {
 }
 
 /**
+ * What a stream does when a route fails after content reached the consumer: `fail` (the default) ends
+ * the call with `AllRoutesFailed` whose `lastError` is a `StreamInterrupted` carrying the partial
+ * text; `restart` re-runs the request on the next route, emitting a `Restarted` event first.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PartialOutputFailure = "fail" | "restart"
+
+/**
  * Chain options. Defaults in docs/fallback.md.
  *
  * @since 0.1.0
@@ -79,8 +102,15 @@ export interface FallbackOptions {
   readonly repairAttempts?: number | undefined
   /** Move to the next route on a refusal / content filter instead of stopping. Default false. */
   readonly rerouteOnContentFilter?: boolean | undefined
-  /** Accept `length`-truncated text from `generate` (never from `generateObject`). Default false. */
+  /** Accept `length`-truncated text from `generate` and `stream` (never from `generateObject`). Default false. */
   readonly acceptTruncated?: boolean | undefined
+  /** Streams: what a failure after partial output does. Default `fail`. */
+  readonly onPartialOutputFailure?: PartialOutputFailure | undefined
+  /**
+   * The prompt-token estimate of the context-window pre-flight. Default: the documented
+   * characters/4 + framing estimate (docs/fallback.md); plug a tokenizer in here for exact counts.
+   */
+  readonly estimateTokens?: ((request: GenerateRequest) => number) | undefined
 }
 
 /**
@@ -102,12 +132,12 @@ export interface ChainResult<A> {
   readonly response: GenerateResponse
   /** The route that served it. */
   readonly route: string
-  /** Served by a route other than the chain's first, or only after a repair. */
+  /** Served by a route outside the chain's first position, after a repair, or after a stream restart. */
   readonly degraded: boolean
   readonly repaired: boolean
-  /** Every attempt on every route, in order (including skipped routes). */
+  /** Every attempt on every route, in order (skipped routes included), each with its usage when known. */
   readonly attempts: ReadonlyArray<AttemptRecord>
-  /** Usage summed over every attempt that reported it. */
+  /** Usage summed over every attempt that reported it (rejected answers cost tokens too). */
   readonly usage: Usage
   readonly durationMs: number
 }
@@ -121,6 +151,66 @@ export interface ChainResult<A> {
 export type Validator<A> = (value: A) => Effect.Effect<void, string>
 
 /**
+ * Per-call options of `generateObject`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ObjectOptions<A> {
+  /** The name of the output (OpenAI `json_schema.name`, Anthropic's forced tool). Default `response`. */
+  readonly name?: string
+  readonly validate?: Validator<A>
+}
+
+/**
+ * Per-call options of `stream`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StreamOptions {
+  /** Overrides the chain's `onPartialOutputFailure` for this call. */
+  readonly onPartialOutputFailure?: PartialOutputFailure | undefined
+}
+
+/**
+ * The output so far came from a route that failed after partial output; the chain is re-running the
+ * request on route `to`. Consumers should discard what they showed of `discardedText`. Emitted just
+ * before the new route's first event, so a restart that finds no route ends in failure without one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Restarted {
+  readonly _tag: "Restarted"
+  readonly from: string
+  readonly to: string
+  readonly discardedText: string
+  readonly error: RouteError
+}
+
+/**
+ * The last event of a successful chain stream: the accepted answer with the route that served it,
+ * the degraded flag, the attempt history and the usage (the same metadata as `generate`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Completed {
+  readonly _tag: "Completed"
+  readonly result: ChainResult<string>
+}
+
+/**
+ * What a chain stream emits: the serving route's own {@link StreamEvent}s (`Metadata`, `TextDelta`,
+ * `ToolCallDelta`, `Usage`, `Finish`), plus the chain's `Restarted` and a final `Completed`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ChainStreamEvent = StreamEvent | Restarted | Completed
+
+/**
  * The chain.
  *
  * @since 0.1.0
@@ -131,17 +221,101 @@ export interface Chain {
   readonly generateObject: <A, I>(
     schema: Schema.Schema<A, I>,
     request: ChainRequest,
-    options?: { readonly name?: string; readonly validate?: Validator<A> }
+    options?: ObjectOptions<A>
   ) => Effect.Effect<ChainResult<A>, AllRoutesFailed>
+  readonly stream: (request: ChainRequest, options?: StreamOptions) => Stream.Stream<ChainStreamEvent, AllRoutesFailed>
 }
 
-/** The attempt log of the current call: Policy's `observe` appends to it. */
-const currentLog = FiberRef.unsafeMake<Option.Option<Array<AttemptRecord>>>(Option.none())
+// ---------------------------------------------------------------------------------------------------
+// The attempt log of one call
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * The history of one call. Policy's `observe` appends every attempt to it (through `currentLog`); the
+ * chain adds the routes it skipped, numbers repair calls after the route's earlier attempts, and
+ * attaches to each record the usage of the response it was about (the output gate sees the response
+ * before the retry loop records the attempt).
+ */
+class CallLog {
+  readonly records: Array<AttemptRecord> = []
+  private readonly pendingUsage: Array<{ readonly requestId: string | undefined; readonly usage: Usage }> = []
+  private attemptOffset = 0
+  private note: string | undefined = undefined
+
+  /** Records of the next provider call on a route continue its attempt numbers, labelled `note`. */
+  beginCall(route: string, note?: string): void {
+    this.attemptOffset = this.records.filter((r) => r.route === route && r.attempt > 0).length
+    this.note = note
+    // A response whose attempt then failed for another reason (a timeout after the gate) is not ours.
+    this.pendingUsage.length = 0
+  }
+
+  responseSeen(response: GenerateResponse): void {
+    this.pendingUsage.push({ requestId: response.requestId, usage: response.usage })
+  }
+
+  add(record: AttemptRecord): void {
+    const usage = record.outcome === "success" || record.outcome === "InvalidOutput" || record.outcome === "ContentFiltered"
+      ? this.takeUsage(record.requestId)
+      : undefined
+    const message = this.note === undefined ? record.message : record.message === undefined ? this.note : `${this.note}: ${record.message}`
+    this.records.push({
+      ...record,
+      attempt: record.attempt + this.attemptOffset,
+      ...(message !== undefined ? { message } : {}),
+      ...(usage !== undefined ? { usage } : {})
+    })
+  }
+
+  skip(route: string, message: string): void {
+    this.records.push({ route, attempt: 0, outcome: "Skipped", delayMs: 0, durationMs: 0, message })
+  }
+
+  /** Streams: the retry loop records success on `Finish` before the chain sees it; attach usage after. */
+  attachUsage(route: string, usage: Usage): void {
+    for (let i = this.records.length - 1; i >= 0; i--) {
+      const record = this.records[i]!
+      if (record.route === route && record.outcome === "success") {
+        if (record.usage === undefined) this.records[i] = { ...record, usage }
+        return
+      }
+    }
+  }
+
+  totalUsage(): Usage {
+    let total: Usage = noUsage
+    for (const record of this.records) if (record.usage !== undefined) total = addUsage(total, record.usage)
+    return total
+  }
+
+  private takeUsage(requestId: string | undefined): Usage | undefined {
+    // Match by request id where there is one (concurrent hedged attempts), else in arrival order.
+    let index = requestId === undefined ? -1 : this.pendingUsage.findIndex((p) => p.requestId === requestId)
+    if (index < 0) index = this.pendingUsage.findIndex((p) => p.requestId === undefined || requestId === undefined)
+    if (index < 0) return undefined
+    const [taken] = this.pendingUsage.splice(index, 1)
+    return taken?.usage
+  }
+}
+
+const currentLog = FiberRef.unsafeMake<Option.Option<CallLog>>(Option.none())
 
 const logAttempt = (record: AttemptRecord): Effect.Effect<void> =>
   Effect.map(FiberRef.get(currentLog), (log) => {
-    if (Option.isSome(log)) log.value.push(record)
+    if (Option.isSome(log)) log.value.add(record)
   })
+
+const noUsage: Usage = { inputTokens: 0, outputTokens: 0, totalTokens: 0 }
+
+const addUsage = (a: Usage, b: Usage): Usage => ({
+  inputTokens: a.inputTokens + b.inputTokens,
+  outputTokens: a.outputTokens + b.outputTokens,
+  totalTokens: a.totalTokens + b.totalTokens
+})
+
+// ---------------------------------------------------------------------------------------------------
+// The output gate
+// ---------------------------------------------------------------------------------------------------
 
 const invalid = (
   response: GenerateResponse,
@@ -188,6 +362,15 @@ const basicGate = (acceptTruncated: boolean): Policy.Acceptor => (response, requ
   return Effect.succeed(response)
 }
 
+/** Runs the gate and notes the response's usage for the attempt record, accepted or not. */
+const metered = (acceptor: Policy.Acceptor): Policy.Acceptor => (response, request) =>
+  Effect.zipRight(
+    Effect.map(FiberRef.get(currentLog), (log) => {
+      if (Option.isSome(log)) log.value.responseSeen(response)
+    }),
+    acceptor(response, request)
+  )
+
 const parseJson = (text: string): Option.Option<unknown> => {
   const trimmed = text.trim()
   // Models often wrap JSON in a Markdown fence despite instructions; unwrapping it is not guessing.
@@ -199,22 +382,39 @@ const parseJson = (text: string): Option.Option<unknown> => {
   }
 }
 
-const addUsage = (a: Usage, b: Usage): Usage => ({
-  inputTokens: a.inputTokens + b.inputTokens,
-  outputTokens: a.outputTokens + b.outputTokens,
-  totalTokens: a.totalTokens + b.totalTokens
+/** The follow-up that feeds the decode errors back to the same route. */
+const repairRequest = (request: GenerateRequest, error: InvalidOutput): GenerateRequest => ({
+  ...request,
+  messages: [
+    ...request.messages,
+    { role: "assistant", content: error.output ?? "" },
+    {
+      role: "user",
+      content: `Your previous answer was rejected: ${error.message}.${error.issues !== undefined ? `\nProblems:\n${error.issues}` : ""}\nReply again with only the corrected JSON.`
+    }
+  ]
 })
+
+/**
+ * The chain's failure never carries a rejected answer: the history says what each attempt did, the
+ * decode issues say why the output was refused, but the off-contract value itself stays out.
+ */
+const withoutRejectedOutput = (error: RouteError): RouteError => {
+  if (error._tag !== "InvalidOutput" || error.output === undefined) return error
+  // `message` is an own non-enumerable property of an Error, so a spread alone would drop it.
+  const { output: _output, ...rest } = error
+  return new InvalidOutput({ ...rest, message: error.message }, true)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Routing
+// ---------------------------------------------------------------------------------------------------
 
 /** Orders routes for one call: groups are shuffled by weight, everything else keeps its place. */
 const orderRoutes = (routes: ReadonlyArray<Route>): Effect.Effect<ReadonlyArray<Route>> =>
   Effect.gen(function*() {
     const out: Array<Route> = []
-    let i = 0
-    while (i < routes.length) {
-      const group = routes[i]!.group
-      let j = i + 1
-      while (group !== undefined && j < routes.length && routes[j]!.group === group) j++
-      const members = routes.slice(i, j)
+    for (const members of positions(routes)) {
       // Weighted shuffle without replacement (Efraimidis–Spirakis keys), drawn from Effect's Random.
       const keyed: Array<{ readonly route: Route; readonly key: number }> = []
       for (const route of members) {
@@ -223,10 +423,50 @@ const orderRoutes = (routes: ReadonlyArray<Route>): Effect.Effect<ReadonlyArray<
       }
       keyed.sort((a, b) => b.key - a.key)
       for (const { route } of keyed) out.push(route)
-      i = j
     }
     return out
   })
+
+/** The chain's positions: a lone route, or a run of consecutive routes sharing a group. */
+const positions = (routes: ReadonlyArray<Route>): Array<ReadonlyArray<Route>> => {
+  const out: Array<ReadonlyArray<Route>> = []
+  let i = 0
+  while (i < routes.length) {
+    const group = routes[i]!.group
+    let j = i + 1
+    while (group !== undefined && j < routes.length && routes[j]!.group === group) j++
+    out.push(routes.slice(i, j))
+    i = j
+  }
+  return out
+}
+
+/** Whether a route can take the request, and the request it gets. */
+type Preflight =
+  | { readonly _tag: "Call"; readonly request: GenerateRequest }
+  | { readonly _tag: "Skip"; readonly message: string }
+
+/** What the chain does after a route's failure. */
+type Next =
+  | { readonly _tag: "Next"; readonly minContextWindow: number }
+  | { readonly _tag: "Stop"; readonly reason: "stopped" | "deadline"; readonly summary: string }
+
+/** Per-call state shared by `generate`, `generateObject` and `stream`. */
+interface Call {
+  readonly log: CallLog
+  readonly startedAt: number
+  lastError: RouteError | undefined
+  readonly fail: (reason: AllRoutesFailed["reason"], summary: string) => AllRoutesFailed
+}
+
+/** The failure when the chain ran out of routes. */
+const endOfChain = (call: Call): AllRoutesFailed =>
+  call.lastError === undefined
+    ? call.fail("no-route", "no route could take the request")
+    : call.lastError._tag === "ContextLengthExceeded"
+    // Every later route was skipped for a window no larger: the request is too long for this chain.
+    ? call.fail("stopped", "ContextLengthExceeded: no route declares a larger context window")
+    : call.fail("exhausted", "every route failed")
 
 /**
  * Builds a chain. Each route's policy is applied once (its breaker, limiter and budget live in
@@ -239,19 +479,130 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
   Effect.gen(function*() {
     if (options.routes.length === 0) return yield* Effect.dieMessage("Fallback.make: at least one route is required")
     const budgets = yield* RetryBudgets
-    const primary = options.routes[0]!.name
+    // Load spread over the first position (several keys of the primary model) is not degradation.
+    const primaries = new Set(positions(options.routes)[0]!.map((route) => route.name))
     const repairAttempts = Math.max(0, options.repairAttempts ?? 0)
     const deadline = millisOf(options.deadline)
+    const estimate = options.estimateTokens ?? estimatePromptTokens
     const wrapped = new Map<string, ProviderShape>()
     for (const [index, route] of options.routes.entries()) {
       const base = route.policy ?? {}
-      const hasAlternative = index < options.routes.length - 1 || options.routes.some((r, j) => j !== index && r.group !== undefined && r.group === route.group)
+      const hasAlternative = index < options.routes.length - 1 ||
+        options.routes.some((r, j) => j !== index && r.group !== undefined && r.group === route.group)
       const policy: Policy.PolicyOptions = {
         ...base,
-        retry: base.retry === false ? false : { ...base.retry, hasAlternative: hasAlternative || base.retry?.hasAlternative === true },
+        retry: base.retry === false
+          ? false
+          : { ...base.retry, hasAlternative: hasAlternative || base.retry?.hasAlternative === true },
         observe: base.observe === undefined ? logAttempt : (record) => Effect.zipRight(logAttempt(record), base.observe!(record))
       }
       wrapped.set(route.name, yield* Policy.apply(policy, route.provider, route.name))
+    }
+
+    const preflight = (route: Route, request: ChainRequest, minContextWindow: number): Preflight => {
+      const maxTokens = route.maxTokens === undefined ? request.maxTokens : Math.min(request.maxTokens, route.maxTokens)
+      const routeRequest: GenerateRequest = { ...request, model: route.model, maxTokens }
+      if (route.contextWindow !== undefined) {
+        const needed = estimate(routeRequest) + maxTokens
+        if (needed > route.contextWindow) {
+          return { _tag: "Skip", message: `context window ${route.contextWindow} cannot hold ~${needed} tokens` }
+        }
+        if (route.contextWindow <= minContextWindow) {
+          return { _tag: "Skip", message: `context window ${route.contextWindow} is not larger than the one that overflowed (${minContextWindow})` }
+        }
+      } else if (minContextWindow > 0) {
+        return { _tag: "Skip", message: "no declared context window larger than the one that overflowed" }
+      }
+      return { _tag: "Call", request: routeRequest }
+    }
+
+    const next = (error: RouteError, route: Route, minContextWindow: number): Effect.Effect<Next> => {
+      if (error._tag === "DeadlineExceeded") {
+        // The route's own policy deadline is a per-route bound: the chain moves on while it has time.
+        return Effect.map(Deadline.remaining, (left) =>
+          left > 0
+            ? { _tag: "Next", minContextWindow }
+            : { _tag: "Stop", reason: "deadline", summary: "the deadline passed" })
+      }
+      if (error._tag === "ContextLengthExceeded") {
+        return Effect.succeed({ _tag: "Next", minContextWindow: Math.max(minContextWindow, route.contextWindow ?? 1) })
+      }
+      if (error._tag === "ContentFiltered" && options.rerouteOnContentFilter === true) {
+        return Effect.succeed({ _tag: "Next", minContextWindow })
+      }
+      if (actionOf(error) === "stop") {
+        return Effect.succeed({ _tag: "Stop", reason: "stopped", summary: `${error._tag} on ${route.name}: no route will do better` })
+      }
+      return Effect.succeed({ _tag: "Next", minContextWindow })
+    }
+
+    const startCall: Effect.Effect<Call> = Effect.map(Clock.currentTimeMillis, (startedAt) => {
+      const log = new CallLog()
+      const call: Call = {
+        log,
+        startedAt,
+        lastError: undefined,
+        fail: (reason, summary) =>
+          new AllRoutesFailed({
+            reason,
+            attempts: log.records,
+            ...(call.lastError !== undefined ? { lastError: withoutRejectedOutput(call.lastError) } : {}),
+            message: `${summary} (${log.records.map((a) => `${a.route}#${a.attempt}:${a.outcome}`).join(", ") || "no attempt"})`
+          })
+      }
+      return call
+    })
+
+    /** Publishes the outcome of a call to `DegradedMode` and builds the result. */
+    const accept = <A>(
+      call: Call,
+      route: Route,
+      response: GenerateResponse,
+      value: A,
+      flags: { readonly repaired: boolean; readonly restarted: boolean }
+    ): Effect.Effect<ChainResult<A>> =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const degraded = !primaries.has(route.name) || flags.repaired || flags.restarted
+        yield* DegradedMode.publish({
+          degraded,
+          route: route.name,
+          ...(degraded
+            ? {
+              reason: flags.repaired
+                ? `repaired on ${route.name}`
+                : flags.restarted
+                ? `stream restarted on ${route.name}`
+                : `served by fallback route ${route.name}`
+            }
+            : {})
+        }, now)
+        return {
+          value,
+          response,
+          route: route.name,
+          degraded,
+          repaired: flags.repaired,
+          attempts: call.log.records,
+          usage: call.log.totalUsage(),
+          durationMs: now - call.startedAt
+        }
+      })
+
+    /** A chain failure; when every route failed or time ran out, the system is degraded too. */
+    const reject = (error: AllRoutesFailed): Effect.Effect<never, AllRoutesFailed> =>
+      error.reason === "exhausted" || error.reason === "deadline"
+        ? Effect.zipRight(
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            DegradedMode.publish({ degraded: true, reason: `no route answered (${error.reason})` }, now)),
+          Effect.fail(error)
+        )
+        : Effect.fail(error)
+
+    const onDeadline = (call: Call) => (error: AllRoutesFailed | RouteError): AllRoutesFailed => {
+      if (error._tag === "AllRoutesFailed") return error
+      call.lastError = error
+      return call.fail("deadline", "the deadline passed")
     }
 
     const run = <A>(
@@ -260,106 +611,58 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
       extract: (response: GenerateResponse) => A,
       repairable: boolean
     ): Effect.Effect<ChainResult<A>, AllRoutesFailed> =>
-      Effect.suspend(() => {
-        // One log per call: Policy's `observe` appends every attempt to it (through `currentLog`),
-        // and the chain adds the routes it skipped, so the history is complete and in order.
-        const log: Array<AttemptRecord> = []
-        let lastError: RouteError | undefined
-        const fail = (reason: AllRoutesFailed["reason"], summary: string) =>
-          new AllRoutesFailed({
-            reason,
-            attempts: log,
-            ...(lastError !== undefined ? { lastError } : {}),
-            message: `${summary} (${log.map((a) => `${a.route}#${a.attempt}:${a.outcome}`).join(", ") || "no attempt"})`
-          })
+      Effect.flatMap(startCall, (call) => {
         const body = Effect.gen(function*() {
-          const startedAt = yield* Clock.currentTimeMillis
           const routes = yield* orderRoutes(options.routes)
-          let usage: Usage = { inputTokens: 0, outputTokens: 0, totalTokens: 0 }
           let minContextWindow = 0
-          const skip = (route: Route, message: string) =>
-            log.push({ route: route.name, attempt: 0, outcome: "Skipped", delayMs: 0, durationMs: 0, message })
-
           for (const route of routes) {
-            const maxTokens = route.maxTokens === undefined ? request.maxTokens : Math.min(request.maxTokens, route.maxTokens)
-            let routeRequest: GenerateRequest = { ...request, model: route.model, maxTokens }
-            if (route.contextWindow !== undefined) {
-              const needed = estimatePromptTokens(routeRequest) + maxTokens
-              if (needed > route.contextWindow || route.contextWindow <= minContextWindow) {
-                skip(route, `context window ${route.contextWindow} cannot hold ~${needed} tokens`)
-                continue
-              }
-            } else if (minContextWindow > 0) {
-              skip(route, "no declared context window larger than the one that overflowed")
+            const checked = preflight(route, request, minContextWindow)
+            if (checked._tag === "Skip") {
+              call.log.skip(route.name, checked.message)
               continue
             }
+            let routeRequest = checked.request
             const provider = wrapped.get(route.name)!
-            let repairsLeft = repairable ? repairAttempts : 0
+            const repairBudget = repairable ? repairAttempts : 0
+            let repairs = 0
             let error: RouteError
             while (true) {
+              call.log.beginCall(route.name, repairs > 0 ? `repair ${repairs}/${repairBudget}` : undefined)
               const outcome = yield* Effect.either(provider.generate(routeRequest))
               if (outcome._tag === "Right") {
                 const response = outcome.right
-                usage = addUsage(usage, response.usage)
-                const repaired = repairsLeft < (repairable ? repairAttempts : 0)
-                const now = yield* Clock.currentTimeMillis
-                const degraded = route.name !== primary || repaired
-                yield* DegradedMode.publish({
-                  degraded,
-                  route: route.name,
-                  ...(degraded ? { reason: repaired ? `repaired on ${route.name}` : `served by fallback route ${route.name}` } : {})
-                }, now)
-                return {
-                  value: extract(response),
-                  response,
-                  route: route.name,
-                  degraded,
-                  repaired,
-                  attempts: log,
-                  usage,
-                  durationMs: now - startedAt
-                }
+                return yield* accept(call, route, response, extract(response), { repaired: repairs > 0, restarted: false })
               }
               error = outcome.left
-              lastError = error
-              if (error._tag === "DeadlineExceeded") return yield* Effect.fail(fail("deadline", "the deadline passed"))
-              const canRepair = error._tag === "InvalidOutput" && repairsLeft > 0 &&
+              call.lastError = error
+              const canRepair = error._tag === "InvalidOutput" && repairs < repairBudget &&
                 (error.reason === "unparsable" || error.reason === "schema" || error.reason === "validator")
               if (!canRepair) break
               // A repair is a retry: it spends the route's retry budget like one.
               const budget = yield* budgets.get(route.name)
               if (!(yield* budget.withdraw)) break
-              repairsLeft--
+              repairs++
               routeRequest = repairRequest(routeRequest, error as InvalidOutput)
             }
-            if (error._tag === "ContextLengthExceeded") {
-              minContextWindow = Math.max(minContextWindow, route.contextWindow ?? 1)
-              continue
-            }
-            if (error._tag === "ContentFiltered" && options.rerouteOnContentFilter === true) continue
-            if (actionOf(error) === "stop") {
-              return yield* Effect.fail(fail("stopped", `${error._tag} on ${route.name}: no route will do better`))
-            }
+            const decision = yield* next(error, route, minContextWindow)
+            if (decision._tag === "Stop") return yield* Effect.fail(call.fail(decision.reason, decision.summary))
+            minContextWindow = decision.minContextWindow
           }
-          if (lastError === undefined) return yield* Effect.fail(fail("no-route", "no route could take the request"))
-          return yield* Effect.fail(fail("exhausted", "every route failed"))
+          return yield* Effect.fail(endOfChain(call))
         })
-        const bounded = deadline === undefined ? body : Effect.catchTag(
-          Deadline.withDeadline(body, deadline, { provider: "*", model: "*", route: "*" }),
-          "DeadlineExceeded",
-          (error) => {
-            lastError = error
-            return Effect.fail(fail("deadline", "the deadline passed"))
-          }
-        )
+        const bounded = deadline === undefined
+          ? body
+          : Effect.mapError(Deadline.withDeadline(body, deadline, { provider: "*", model: "*", route: "*" }), onDeadline(call))
         return bounded.pipe(
-          Effect.locally(currentLog, Option.some(log)),
-          Effect.locally(Policy.currentAcceptor, Option.some(acceptor))
+          Effect.catchAll(reject),
+          Effect.locally(currentLog, Option.some(call.log)),
+          Effect.locally(Policy.currentAcceptor, Option.some(metered(acceptor)))
         )
       })
 
-    const generate: Chain["generate"] = (request) =>
-      run(request, basicGate(options.acceptTruncated === true), (response) => response.text, false)
+    const textGate = basicGate(options.acceptTruncated === true)
+
+    const generate: Chain["generate"] = (request) => run(request, textGate, (response) => response.text, false)
 
     const generateObject: Chain["generateObject"] = (schema, request, objectOptions) => {
       const decode = Schema.decodeUnknown(schema)
@@ -367,11 +670,13 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
       const jsonSchema = JSONSchema.make(schema) as unknown as Record<string, unknown>
       const validate = objectOptions?.validate
       const decoded = new WeakMap<GenerateResponse, unknown>()
-      const base = basicGate(false)
+      const objectGate = basicGate(false)
       const acceptor: Policy.Acceptor = (response, routeRequest) =>
-        Effect.flatMap(base(response, routeRequest), (accepted) => {
+        Effect.flatMap(objectGate(response, routeRequest), (accepted) => {
           const parsed = parseJson(accepted.text)
-          if (Option.isNone(parsed)) return Effect.fail(invalid(accepted, routeRequest, "unparsable", "the output is not JSON", "expected a single JSON value"))
+          if (Option.isNone(parsed)) {
+            return Effect.fail(invalid(accepted, routeRequest, "unparsable", "the output is not JSON", "expected a single JSON value"))
+          }
           return decode(parsed.value).pipe(
             Effect.mapError((error) =>
               invalid(accepted, routeRequest, "schema", "the output does not match the schema", ParseResult.TreeFormatter.formatErrorSync(error))
@@ -399,19 +704,84 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
       )
     }
 
-    return { generate, generateObject }
+    const stream: Chain["stream"] = (request, streamOptions) =>
+      Stream.unwrapScoped(Effect.gen(function*() {
+        const call = yield* startCall
+        const mode = streamOptions?.onPartialOutputFailure ?? options.onPartialOutputFailure ?? "fail"
+        const routes = yield* orderRoutes(options.routes)
+        yield* Effect.locallyScoped(currentLog, Option.some(call.log))
+        // Set when a route failed after partial output in `restart` mode; emitted before the next output.
+        let restart: Omit<Restarted, "to"> | undefined
+
+        const fromRoute = (index: number, minContextWindow: number): Stream.Stream<ChainStreamEvent, AllRoutesFailed> =>
+          Stream.suspend(() => {
+            let position = index
+            let checked: Preflight | undefined
+            for (; position < routes.length; position++) {
+              checked = preflight(routes[position]!, request, minContextWindow)
+              if (checked._tag === "Call") break
+              call.log.skip(routes[position]!.name, checked.message)
+            }
+            if (position >= routes.length || checked?._tag !== "Call") {
+              return Stream.fail(endOfChain(call))
+            }
+            const route = routes[position]!
+            const routeRequest = checked.request
+            const restartedFrom = restart
+            // Events before the first content (metadata, usage) are held back, so that an attempt
+            // failing before content leaves no trace in the consumer's stream.
+            const held: Array<ChainStreamEvent> = []
+            const text: Array<string> = []
+            let flowing = false
+            const release = (): Array<ChainStreamEvent> => {
+              if (flowing) return []
+              flowing = true
+              const out: Array<ChainStreamEvent> = restartedFrom === undefined ? [] : [{ ...restartedFrom, to: route.name }]
+              out.push(...held)
+              held.length = 0
+              return out
+            }
+            const onEvent = (event: StreamEvent): Effect.Effect<ReadonlyArray<ChainStreamEvent>, RouteError> => {
+              if (event._tag === "Finish") {
+                return Effect.flatMap(textGate(event.response, routeRequest), (response) => {
+                  call.log.attachUsage(route.name, response.usage)
+                  return Effect.map(
+                    accept(call, route, response, response.text, { repaired: false, restarted: restartedFrom !== undefined }),
+                    (result): ReadonlyArray<ChainStreamEvent> => [...release(), event, { _tag: "Completed", result }]
+                  )
+                })
+              }
+              if (isContentEvent(event)) {
+                if (event._tag === "TextDelta") text.push(event.text)
+                return Effect.succeed([...release(), event])
+              }
+              if (flowing) return Effect.succeed([event])
+              held.push(event)
+              return Effect.succeed([])
+            }
+            return wrapped.get(route.name)!.stream(routeRequest).pipe(
+              Stream.mapConcatEffect(onEvent),
+              Stream.catchAll((error): Stream.Stream<ChainStreamEvent, AllRoutesFailed> =>
+                Stream.unwrap(Effect.gen(function*() {
+                  call.lastError = error
+                  if (flowing && mode === "fail") {
+                    return Stream.fail(call.fail("stopped", `${route.name} failed after partial output`))
+                  }
+                  const decision = yield* next(error, route, minContextWindow)
+                  if (decision._tag === "Stop") return Stream.fail(call.fail(decision.reason, decision.summary))
+                  if (flowing) restart = { _tag: "Restarted", from: route.name, discardedText: text.join(""), error }
+                  return fromRoute(position + 1, decision.minContextWindow)
+                }))
+              )
+            )
+          })
+
+        const body = fromRoute(0, 0)
+        const bounded = deadline === undefined
+          ? body
+          : Stream.mapError(Deadline.withDeadlineStream(body, deadline, { provider: "*", model: "*", route: "*" }), onDeadline(call))
+        return Stream.catchAll(bounded, (error) => Stream.fromEffect(reject(error)))
+      }))
+
+    return { generate, generateObject, stream }
   })
-
-/** The follow-up that feeds the decode errors back to the same route. */
-const repairRequest = (request: GenerateRequest, error: InvalidOutput): GenerateRequest => ({
-  ...request,
-  messages: [
-    ...request.messages,
-    { role: "assistant", content: error.output ?? "" },
-    {
-      role: "user",
-      content: `Your previous answer was rejected: ${error.message}.${error.issues !== undefined ? `\nProblems:\n${error.issues}` : ""}\nReply again with only the corrected JSON.`
-    }
-  ]
-})
-

@@ -3,6 +3,9 @@
  *
  * ```ts
  * const answer = yield* LlmClient.generateObject(Answer, { messages, maxTokens: 500 })
+ * yield* LlmClient.stream({ messages, maxTokens: 500 }).pipe(
+ *   Stream.runForEach((event) => event._tag === "TextDelta" ? Console.log(event.text) : Effect.void)
+ * )
  * ```
  *
  * @since 0.1.0
@@ -11,6 +14,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import * as DegradedMode from "./DegradedMode.js"
 import type { AllRoutesFailed } from "./Errors.js"
 import * as Fallback from "./Fallback.js"
@@ -25,14 +29,22 @@ import * as Policy from "./Policy.js"
 export class LlmClient extends Context.Tag("effect-llm-resilience/LlmClient")<LlmClient, Fallback.Chain>() {}
 
 /**
- * A client over the given routes. Requires the policy state (breakers, limiters, budgets) so that
+ * Builds the client's chain (the same as {@link Fallback.make}), for providing the service by hand.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (options: Fallback.FallbackOptions) => Effect.Effect<Fallback.Chain, never, Policy.PolicyState> = Fallback.make
+
+/**
+ * A client over the given routes (the chain is built by {@link Fallback.make}). Requires the policy state (breakers, limiters, budgets) so that
  * several clients over the same routes share it; see {@link layerWithState}.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer = (options: Fallback.FallbackOptions): Layer.Layer<LlmClient, never, Policy.PolicyState> =>
-  Layer.effect(LlmClient, Fallback.make(options))
+  Layer.effect(LlmClient, make(options))
 
 /**
  * A client with its own policy state and `DegradedMode` (both also exposed to the rest of the program).
@@ -65,6 +77,20 @@ export const generate = (
 export const generateObject = <A, I>(
   schema: Schema.Schema<A, I>,
   request: Fallback.ChainRequest,
-  options?: { readonly name?: string; readonly validate?: Fallback.Validator<A> }
+  options?: Fallback.ObjectOptions<A>
 ): Effect.Effect<Fallback.ChainResult<A>, AllRoutesFailed, LlmClient> =>
   Effect.flatMap(LlmClient, (client) => client.generateObject(schema, request, options))
+
+/**
+ * Streams through the chain: the serving route's events, a `Restarted` event when the opt-in restart
+ * mode re-runs the request after partial output, and a final `Completed` event with the result
+ * metadata (route, degraded flag, attempts, usage).
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const stream = (
+  request: Fallback.ChainRequest,
+  options?: Fallback.StreamOptions
+): Stream.Stream<Fallback.ChainStreamEvent, AllRoutesFailed, LlmClient> =>
+  Stream.unwrap(Effect.map(LlmClient, (client) => client.stream(request, options)))

@@ -3,7 +3,7 @@
  * applies them to a `Provider` (as a function or as a Layer).
  *
  * ```
- * Deadline ▸ Retry(+RetryBudget) ▸ per attempt: RateLimiter ▸ CircuitBreaker ▸ Timeouts ▸ Provider
+ * Deadline ▸ Retry(+RetryBudget) ▸ [Hedge] ▸ per attempt: RateLimiter ▸ CircuitBreaker ▸ Timeouts ▸ Provider
  * ```
  *
  * Why the limiter and breaker sit *inside* the retry loop (each attempt, not each logical call, goes
@@ -12,22 +12,48 @@
  * it opens, the next attempt fails fast with `CircuitOpen` (action `reroute`), which ends the retry
  * loop instead of sleeping toward a provider known to be down.
  *
+ * Hedging (off by default) sits between the retry loop and the attempt: a hedged step runs up to two
+ * full attempts (each with its own permit, breaker verdict and timeouts) and counts as one step of the
+ * retry loop; the second attempt is paid from the route's retry budget.
+ *
+ * The deadline is published (`Deadline.propagate`) rather than armed: every wait below refuses to cross
+ * it and every attempt's single timer is clipped to it, so a policy call costs one timer per attempt,
+ * deadline included.
+ *
  * Stateful parts (breakers, limiters, budgets) live in registry services keyed by route and model,
  * outside any per-attempt or per-call layer, so every caller of a route shares them.
  *
+ * Observability: every attempt runs in an `llm.attempt` span (when a tracer is installed, see
+ * `tracing`) with `llm.route`, `llm.attempt`, `llm.retry.delay_ms`, `llm.breaker.state`, `llm.hedge`
+ * and, when it ends, `llm.outcome`; and counts in `llm_attempts_total{route,outcome}`,
+ * `llm_retries_total{route}`, `llm_timeouts_total{route,phase}` (phase `deadline` for the deadline),
+ * `llm_retry_budget_rejections_total{route}` (Retry), `llm_breaker_transitions_total{key,to}`
+ * (CircuitBreaker) and `llm_hedges_total{route,outcome}` (Hedge).
+ *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
+import type * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import type * as Tracer from "effect/Tracer"
 import { type CircuitBreaker, type CircuitBreakerOptions, CircuitBreakers } from "./CircuitBreaker.js"
 import * as CircuitBreakerModule from "./CircuitBreaker.js"
 import * as Deadline from "./Deadline.js"
-import { type CircuitOpen, type ContentFiltered, type DeadlineExceeded, type InvalidOutput, type RouteError, restamp } from "./Errors.js"
+import {
+  type CircuitOpen,
+  type ContentFiltered,
+  type InvalidOutput,
+  type RouteError,
+  restamp
+} from "./Errors.js"
+import * as Hedge from "./Hedge.js"
+import * as Metrics from "./internal/metrics.js"
 import { type GenerateRequest, type GenerateResponse, Provider, type ProviderShape, type StreamEvent } from "./Provider.js"
 import { type RateLimiter, type RateLimiterOptions, RateLimiters } from "./RateLimiter.js"
 import * as RateLimiterModule from "./RateLimiter.js"
@@ -54,6 +80,11 @@ export interface PolicyOptions {
   readonly rateLimit?: RateLimiterOptions | false | undefined
   /** A wall-clock deadline per call, spanning every retry. Default: none. */
   readonly deadline?: Duration.DurationInput | undefined
+  /**
+   * Latency hedging: a second attempt when the first has produced no content after a delay (fixed, or
+   * the route's observed p95), paid from the retry budget. `true` = Hedge's defaults. Default: off.
+   */
+  readonly hedge?: Hedge.HedgeOptions | boolean | undefined
   /** Hears about every finished attempt (attempt histories, custom telemetry). */
   readonly observe?: Retry.AttemptObserver | undefined
   /**
@@ -78,7 +109,7 @@ export {
    * The default policy: retry (3 attempts, full jitter, Retry-After honoured up to 60 s), retry budget
    * (20% + 10/s), timeouts (headers 30 s, first token 120 s, idle 60 s, attempt 10 min), circuit
    * breaker (5 consecutive or 50% of ≥ 20 in 30 s, open 5 s doubling to 60 s), no rate limiter, no
-   * deadline.
+   * hedging, no deadline.
    *
    * @since 0.1.0
    * @category constructors
@@ -109,15 +140,9 @@ export const layerState: Layer.Layer<PolicyState> = Layer.mergeAll(
 /** Effect's built-in tracer, which records spans but exports nothing. */
 const nativeTracer = Effect.runSync(Effect.tracer)
 
-const traced = (tracing: PolicyOptions["tracing"]) =>
-<A, E, R>(effect: Effect.Effect<A, E, R>, name: string, attributes: Record<string, unknown>): Effect.Effect<A, E, R> =>
-  tracing === "never"
-    ? effect
-    : tracing === "always"
-    ? Effect.withSpan(effect, name, { kind: "client", attributes })
-    : Effect.tracerWith((tracer) =>
-      tracer === nativeTracer ? effect : Effect.withSpan(effect, name, { kind: "client", attributes })
-    )
+/** Whether spans are worth creating under `tracer` (a span costs microseconds even when unexported). */
+const spansOn = (tracing: PolicyOptions["tracing"], tracer: Tracer.Tracer): boolean =>
+  tracing === "always" || (tracing !== "never" && tracer !== nativeTracer)
 
 /**
  * Decides whether a transport-successful response is acceptable (the fallback chain's output gate).
@@ -142,18 +167,52 @@ export const currentAcceptor: FiberRef.FiberRef<Option.Option<Acceptor>> = Fiber
   Option.none()
 )
 
-const gate = (call: Effect.Effect<GenerateResponse, RouteError>, request: GenerateRequest) =>
-  Effect.flatMap(FiberRef.get(currentAcceptor), (acceptor) =>
-    Option.isNone(acceptor) ? call : Effect.flatMap(call, (response) => acceptor.value(response, request)))
+/**
+ * Counters of one route. Built once (see internal/metrics.ts for why not `Metric.tagged`) and updated
+ * synchronously with the fiber's metric labels, so counting an attempt is not an effect step.
+ */
+const routeMetrics = (route: string) => {
+  const attempts = Metrics.counterFamily("llm_attempts_total", "Provider attempts by route and outcome", { route }, "outcome")
+  const timeouts = Metrics.counterFamily(
+    "llm_timeouts_total",
+    "Attempts ended by a timeout, by route and phase (deadline = the call's deadline)",
+    { route },
+    "phase"
+  )
+  const retried = Metrics.counter("llm_retries_total", "Attempts after the first, by route", { route })
+  const succeeded = attempts("success")
+  const count = (attempt: number, error: RouteError | undefined, labels: ReadonlyArray<MetricLabel.MetricLabel>): void => {
+    if (attempt > 1) retried.unsafeUpdate(1, labels)
+    if (error === undefined) return succeeded.unsafeUpdate(1, labels)
+    attempts(error._tag).unsafeUpdate(1, labels)
+    if (error._tag === "Timeout") timeouts(error.phase).unsafeUpdate(1, labels)
+    else if (error._tag === "DeadlineExceeded") timeouts("deadline").unsafeUpdate(1, labels)
+  }
+  return {
+    count,
+    /** The same, as an effect (for streams, which count from inside stream operators). */
+    countEffect: (attempt: number, error: RouteError | undefined): Effect.Effect<void> =>
+      Effect.withFiberRuntime((fiber) => {
+        count(attempt, error, fiber.getFiberRef(FiberRef.currentMetricLabels))
+        return Effect.void
+      })
+  }
+}
 
-const attempts = Metric.counter("llm_attempts_total", { description: "Provider attempts by route and outcome" })
-const retries = Metric.counter("llm_retries_total", { description: "Attempts after the first, by route" })
+/** Phase timeouts switched off: only the call's deadline (if any) bounds an attempt. */
+const deadlineOnly: Timeouts.TimeoutOptions = {
+  attempt: Number.POSITIVE_INFINITY,
+  headers: Number.POSITIVE_INFINITY,
+  firstToken: Number.POSITIVE_INFINITY,
+  idle: Number.POSITIVE_INFINITY
+}
 
-/** Per model of a route: its breaker and limiter, looked up once and cached. */
+/** Per model of a route: its breaker, limiter, retry loop and hedger, looked up once and cached. */
 interface ModelState {
   readonly breaker: CircuitBreaker | undefined
   readonly limiter: RateLimiter | undefined
   readonly retry: Retry.Retry
+  readonly hedge: Hedge.Hedge | undefined
 }
 
 /**
@@ -172,16 +231,23 @@ export const apply = (
     const breakers = yield* CircuitBreakers
     const limiters = yield* RateLimiters
     const budgets = yield* RetryBudget.RetryBudgets
-    const timeouts = policy.timeouts === false ? undefined : Timeouts.make(policy.timeouts ?? {})
+    // Always on: with phase timeouts off, the guard still enforces the deadline (one timer per attempt).
+    const guard = Timeouts.make(policy.timeouts === false ? deadlineOnly : policy.timeouts ?? {})
     const retryOptions: Retry.RetryOptions = policy.retry === false ? { maxAttempts: 1 } : policy.retry ?? {}
-    const budget = policy.retry === false || policy.budget === false ? undefined : yield* budgets.get(route, policy.budget ?? {})
-    const deadlineMs = policy.deadline
-    const span = traced(policy.tracing)
+    const hedgeOptions = policy.hedge === undefined || policy.hedge === false
+      ? undefined
+      : policy.hedge === true
+      ? {}
+      : policy.hedge
+    const budget = policy.budget === false || (policy.retry === false && hedgeOptions === undefined)
+      ? undefined
+      : yield* budgets.get(route, policy.budget ?? {})
+    const deadline = policy.deadline
+    const metrics = routeMetrics(route)
+    const tracing = policy.tracing
 
     const models = new Map<string, ModelState>()
     const stateOf = (model: string): Effect.Effect<ModelState> => {
-      const cached = models.get(model)
-      if (cached !== undefined) return Effect.succeed(cached)
       const key = `${route}/${model}`
       return Effect.gen(function*() {
         const state: ModelState = {
@@ -191,11 +257,17 @@ export const apply = (
           limiter: policy.rateLimit === undefined || policy.rateLimit === false
             ? undefined
             : yield* limiters.get(key, policy.rateLimit),
-          retry: Retry.make(retryOptions, { route, budget, observe: policy.observe })
+          retry: Retry.make(retryOptions, { route, budget, observe: policy.observe }),
+          hedge: hedgeOptions === undefined ? undefined : Hedge.make(hedgeOptions, { budget, label: route })
         }
         models.set(model, state)
         return state
       })
+    }
+    /** The model's state, without an extra step once it exists. */
+    const withState = <A, E, R>(model: string, f: (state: ModelState) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+      const cached = models.get(model)
+      return cached !== undefined ? f(cached) : Effect.flatMap(stateOf(model), f)
     }
 
     // The breaker's optional background probe: the smallest request the route can answer, sent
@@ -210,76 +282,118 @@ export const apply = (
       attempt
     })
 
-    const countAttempt = (attempt: number, outcome: string) =>
-      Effect.zipRight(
-        Metric.increment(Metric.tagged(Metric.tagged(attempts, "route", route), "outcome", outcome)),
-        attempt > 1 ? Metric.increment(Metric.tagged(retries, "route", route)) : Effect.void
-      )
+    /** Span attributes of an attempt (computed only when spans are on). */
+    const attributesOf = (state: ModelState, request: GenerateRequest, attempt: number, delayMs: number, hedged: boolean, stream: boolean) =>
+      Effect.map(state.breaker === undefined ? Effect.succeed("none") : state.breaker.state, (breakerState) => ({
+        "llm.route": route,
+        "llm.attempt": attempt,
+        "llm.retry.delay_ms": delayMs,
+        "llm.breaker.state": breakerState,
+        "llm.hedge": hedged,
+        "llm.stream": stream,
+        "gen_ai.system": provider.name,
+        "gen_ai.request.model": request.model
+      }))
 
-    const generateAttempt = (state: ModelState) => (request: GenerateRequest, attempt: number) => {
-      const site = siteOf(request, attempt)
-      let call: Effect.Effect<GenerateResponse, RouteError> = gate(provider.generate(request), request)
-      if (timeouts !== undefined) call = timeouts.generate(call, site)
-      if (state.breaker !== undefined) call = state.breaker.execute(call, site)
-      if (state.limiter !== undefined) call = state.limiter.generate(request, call, site)
-      return call.pipe(
-        Effect.mapError((error) => restamp(error, { route, attempt })),
-        Effect.tapBoth({
-          onFailure: (error) => countAttempt(attempt, error._tag),
-          onSuccess: () => countAttempt(attempt, "success")
-        }),
-        (effect) =>
-          span(effect, "llm.attempt", {
-            "llm.route": route,
-            "llm.attempt": attempt,
-            "gen_ai.system": provider.name,
-            "gen_ai.request.model": request.model
-          })
-      )
-    }
+    const generateAttempt = (state: ModelState, request: GenerateRequest, attempt: number, delayMs: number, hedged: boolean) =>
+      // One look at the fiber for the output gate and the tracer, instead of an effect step for each.
+      Effect.withFiberRuntime<GenerateResponse, RouteError>((fiber) => {
+        const site = siteOf(request, attempt)
+        const acceptor = fiber.getFiberRef(currentAcceptor)
+        let call: Effect.Effect<GenerateResponse, RouteError> = provider.generate(request)
+        if (Option.isSome(acceptor)) call = Effect.flatMap(call, (response) => acceptor.value(response, request))
+        call = guard.generate(call, site)
+        if (state.breaker !== undefined) call = state.breaker.execute(call, site)
+        if (state.limiter !== undefined) call = state.limiter.generate(request, call, site)
+        const counted = Effect.flatMap(Effect.exit(call), (exit): Effect.Effect<GenerateResponse, RouteError> => {
+          const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
+          if (Exit.isSuccess(exit)) {
+            metrics.count(attempt, undefined, labels)
+            return exit
+          }
+          const failure = Cause.failureOption(exit.cause)
+          if (Option.isNone(failure)) return exit
+          const error = restamp(failure.value, { route, attempt })
+          metrics.count(attempt, error, labels)
+          return Effect.fail(error)
+        })
+        if (!spansOn(tracing, fiber.currentTracer)) return counted
+        return Effect.flatMap(
+          attributesOf(state, request, attempt, delayMs, hedged, false),
+          (attributes) =>
+            Effect.withSpan(
+              Effect.tapBoth(counted, {
+                onFailure: (error) => Effect.annotateCurrentSpan("llm.outcome", error._tag),
+                onSuccess: () => Effect.annotateCurrentSpan("llm.outcome", "success")
+              }),
+              "llm.attempt",
+              { kind: "client", attributes }
+            )
+        )
+      })
 
-    const streamAttempt = (state: ModelState) => (request: GenerateRequest, attempt: number) => {
+    const streamAttempt = (state: ModelState, request: GenerateRequest, attempt: number, delayMs: number, hedged: boolean) => {
       const site = siteOf(request, attempt)
-      let call: Stream.Stream<StreamEvent, RouteError> = provider.stream(request)
-      if (timeouts !== undefined) call = timeouts.stream(call, site)
+      let call: Stream.Stream<StreamEvent, RouteError> = guard.stream(provider.stream(request), site)
       if (state.breaker !== undefined) call = guardStream(state.breaker, call, site)
       if (state.limiter !== undefined) call = state.limiter.stream(request, call, site)
-      return call.pipe(
+      let outcome = "cancelled"
+      const counted = call.pipe(
         Stream.mapError((error) => restamp(error, { route, attempt })),
-        Stream.tapError((error) => countAttempt(attempt, error._tag)),
-        (stream) =>
-          policy.tracing === "never" ? stream : Stream.withSpan(stream, "llm.attempt", {
-            kind: "client",
-            attributes: {
-              "llm.route": route,
-              "llm.attempt": attempt,
-              "gen_ai.system": provider.name,
-              "gen_ai.request.model": request.model,
-              "llm.stream": true
+        Stream.tapError((error) => {
+          outcome = error._tag
+          return metrics.countEffect(attempt, error)
+        }),
+        Stream.mapChunksEffect((chunk) => {
+          for (const event of chunk) {
+            if (event._tag === "Finish") {
+              outcome = "success"
+              return Effect.as(metrics.countEffect(attempt, undefined), chunk)
             }
-          })
+          }
+          return Effect.succeed(chunk)
+        })
       )
+      return Stream.unwrap(Effect.tracerWith((tracer) =>
+        !spansOn(tracing, tracer) ? Effect.succeed(counted) : Effect.map(
+          attributesOf(state, request, attempt, delayMs, hedged, true),
+          (attributes) =>
+            Stream.withSpan(
+              Stream.ensuring(counted, Effect.suspend(() => Effect.annotateCurrentSpan("llm.outcome", outcome))),
+              "llm.attempt",
+              { kind: "client", attributes }
+            )
+        )
+      ))
     }
 
-    const withDeadline = <A, E, R>(effect: Effect.Effect<A, E, R>, request: GenerateRequest): Effect.Effect<A, E | DeadlineExceeded, R> =>
-      deadlineMs === undefined
-        ? effect
-        : Deadline.withDeadline(effect, deadlineMs, { provider: provider.name, model: request.model, route })
+    const generateStep = (state: ModelState) => (request: GenerateRequest, attempt: number, delayMs: number) =>
+      state.hedge === undefined
+        ? generateAttempt(state, request, attempt, delayMs, false)
+        : state.hedge.generate(
+          generateAttempt(state, request, attempt, delayMs, false),
+          generateAttempt(state, request, attempt, delayMs, true)
+        )
+
+    const streamStep = (state: ModelState) => (request: GenerateRequest, attempt: number, delayMs: number) =>
+      state.hedge === undefined
+        ? streamAttempt(state, request, attempt, delayMs, false)
+        : state.hedge.stream(
+          streamAttempt(state, request, attempt, delayMs, false),
+          streamAttempt(state, request, attempt, delayMs, true)
+        )
 
     return {
       name: provider.name,
-      generate: (request) =>
-        withDeadline(
-          Effect.flatMap(stateOf(request.model), (state) => state.retry.generate(request, generateAttempt(state))),
-          request
-        ),
+      generate: (request) => {
+        const call = withState(request.model, (state) => state.retry.generate(request, generateStep(state)))
+        return deadline === undefined ? call : Deadline.propagate(call, deadline)
+      },
       stream: (request) => {
         const stream = Stream.unwrap(
-          Effect.map(stateOf(request.model), (state) => state.retry.stream(request, streamAttempt(state)))
+          withState(request.model, (state) => Effect.succeed(state.retry.stream(request, streamStep(state))))
         )
-        return deadlineMs === undefined
-          ? stream
-          : Deadline.withDeadlineStream(stream, deadlineMs, { provider: provider.name, model: request.model, route })
+        return deadline === undefined ? stream : Deadline.propagateStream(stream, deadline)
       }
     } satisfies ProviderShape as ProviderShape
   })

@@ -54,6 +54,10 @@ export interface RetryBudget {
   readonly withdraw: Effect.Effect<boolean>
   /** Retries currently available. */
   readonly available: Effect.Effect<number>
+  /** {@link deposit} at clock time `now`, synchronously (for timer callbacks and hot paths). */
+  readonly unsafeDeposit: (now: number) => void
+  /** {@link withdraw} at clock time `now`, synchronously (hedging spends from timer callbacks). */
+  readonly unsafeWithdraw: (now: number) => boolean
 }
 
 /**
@@ -90,17 +94,21 @@ export const make = (options: RetryBudgetOptions = {}): RetryBudget => {
     return total
   }
 
+  const unsafeDeposit = (now: number): void => {
+    advance(now)
+    deposits[slotOf()]! += 1
+  }
+  const unsafeWithdraw = (now: number): boolean => {
+    advance(now)
+    if (balance() < 1) return false
+    withdrawals[slotOf()]! += 1
+    return true
+  }
   return {
-    deposit: Effect.map(Clock.currentTimeMillis, (now) => {
-      advance(now)
-      deposits[slotOf()]! += 1
-    }),
-    withdraw: Effect.map(Clock.currentTimeMillis, (now) => {
-      advance(now)
-      if (balance() < 1) return false
-      withdrawals[slotOf()]! += 1
-      return true
-    }),
+    deposit: Effect.map(Clock.currentTimeMillis, unsafeDeposit),
+    withdraw: Effect.map(Clock.currentTimeMillis, unsafeWithdraw),
+    unsafeDeposit,
+    unsafeWithdraw,
     available: Effect.map(Clock.currentTimeMillis, (now) => {
       advance(now)
       return Math.max(0, Math.floor(balance()))

@@ -7,19 +7,27 @@
  * (`idle` — a stream that hangs after the first token), and the whole attempt (`attempt`). Each fires
  * `Timeout{phase}`, which is retryable. The call-wide wall clock is `Deadline`, not an attempt timeout.
  *
- * Cost: a streamed attempt gets one watchdog fiber that sleeps until the nearest expiry and re-arms
- * only when it wakes — events just update two numbers — so a thousand-chunk stream costs one timer,
- * not a thousand. A non-streamed attempt gets one timer.
+ * Every bound is clipped to the call's `Deadline` (if any): when the deadline is the nearer one, the
+ * attempt fails with `DeadlineExceeded` (action `stop`) instead — so one timer per attempt enforces
+ * both, and `Policy` needs no timer of its own for the deadline.
+ *
+ * Cost (see `internal/timer.ts`): a non-streamed attempt runs on a child fiber started synchronously
+ * and arms one timer only if it suspends; no `Effect.timeout`, no race, no `AbortController` on the
+ * happy path. A streamed attempt gets one producer fiber and one timer, re-armed only when it fires
+ * early or a bound moves earlier — events just update two numbers — so a thousand-chunk stream costs
+ * one timer, not a thousand, and no per-chunk fork (`Stream.timeout`/`interruptWhen` fork per pull).
  *
  * @since 0.1.0
  */
 import * as Chunk from "effect/Chunk"
-import * as Clock from "effect/Clock"
 import type * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
-import * as Stream from "effect/Stream"
-import { Timeout, type TimeoutPhase } from "./Errors.js"
-import { millisOf, within } from "./internal/timer.js"
+import type * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import type * as Stream from "effect/Stream"
+import * as Deadline from "./Deadline.js"
+import { type DeadlineExceeded, Timeout, type TimeoutPhase } from "./Errors.js"
+import { type Bound, type Expiry, guard, millisOf, watchStream } from "./internal/timer.js"
 import type { GenerateResponse, StreamEvent } from "./Provider.js"
 
 /**
@@ -93,7 +101,8 @@ const phaseText: Readonly<Record<TimeoutPhase, string>> = {
 }
 
 /**
- * A configured set of phase timeouts, applicable to attempts.
+ * A configured set of phase timeouts, applicable to attempts. Both forms also enforce the current
+ * `Deadline` (failing with `DeadlineExceeded` when it is the nearer bound).
  *
  * @since 0.1.0
  * @category models
@@ -102,9 +111,22 @@ export interface Timeouts {
   readonly generate: <E, R>(
     call: Effect.Effect<GenerateResponse, E, R>,
     site: Site
-  ) => Effect.Effect<GenerateResponse, E | Timeout, R>
-  readonly stream: <E, R>(call: Stream.Stream<StreamEvent, E, R>, site: Site) => Stream.Stream<StreamEvent, E | Timeout, R>
+  ) => Effect.Effect<GenerateResponse, E | Timeout | DeadlineExceeded, R>
+  readonly stream: <E, R>(
+    call: Stream.Stream<StreamEvent, E, R>,
+    site: Site
+  ) => Stream.Stream<StreamEvent, E | Timeout | DeadlineExceeded, R>
 }
+
+/** The absolute deadline of the fiber's call, or `Infinity`. */
+const deadlineOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number => {
+  const deadline = fiber.getFiberRef(Deadline.currentDeadline)
+  return Option.isSome(deadline) ? deadline.value : Number.POSITIVE_INFINITY
+}
+
+/** The deadline passed during this attempt (`deadlineMs`: what was left of it when the attempt began). */
+const deadlinePassed = (site: Site, startedAt: number, deadline: number): DeadlineExceeded =>
+  Deadline.exceeded(site, deadline - startedAt)
 
 /**
  * Builds the timeouts.
@@ -115,62 +137,63 @@ export interface Timeouts {
 export const make = (options: TimeoutOptions = {}): Timeouts => {
   const limits = resolve(options)
   return {
-    generate: (call, site) => within(call, limits.attempt, () => timeout(site, "attempt", limits.attempt)),
-    stream: (call, site) => watch(call, site, limits)
+    generate: (call, site) =>
+      guard(call, (fiber, now): Bound<Timeout | DeadlineExceeded> | undefined => {
+        const deadline = deadlineOf(fiber)
+        if (deadline - now < limits.attempt) {
+          return { ms: deadline - now, onTimeout: () => deadlinePassed(site, now, deadline) }
+        }
+        return limits.attempt === Number.POSITIVE_INFINITY
+          ? undefined
+          : { ms: limits.attempt, onTimeout: () => timeout(site, "attempt", limits.attempt) }
+      }),
+    stream: (call, site) => watchStream(call, (fiber, startedAt) => watch(site, limits, startedAt, deadlineOf(fiber)))
   }
 }
 
-const watch = <E, R>(
-  call: Stream.Stream<StreamEvent, E, R>,
-  site: Site,
-  limits: Resolved
-): Stream.Stream<StreamEvent, E | Timeout, R> =>
-  Stream.suspend(() => {
-    // Mutated by the stream as events pass, read by the watchdog when it wakes.
-    const state = { startedAt: 0, lastEventAt: 0, sawHeaders: false, sawContent: false }
-    const nextExpiry = (): { readonly at: number; readonly phase: TimeoutPhase; readonly limit: number } => {
-      const attempt = { at: state.startedAt + limits.attempt, phase: "attempt" as const, limit: limits.attempt }
-      const candidates = state.sawContent
-        ? [{ at: state.lastEventAt + limits.idle, phase: "idle" as const, limit: limits.idle }]
-        : state.sawHeaders
-        ? [{ at: state.startedAt + limits.firstToken, phase: "first-token" as const, limit: limits.firstToken }]
-        : [
-          { at: state.startedAt + limits.headers, phase: "headers" as const, limit: limits.headers },
-          { at: state.startedAt + limits.firstToken, phase: "first-token" as const, limit: limits.firstToken }
-        ]
-      let best: { readonly at: number; readonly phase: TimeoutPhase; readonly limit: number } = attempt
-      for (const candidate of candidates) if (candidate.at < best.at) best = candidate
+/** The phase bounds of one streamed attempt, from its producer's side. */
+const watch = (site: Site, limits: Resolved, startedAt: number, deadline: number) => {
+  if (
+    deadline === Number.POSITIVE_INFINITY && limits.attempt === Number.POSITIVE_INFINITY &&
+    limits.headers === Number.POSITIVE_INFINITY && limits.firstToken === Number.POSITIVE_INFINITY &&
+    limits.idle === Number.POSITIVE_INFINITY
+  ) return undefined
+  let lastEventAt = startedAt
+  let sawHeaders = false
+  let sawContent = false
+  const bound = (at: number, phase: TimeoutPhase, limit: number): Expiry<Timeout | DeadlineExceeded> => ({
+    at,
+    fail: () => timeout(site, phase, limit)
+  })
+  return {
+    observe: (chunk: Chunk.Chunk<StreamEvent>, now: number) => {
+      lastEventAt = now
+      if (sawContent) return
+      for (const event of chunk) {
+        if (event._tag === "Metadata") sawHeaders = true
+        else if (event._tag === "TextDelta" || event._tag === "ToolCallDelta") {
+          sawHeaders = true
+          sawContent = true
+        }
+      }
+    },
+    next: (): Expiry<Timeout | DeadlineExceeded> | undefined => {
+      let best: Expiry<Timeout | DeadlineExceeded> | undefined = deadline === Number.POSITIVE_INFINITY
+        ? undefined
+        : { at: deadline, fail: () => deadlinePassed(site, startedAt, deadline) }
+      const consider = (at: number, phase: TimeoutPhase, limit: number) => {
+        if (at < (best?.at ?? Number.POSITIVE_INFINITY)) best = bound(at, phase, limit)
+      }
+      consider(startedAt + limits.attempt, "attempt", limits.attempt)
+      if (sawContent) consider(lastEventAt + limits.idle, "idle", limits.idle)
+      else {
+        if (!sawHeaders) consider(startedAt + limits.headers, "headers", limits.headers)
+        consider(startedAt + limits.firstToken, "first-token", limits.firstToken)
+      }
       return best
     }
-    const watchdog: Effect.Effect<never, Timeout> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const next = nextExpiry()
-      if (next.at === Number.POSITIVE_INFINITY && (state.sawContent || limits.idle === Number.POSITIVE_INFINITY)) {
-        return Effect.never
-      }
-      if (now >= next.at) return Effect.fail(timeout(site, next.phase, next.limit))
-      // Before content flows, an idle bound may start at any moment and end before `next`; waking
-      // at least once per idle period catches it without re-arming on every event.
-      const wake = state.sawContent ? next.at : Math.min(next.at, now + limits.idle)
-      return Effect.zipRight(Effect.sleep(wake - now), watchdog)
-    })
-    const started = Effect.map(Clock.currentTimeMillis, (now) => {
-      state.startedAt = now
-      state.lastEventAt = now
-    })
-    const observed = Stream.mapChunksEffect(call, (chunk) =>
-      Effect.map(Clock.currentTimeMillis, (now) => {
-        state.lastEventAt = now
-        for (const event of chunk) {
-          if (event._tag === "Metadata") state.sawHeaders = true
-          else if (event._tag === "TextDelta" || event._tag === "ToolCallDelta") {
-            state.sawHeaders = true
-            state.sawContent = true
-          }
-        }
-        return chunk
-      }))
-    return Stream.unwrap(Effect.as(started, Stream.interruptWhen(observed, watchdog)))
-  })
+  }
+}
 
 /**
  * Whether a chunk of events holds content (exported for the hedging and retry policies).

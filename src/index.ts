@@ -52,3 +52,24 @@ export * as OpenAi from "./providers/OpenAi.js"
  * @since 0.1.0
  */
 export * as Anthropic from "./providers/Anthropic.js"
+
+/**
+ * The schema-gated fallback chain: routes, action routing, output gate, repair, attempt history.
+ *
+ * @since 0.1.0
+ */
+export * as Fallback from "./Fallback.js"
+
+/**
+ * The client service over a fallback chain (`generate`, `generateObject`, `stream`).
+ *
+ * @since 0.1.0
+ */
+export * as LlmClient from "./LlmClient.js"
+
+/**
+ * Whether answers currently come from a fallback route or a repair (a `SubscriptionRef`).
+ *
+ * @since 0.1.0
+ */
+export * as DegradedMode from "./DegradedMode.js"

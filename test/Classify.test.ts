@@ -1,10 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as fc from "fast-check"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import { fromHttp, fromStreamError, fromTransport } from "../src/Classify.js"
+import { classify, fromHttp, fromStreamError, fromTransport } from "../src/Classify.js"
 import {
   actionOf,
   defaultActionOf,
@@ -175,4 +176,56 @@ describe("adapters run on any HttpClient (swappable in tests)", () => {
       const response = yield* provider.generate({ model: "m", messages: [{ role: "user", content: "x" }], maxTokens: 5 })
       expect(response.text).toBe("ok")
     }))
+})
+
+describe("classify: one entry point, total on arbitrary input", () => {
+  it("dispatches HTTP responses, stream error events and transport failures", () => {
+    expect(classify(site, { _tag: "Http", status: 529, headers: { "retry-after": "2" }, body: "", now: 0 })).toMatchObject({
+      _tag: "Overloaded",
+      retryAfterMs: 2000
+    })
+    expect(classify(site, { _tag: "StreamError", payload: { type: "error", error: { type: "rate_limit_error" } }, requestId: "req_1" }))
+      .toMatchObject({ _tag: "RateLimited", requestId: "req_1" })
+    expect(classify(site, { _tag: "Transport", cause: Object.assign(new Error("x"), { code: "ENOTFOUND" }) })).toMatchObject({
+      _tag: "ConnectionError",
+      reason: "dns"
+    })
+  })
+
+  it("never throws, always yields an encodable ProviderError, whatever the status, headers and body", () => {
+    const encode = Schema.encodeSync(ProviderError)
+    const headerValue = fc.oneof(fc.string(), fc.constantFrom("NaN", "-1", "1e400", "Wed, 21 Oct 2015 07:28:00 GMT", "true", "6m0s", ""))
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 100, max: 999 }),
+        fc.dictionary(
+          fc.constantFrom("retry-after", "retry-after-ms", "x-should-retry", "x-request-id", "x-ratelimit-reset-requests", "anthropic-ratelimit-tokens-reset"),
+          headerValue
+        ),
+        fc.oneof(fc.string(), fc.json(), fc.constantFrom("{\"error\":null}", "{\"error\":{\"type\":7,\"code\":{}}}", "[]", "null")),
+        (status, headers, body) => {
+          const error = classify(site, { _tag: "Http", status, headers, body, now: 0 })
+          expect(routeErrorTags).toContain(error._tag)
+          expect(() => encode(error)).not.toThrow()
+          const retryAfter = "retryAfterMs" in error ? error.retryAfterMs : undefined
+          if (retryAfter !== undefined) expect(Number.isFinite(retryAfter) && retryAfter >= 0).toBe(true)
+        }
+      ),
+      { numRuns: 500, seed: 20260302 }
+    )
+    fc.assert(
+      fc.property(fc.anything(), (payload) => {
+        const error = classify(site, { _tag: "StreamError", payload })
+        expect(routeErrorTags).toContain(error._tag)
+        expect(() => encode(error)).not.toThrow()
+      }),
+      { numRuns: 300, seed: 20260302 }
+    )
+    fc.assert(
+      fc.property(fc.anything(), (cause) => {
+        expect(["ConnectionError", "Timeout"]).toContain(classify(site, { _tag: "Transport", cause })._tag)
+      }),
+      { numRuns: 300, seed: 20260302 }
+    )
+  })
 })

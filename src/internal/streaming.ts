@@ -6,7 +6,6 @@
  * @internal
  */
 import * as Chunk from "effect/Chunk"
-import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import type { CallSite } from "../Classify.js"
 import { type ProviderError, StreamInterrupted } from "../Errors.js"
@@ -80,6 +79,9 @@ export class ResponseBuilder {
   }
 }
 
+/** Ends the decoded stream after an in-stream error (see `decodeStream`). */
+const STOP = { _tag: "Stop" } as const
+
 /** One provider's event grammar: maps an SSE event to stream events, or fails. */
 export interface StreamProtocol {
   readonly builder: ResponseBuilder
@@ -123,18 +125,26 @@ export const decodeStream = (
       ...(requestId !== undefined ? { requestId } : {}),
       ...(rateLimit !== undefined ? { rateLimit } : {})
     }
+    // An error event may share a network chunk with deltas before it: those deltas must reach the
+    // consumer (they are the partial output) before the stream fails. The failure is parked and the
+    // STOP marker ends the pull at once, so a server that never closes after its error cannot hang us.
+    let failed: ProviderError | undefined
     const events = sseEvents(received, site, limits).pipe(
-      Stream.mapChunksEffect((chunk) => {
+      Stream.mapChunks((chunk): Chunk.Chunk<StreamEvent | typeof STOP> => {
         const out: Array<StreamEvent> = []
         for (const event of chunk) {
           if (finished) break
           const failure = protocol.onEvent(event, out)
-          if (failure !== undefined) return Effect.fail(failure)
+          if (failure !== undefined) {
+            failed = failure
+            return Chunk.unsafeFromArray<StreamEvent | typeof STOP>([...out, STOP])
+          }
           if (out.length > 0 && out[out.length - 1]!._tag === "Finish") finished = true
         }
-        return Effect.succeed(Chunk.unsafeFromArray(out))
+        return Chunk.unsafeFromArray(out)
       }),
-      Stream.takeUntil((event) => event._tag === "Finish"),
+      Stream.takeUntil((event) => event === STOP || event._tag === "Finish"),
+      Stream.filter((event): event is StreamEvent => event !== STOP),
       Stream.catchAll((error): Stream.Stream<never, ProviderError> =>
         Stream.fail(
           error._tag === "ConnectionError" ? interrupted(site, protocol.builder, requestId, `broke (${error.reason})`) : error
@@ -143,7 +153,13 @@ export const decodeStream = (
     )
     return Stream.concat(
       Stream.prepend(events, Chunk.of(metadata)),
-      Stream.suspend(() => finished ? Stream.empty : Stream.fail(interrupted(site, protocol.builder, requestId, "ended")))
+      Stream.suspend(() =>
+        failed !== undefined
+          ? Stream.fail(failed)
+          : finished
+          ? Stream.empty
+          : Stream.fail(interrupted(site, protocol.builder, requestId, "ended"))
+      )
     )
   })
 

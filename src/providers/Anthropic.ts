@@ -108,7 +108,13 @@ const toWireMessage = (message: Message): JsonRecord => {
 const structuredToolName = (request: GenerateRequest): string | undefined =>
   request.responseFormat?.type === "json_schema" ? request.responseFormat.name : undefined
 
-/** The request body, exported for tests. */
+/**
+ * The Messages request body the adapter sends for a request (system lifted, tools and output format
+ * translated), for inspecting or logging what goes over the wire.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
 export const encodeRequest = (request: GenerateRequest, maxTokens: number, stream: boolean): JsonRecord => {
   const systemParts: Array<string> = []
   if (request.system !== undefined) systemParts.push(request.system)

@@ -99,7 +99,13 @@ const responseFormatOf = (format: NonNullable<GenerateRequest["responseFormat"]>
     ? { type: "json_schema", json_schema: { name: format.name, schema: format.schema, strict: format.strict ?? true } }
     : { type: format.type }
 
-/** The request body, exported for tests and for the ChaosServer's own fidelity checks. */
+/**
+ * The Chat Completions request body the adapter sends for a request, for inspecting or logging what
+ * goes over the wire.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
 export const encodeRequest = (
   request: GenerateRequest,
   options: { readonly maxTokens: number; readonly maxTokensField: string; readonly sendMetadata: boolean },

@@ -27,12 +27,9 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as http from "node:http"
-import { anthropicWire } from "./internal/anthropicWire.js"
 import { Engine } from "./internal/engine.js"
-import { openaiWire } from "./internal/openaiWire.js"
-import { type Plan, planResponse, statusOf, type Step } from "./internal/plan.js"
-import { parseChatRequest } from "./internal/request.js"
-import type { ErrorSpec, Wire } from "./internal/wire.js"
+import type { Plan } from "./internal/plan.js"
+import { chunkedBody, controlsOf, type Immediate, listModels, serveChat, unknownPath } from "./internal/serve.js"
 import * as Scenario from "./Scenario.js"
 
 // ---------------------------------------------------------------------------------------------------
@@ -166,12 +163,11 @@ export class ChaosServer extends Context.Tag("effect-llm-resilience/testing/Chao
 // HTTP handlers
 // ---------------------------------------------------------------------------------------------------
 
-const wireOf = (api: Scenario.Api): Wire => (api === "openai" ? openaiWire : anthropicWire)
-
-const encoder = new TextEncoder()
-
 const jsonResponse = (status: number, value: unknown) =>
   HttpServerResponse.text(JSON.stringify(value, null, 2), { status, contentType: "application/json" })
+
+const immediate = (answer: Immediate) =>
+  HttpServerResponse.text(answer.body, { status: answer.status, contentType: answer.contentType, headers: answer.headers })
 
 /** Waits for the Node response to close (client gone, socket destroyed, or server shut down). */
 const awaitClose = (res: http.ServerResponse): Effect.Effect<void> =>
@@ -181,25 +177,6 @@ const awaitClose = (res: http.ServerResponse): Effect.Effect<void> =>
     res.once("close", onClose)
     return Effect.sync(() => res.off("close", onClose))
   })
-
-/** Executes one chunked-body step. */
-const runStep = (step: Step, res: http.ServerResponse): Stream.Stream<Uint8Array> => {
-  switch (step._tag) {
-    case "Write":
-      return Stream.succeed(encoder.encode(step.data))
-    case "Sleep":
-      return Stream.drain(Stream.fromEffect(Effect.sleep(Duration.millis(step.ms))))
-    case "Forever":
-      return Stream.never
-    case "Abort":
-      // `end()` on the socket flushes what was written, then closes the TCP connection in the middle
-      // of the chunked body: the client sees the body break (not a clean end of stream).
-      return Stream.drain(Stream.fromEffect(Effect.zipRight(
-        Effect.sync(() => res.socket?.end()),
-        awaitClose(res)
-      ))).pipe(Stream.concat(Stream.never))
-  }
-}
 
 /** Turns a plan into a response (or into a reset / hang, which never return one). */
 const execute = (plan: Plan, request: HttpServerRequest.HttpServerRequest) =>
@@ -230,7 +207,13 @@ const execute = (plan: Plan, request: HttpServerRequest.HttpServerRequest) =>
         })
       case "Chunked": {
         const res = NodeHttpServerRequest.toServerResponse(request)
-        const body = Stream.fromIterable(plan.steps).pipe(Stream.flatMap((step) => runStep(step, res)))
+        // `end()` on the socket flushes what was written, then closes the TCP connection in the middle
+        // of the chunked body: the client sees the body break (not a clean end of stream).
+        const abort = () =>
+          Stream.drain(Stream.fromEffect(Effect.zipRight(Effect.sync(() => res.socket?.end()), awaitClose(res)))).pipe(
+            Stream.concat(Stream.never)
+          )
+        const body = chunkedBody(plan.steps, abort)
         return HttpServerResponse.stream(body, {
           status: plan.status,
           contentType: plan.contentType,
@@ -245,116 +228,44 @@ const readBody = (request: HttpServerRequest.HttpServerRequest) => Effect.orElse
 const makeApp = (engine: Engine) => {
   const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
-  const serverError = (
-    api: Scenario.Api,
-    fault: "invalid_request" | "unknown_path",
-    spec: ErrorSpec,
-    model: string | null
-  ) =>
-    Effect.flatMap(now, (nowMs) =>
-      Effect.sync(() => {
-        const wire = wireOf(api)
-        const requestId = wire.requestId(engine.idRng)
-        const rendered = wire.error(spec, requestId)
-        engine.record({
-          seq: engine.nextSeq(),
-          at: engine.since(nowMs),
-          api,
-          route: "(server)",
-          model,
-          fault,
-          source: "server",
-          status: rendered.status,
-          stream: false,
-          requestId
-        })
-        return HttpServerResponse.text(rendered.body, {
-          status: rendered.status,
-          contentType: "application/json",
-          headers: { [wire.requestIdHeader]: requestId }
-        })
-      }))
-
   const chat = (api: Scenario.Api) =>
     Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
       const body = yield* readBody(request)
-      const parsed = parseChatRequest(api, body)
-      if (parsed._tag === "Left") {
-        return yield* serverError(api, "invalid_request", { kind: "invalid_request", ...parsed.problem }, null)
-      }
-      const chatRequest = parsed.request
       const nowMs = yield* now
-      const wire = wireOf(api)
       const res = NodeHttpServerRequest.toServerResponse(request)
-      const { admission, plan } = yield* Effect.sync(() => {
-        const admission = engine.admit(chatRequest, nowMs)
-        const requestId = wire.requestId(engine.idRng)
-        const plan = planResponse({
-          wire,
-          request: chatRequest,
-          admission,
-          requestId,
-          responseId: wire.responseId(engine.idRng),
-          nowMs
-        })
-        engine.record({
-          seq: admission.seq,
-          at: admission.at,
-          api,
-          route: admission.route.name,
-          model: chatRequest.model,
-          fault: admission.fault.kind,
-          source: admission.source,
-          status: statusOf(plan),
-          stream: chatRequest.stream,
-          requestId
-        })
-        // The slot is held until the response is finished or the connection drops, whichever the fault
-        // (`release` is idempotent; `finish` comes first on a clean end, `close` on a dropped connection).
-        res.once("finish", admission.release)
-        res.once("close", admission.release)
-        if (res.socket === null || res.socket.destroyed) admission.release()
-        return { admission, plan }
+      const answer = yield* Effect.sync(() => {
+        const answer = serveChat(engine, api, body, nowMs)
+        if (answer._tag === "Admitted") {
+          // The slot is held until the response is finished or the connection drops, whichever the fault
+          // (`release` is idempotent; `finish` comes first on a clean end, `close` on a dropped connection).
+          const release = answer.admission.release
+          res.once("finish", release)
+          res.once("close", release)
+          if (res.socket === null || res.socket.destroyed) release()
+        }
+        return answer
       })
-      if (admission.latencyMs > 0) yield* Effect.sleep(Duration.millis(admission.latencyMs))
-      return yield* execute(plan, request)
+      if (answer._tag === "Immediate") return immediate(answer)
+      if (answer.admission.latencyMs > 0) yield* Effect.sleep(Duration.millis(answer.admission.latencyMs))
+      return yield* execute(answer.plan, request)
     })
 
   const models = Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const api: Scenario.Api = request.headers["anthropic-version"] !== undefined ? "anthropic" : "openai"
-    const wire = wireOf(api)
     const nowMs = yield* now
-    return yield* Effect.sync(() => {
-      const requestId = wire.requestId(engine.idRng)
-      engine.record({
-        seq: engine.nextSeq(),
-        at: engine.since(nowMs),
-        api,
-        route: "(server)",
-        model: null,
-        fault: "models",
-        source: "server",
-        status: 200,
-        stream: false,
-        requestId
-      })
-      return HttpServerResponse.text(wire.models(engine.models(), nowMs), {
-        status: 200,
-        contentType: "application/json",
-        headers: { [wire.requestIdHeader]: requestId }
-      })
-    })
+    return immediate(yield* Effect.sync(() => listModels(engine, api, nowMs)))
   })
 
-  const unknownPath = Effect.gen(function*() {
+  const unknown = Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const path = request.url.split("?")[0] ?? request.url
     const api: Scenario.Api = path.startsWith("/v1/messages") || request.headers["anthropic-version"] !== undefined
       ? "anthropic"
       : "openai"
-    return yield* serverError(api, "unknown_path", { kind: "unknown_path", method: request.method, path }, null)
+    const nowMs = yield* now
+    return immediate(yield* Effect.sync(() => unknownPath(engine, api, request.method, path, nowMs)))
   })
 
   const setScenarioRoute = Effect.gen(function*() {
@@ -380,7 +291,7 @@ const makeApp = (engine: Engine) => {
       Effect.flatMap(now, (nowMs) => Effect.sync(() => engine.reset(nowMs))).pipe(Effect.as(jsonResponse(200, { ok: true })))
     ),
     HttpRouter.post("/__chaos/scenario", setScenarioRoute),
-    HttpRouter.all("*", unknownPath)
+    HttpRouter.all("*", unknown)
   )
 }
 
@@ -438,20 +349,12 @@ export const make = (
 
     const port = server.address._tag === "TcpAddress" ? server.address.port : 0
     const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`
-    const nowMs = clock.currentTimeMillis
     return {
       port,
       url,
       openAiBaseUrl: `${url}/v1`,
       anthropicBaseUrl: url,
-      stats: Effect.sync(() => engine.stats()),
-      reset: Effect.flatMap(nowMs, (t) => Effect.sync(() => engine.reset(t))),
-      setScenario: (next) =>
-        Effect.flatMap(
-          Scenario.decodeUnknown(next, "setScenario"),
-          (decoded) => Effect.flatMap(nowMs, (t) => Effect.sync(() => engine.setScenario(decoded, t)))
-        ),
-      scenario: Effect.sync(() => engine.scenario)
+      ...controlsOf(engine, clock)
     } satisfies ChaosServerHandle
   })
 

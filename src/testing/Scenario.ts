@@ -60,7 +60,7 @@ export type Api = typeof Api.Type
  * @since 0.1.0
  * @category latency
  */
-export const FixedLatency = Schema.Struct({ kind: Schema.Literal("fixed"), ms: NonNegative })
+export const FixedLatency = Schema.Struct({ kind: Schema.Literal("fixed"), ms: NonNegative }).annotations({ identifier: "FixedLatency" })
 
 /**
  * Wait a seeded uniform draw from `[minMs, maxMs]`.
@@ -72,7 +72,7 @@ export const UniformLatency = Schema.Struct({
   kind: Schema.Literal("uniform"),
   minMs: NonNegative,
   maxMs: NonNegative
-}).pipe(Schema.filter((l) => l.minMs <= l.maxMs || { path: ["maxMs"], message: "maxMs must be at least minMs" }))
+}).pipe(Schema.filter((l) => l.minMs <= l.maxMs || { path: ["maxMs"], message: "maxMs must be at least minMs" })).annotations({ identifier: "UniformLatency" })
 
 /**
  * Wait `medianMs · e^(sigma·Z)` with Z a seeded standard normal — the long right tail real model
@@ -86,7 +86,7 @@ export const LognormalLatency = Schema.Struct({
   medianMs: Positive,
   sigma: NonNegative,
   maxMs: opt(NonNegative)
-})
+}).annotations({ identifier: "LognormalLatency" })
 
 /**
  * Delay before the response headers (time to first byte). Draws are seeded per route.
@@ -94,7 +94,7 @@ export const LognormalLatency = Schema.Struct({
  * @since 0.1.0
  * @category latency
  */
-export const Latency = Schema.Union(FixedLatency, UniformLatency, LognormalLatency)
+export const Latency = Schema.Union(FixedLatency, UniformLatency, LognormalLatency).annotations({ identifier: "Latency" })
 
 /**
  * @since 0.1.0
@@ -112,7 +112,7 @@ export type Latency = typeof Latency.Type
  * @since 0.1.0
  * @category content
  */
-export const TextContent = Schema.Struct({ kind: Schema.Literal("text"), text: Schema.String })
+export const TextContent = Schema.Struct({ kind: Schema.Literal("text"), text: Schema.String }).annotations({ identifier: "TextContent" })
 
 /**
  * Answer with `value` serialised as compact JSON (for structured-output tests).
@@ -120,7 +120,7 @@ export const TextContent = Schema.Struct({ kind: Schema.Literal("text"), text: S
  * @since 0.1.0
  * @category content
  */
-export const JsonContent = Schema.Struct({ kind: Schema.Literal("json"), value: Schema.Unknown })
+export const JsonContent = Schema.Struct({ kind: Schema.Literal("json"), value: Schema.Unknown }).annotations({ identifier: "JsonContent" })
 
 /**
  * Answer with the text of the last user message.
@@ -128,7 +128,7 @@ export const JsonContent = Schema.Struct({ kind: Schema.Literal("json"), value: 
  * @since 0.1.0
  * @category content
  */
-export const EchoContent = Schema.Struct({ kind: Schema.Literal("echo") })
+export const EchoContent = Schema.Struct({ kind: Schema.Literal("echo") }).annotations({ identifier: "EchoContent" })
 
 /**
  * What a healthy answer says. The default is a fixed sentence (see docs/chaos-server.md).
@@ -136,7 +136,7 @@ export const EchoContent = Schema.Struct({ kind: Schema.Literal("echo") })
  * @since 0.1.0
  * @category content
  */
-export const Content = Schema.Union(TextContent, JsonContent, EchoContent)
+export const Content = Schema.Union(TextContent, JsonContent, EchoContent).annotations({ identifier: "Content" })
 
 /**
  * @since 0.1.0
@@ -169,7 +169,7 @@ const afterDeltas = opt(NonNegativeInt)
  * @since 0.1.0
  * @category faults
  */
-export const Ok = Schema.Struct({ kind: Schema.Literal("ok"), ...latencyField, content: opt(Content) })
+export const Ok = Schema.Struct({ kind: Schema.Literal("ok"), ...latencyField, content: opt(Content) }).annotations({ identifier: "Ok" })
 
 /**
  * HTTP 429 rate limit (OpenAI `rate_limit_exceeded`, Anthropic `rate_limit_error`) with the chosen
@@ -197,7 +197,7 @@ export const RateLimit = Schema.Struct({
 }).pipe(Schema.filter((f) =>
   f.retryAfterSeconds === undefined || f.retryAfterDate === undefined ||
   { path: ["retryAfterDate"], message: "retryAfterSeconds and retryAfterDate both set `retry-after`; give only one" }
-))
+)).annotations({ identifier: "RateLimit" })
 
 /**
  * Out of credit: OpenAI 429 `insufficient_quota`; Anthropic 400 `invalid_request_error` "Your credit
@@ -206,7 +206,7 @@ export const RateLimit = Schema.Struct({
  * @since 0.1.0
  * @category faults
  */
-export const InsufficientQuota = Schema.Struct({ kind: Schema.Literal("insufficient_quota"), ...errorFields })
+export const InsufficientQuota = Schema.Struct({ kind: Schema.Literal("insufficient_quota"), ...errorFields }).annotations({ identifier: "InsufficientQuota" })
 
 /**
  * HTTP 402: Anthropic `billing_error`; OpenAI-shaped `insufficient_quota` / `billing_not_active`.
@@ -214,7 +214,7 @@ export const InsufficientQuota = Schema.Struct({ kind: Schema.Literal("insuffici
  * @since 0.1.0
  * @category faults
  */
-export const Billing = Schema.Struct({ kind: Schema.Literal("billing"), ...errorFields })
+export const Billing = Schema.Struct({ kind: Schema.Literal("billing"), ...errorFields }).annotations({ identifier: "Billing" })
 
 /**
  * Provider overloaded: HTTP `status` (default 529) with Anthropic `overloaded_error` or an OpenAI-shaped
@@ -228,7 +228,7 @@ export const Overloaded = Schema.Struct({
   ...errorFields,
   status: opt(Schema.Int.pipe(Schema.between(400, 599))),
   retryAfterSeconds: opt(NonNegative)
-})
+}).annotations({ identifier: "Overloaded" })
 
 /**
  * Any 4xx/5xx in the provider's error shape. `reason: "context_length"` (status 400) renders the
@@ -254,7 +254,7 @@ export const HttpError = Schema.Struct({
 }).pipe(Schema.filter((f) =>
   f.reason === undefined || f.status === 400 ||
   { path: ["status"], message: "reason \"context_length\" is a 400 error" }
-))
+)).annotations({ identifier: "HttpError" })
 
 /**
  * Reset the TCP connection (RST) after reading the request, before any response byte.
@@ -262,7 +262,7 @@ export const HttpError = Schema.Struct({
  * @since 0.1.0
  * @category faults
  */
-export const ConnectionReset = Schema.Struct({ kind: Schema.Literal("connection_reset"), ...latencyField })
+export const ConnectionReset = Schema.Struct({ kind: Schema.Literal("connection_reset"), ...latencyField }).annotations({ identifier: "ConnectionReset" })
 
 /**
  * Accept the request and never answer, until the client goes away or the server closes.
@@ -270,7 +270,7 @@ export const ConnectionReset = Schema.Struct({ kind: Schema.Literal("connection_
  * @since 0.1.0
  * @category faults
  */
-export const HangBeforeHeaders = Schema.Struct({ kind: Schema.Literal("hang_before_headers") })
+export const HangBeforeHeaders = Schema.Struct({ kind: Schema.Literal("hang_before_headers") }).annotations({ identifier: "HangBeforeHeaders" })
 
 /**
  * Stream: headers and the metadata event(s) promptly, the first content delta after `delayMs`.
@@ -283,7 +283,7 @@ export const SlowFirstToken = Schema.Struct({
   kind: Schema.Literal("slow_first_token"),
   ...latencyField,
   delayMs: NonNegative
-})
+}).annotations({ identifier: "SlowFirstToken" })
 
 /**
  * Stream: `afterDeltas` content deltas (default 1), then silence for `delayMs` (then the rest) or, without
@@ -297,7 +297,7 @@ export const StallMidStream = Schema.Struct({
   ...latencyField,
   afterDeltas,
   delayMs: opt(NonNegative)
-})
+}).annotations({ identifier: "StallMidStream" })
 
 /**
  * Stream: HTTP 200, `afterDeltas` content deltas (default 1), then an error event in the provider's
@@ -316,7 +316,7 @@ export const StreamError = Schema.Struct({
   errorType: opt(Schema.String),
   errorCode: opt(Schema.NullOr(Schema.String)),
   message: opt(Schema.String)
-})
+}).annotations({ identifier: "StreamError" })
 
 /**
  * Stream: `afterDeltas` content deltas (default 1), then the body ends without the protocol terminator
@@ -331,7 +331,7 @@ export const StreamCut = Schema.Struct({
   ...latencyField,
   afterDeltas,
   abort: opt(Schema.Boolean)
-})
+}).annotations({ identifier: "StreamCut" })
 
 /**
  * HTTP 200 whose body is not JSON (stream: a `data:` line that is not JSON). `body` overrides the text.
@@ -343,7 +343,7 @@ export const MalformedJson = Schema.Struct({
   kind: Schema.Literal("malformed_json"),
   ...latencyField,
   body: opt(Schema.String)
-})
+}).annotations({ identifier: "MalformedJson" })
 
 /**
  * HTTP 200 with no text (OpenAI `content: ""`; Anthropic `content: []`).
@@ -351,7 +351,7 @@ export const MalformedJson = Schema.Struct({
  * @since 0.1.0
  * @category faults
  */
-export const EmptyContent = Schema.Struct({ kind: Schema.Literal("empty_content"), ...latencyField })
+export const EmptyContent = Schema.Struct({ kind: Schema.Literal("empty_content"), ...latencyField }).annotations({ identifier: "EmptyContent" })
 
 /**
  * HTTP 200 whose text is `value` as JSON — valid JSON that breaks the caller's output contract.
@@ -363,7 +363,7 @@ export const SchemaViolation = Schema.Struct({
   kind: Schema.Literal("schema_violation"),
   ...latencyField,
   value: Schema.Unknown
-})
+}).annotations({ identifier: "SchemaViolation" })
 
 /**
  * HTTP 200 with the first `fraction` (default 0.5) of the content and OpenAI `finish_reason: "length"` /
@@ -376,7 +376,7 @@ export const Truncated = Schema.Struct({
   kind: Schema.Literal("truncated"),
   ...latencyField,
   fraction: opt(Schema.Number.pipe(Schema.between(0, 1)))
-})
+}).annotations({ identifier: "Truncated" })
 
 /**
  * HTTP 200 with the first `fraction` (default 0) of the content and OpenAI
@@ -389,7 +389,7 @@ export const ContentFilter = Schema.Struct({
   kind: Schema.Literal("content_filter"),
   ...latencyField,
   fraction: opt(Schema.Number.pipe(Schema.between(0, 1)))
-})
+}).annotations({ identifier: "ContentFilter" })
 
 /**
  * One fault to inject (field `kind`).
@@ -415,7 +415,7 @@ export const Fault = Schema.Union(
   SchemaViolation,
   Truncated,
   ContentFilter
-)
+).annotations({ identifier: "Fault" })
 
 /**
  * @since 0.1.0
@@ -465,7 +465,7 @@ export const faultKinds: ReadonlyArray<FaultKind> = [
  * @since 0.1.0
  * @category routes
  */
-export const MixEntry = Schema.Struct({ fault: Fault, rate: Schema.Number.pipe(Schema.between(0, 1)) })
+export const MixEntry = Schema.Struct({ fault: Fault, rate: Schema.Number.pipe(Schema.between(0, 1)) }).annotations({ identifier: "MixEntry" })
 
 /**
  * A window, in milliseconds since server start (or the last reset), during which the route answers
@@ -476,7 +476,7 @@ export const MixEntry = Schema.Struct({ fault: Fault, rate: Schema.Number.pipe(S
  */
 export const Outage = Schema.Struct({ fromMs: NonNegative, toMs: NonNegative, fault: opt(Fault) }).pipe(
   Schema.filter((o) => o.fromMs < o.toMs || { path: ["toMs"], message: "toMs must be greater than fromMs" })
-)
+).annotations({ identifier: "Outage" })
 
 const routeFields = {
   /** What a healthy answer says on this route. */
@@ -513,7 +513,7 @@ export const Route = Schema.Struct({
   api: opt(Api),
   model: opt(NonEmpty),
   ...routeFields
-})
+}).annotations({ identifier: "Route" })
 
 /**
  * @since 0.1.0
@@ -527,7 +527,7 @@ export type Route = typeof Route.Type
  * @since 0.1.0
  * @category routes
  */
-export const DefaultRoute = Schema.Struct(routeFields)
+export const DefaultRoute = Schema.Struct(routeFields).annotations({ identifier: "DefaultRoute" })
 
 /**
  * @since 0.1.0
@@ -547,7 +547,7 @@ export const Scenario = Schema.Struct({
   models: opt(Schema.Array(NonEmpty)),
   routes: opt(Schema.Array(Route)),
   default: opt(DefaultRoute)
-})
+}).annotations({ identifier: "Scenario" })
 
 /**
  * @since 0.1.0

@@ -1,6 +1,7 @@
 /**
- * The test kit: a scripted in-process provider for `TestClock` tests, and a chaos server that speaks
- * the real OpenAI and Anthropic wire formats for tests over real HTTP.
+ * The test kit: a scripted in-process provider and an in-process chaos provider for `TestClock` tests,
+ * attempt timelines, and a chaos server that speaks the real OpenAI and Anthropic wire formats for
+ * tests over real HTTP. See docs/testing.md.
  *
  * @since 0.1.0
  */
@@ -25,3 +26,17 @@ export * as ChaosServer from "./ChaosServer.js"
  * @since 0.1.0
  */
 export * as Scenario from "./Scenario.js"
+
+/**
+ * The chaos server's fault model as an in-process `Provider` (no socket; `TestClock`-driven).
+ *
+ * @since 0.1.0
+ */
+export * as ChaosProvider from "./ChaosProvider.js"
+
+/**
+ * Attempt timelines (times, routes, outcomes) and a runner that drives `TestClock` to completion.
+ *
+ * @since 0.1.0
+ */
+export * as Timeline from "./Timeline.js"

@@ -165,6 +165,24 @@ describe("Anthropic adapter — stream failures", () => {
       expect(isRetryable(error)).toBe(true)
     }))
 
+  it.live("deltas that share a network chunk with a later error event still reach the consumer first", () =>
+    withProvider(
+      // One write: the text deltas and the error arrive in the same chunk.
+      sse([messageStream(["Par", "tial"], [
+        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"
+      ]).join("")]),
+      (p) =>
+        Effect.gen(function*() {
+          const seen: Array<string> = []
+          const error = yield* Effect.flip(Stream.runForEach(p.stream(request), (event) =>
+            Effect.sync(() => {
+              if (event._tag === "TextDelta") seen.push(event.text)
+            })))
+          expect(seen.join("")).toBe("Partial")
+          expect(error._tag).toBe("Overloaded")
+        })
+    ))
+
   it.live("a stream that ends without message_stop → StreamInterrupted", () =>
     Effect.gen(function*() {
       const error = yield* collect(sse(messageStream(["Hel", "lo"], [anthropicEvent("content_block_stop", { index: 0 })])))

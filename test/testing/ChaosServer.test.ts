@@ -347,6 +347,37 @@ describe("ChaosServer with the OpenAI SDK", () => {
     }))
 })
 
+describe("the SDKs read our wait hints the way they read the real ones", () => {
+  // Their default backoff before the first retry is 0.5 s minus up to 25 % jitter, so a gap of at least
+  // 0.9 s between the two requests can only come from reading our header. (The SDKs sleep on the wall
+  // clock; nothing in this test does.)
+  it.scopedLive("OpenAI waits out retry-after-ms; Anthropic waits until the retry-after HTTP-date", () =>
+    Effect.gen(function*() {
+      const gapOf = (server: ChaosServer.ChaosServerHandle) =>
+        Effect.map(server.stats, (stats) => {
+          expect(stats.log.map((e) => e.status)).toEqual([429, 200])
+          return stats.log[1]!.at - stats.log[0]!.at
+        })
+      const openAiServer = yield* serve({ default: { ...textRoute, script: [{ kind: "rate_limit", retryAfterMs: 900 }] } })
+      // A date one second ahead, rounded up to the next whole second: 1 to 2 s away.
+      const anthropicServer = yield* serve({ default: { ...textRoute, script: [{ kind: "rate_limit", retryAfterDate: 1 }] } })
+      yield* Effect.all([
+        Effect.promise(() =>
+          openai(openAiServer, { maxRetries: 1 }).chat.completions.create({ model: "gpt-4o-mini", messages: userMessage })
+        ),
+        Effect.promise(() =>
+          anthropic(anthropicServer, { maxRetries: 1 }).messages.create({ model: "claude-haiku-4-5", max_tokens: 64, messages: userMessage })
+        )
+      ], { concurrency: "unbounded" })
+      const openAiGap = yield* gapOf(openAiServer)
+      expect(openAiGap).toBeGreaterThanOrEqual(900)
+      expect(openAiGap).toBeLessThan(1_900)
+      const anthropicGap = yield* gapOf(anthropicServer)
+      expect(anthropicGap).toBeGreaterThanOrEqual(900)
+      expect(anthropicGap).toBeLessThan(2_500)
+    }))
+})
+
 describe("ChaosServer with the Anthropic SDK", () => {
   it.scopedLive("parses a message with content, usage, stop reason and request id", () =>
     Effect.gen(function*() {

@@ -130,11 +130,32 @@ describe("Scenario decoding", () => {
         [{ routes: [{ rpm: 0 }] }, "routes[0].rpm"],
         [{ routes: [{ concurrency: 1.5 }] }, "routes[0].concurrency"],
         [{ default: { name: "x" } }, "default.name: is unexpected"],
-        [{ routes: {} }, "routes: Expected ReadonlyArray"],
-        [[], "(root): Expected"]
+        [{ routes: {} }, "routes: Expected ReadonlyArray<Route>, actual {}"],
+        [[], "(root): Expected Scenario, actual []"],
+        [{ default: { script: ["ok"] } }, "default.script[0]: Expected Fault, actual \"ok\""],
+        [{ default: { latency: "fast" } }, "default.latency: Expected Latency, actual \"fast\""],
+        [{ default: { script: [{ kind: "ok", content: "hi" }] } }, "default.script[0].content: Expected Content, actual \"hi\""],
+        [{ default: { mix: [{ rate: 0.5 }] } }, "default.mix[0].fault: is missing"]
       ]
       for (const [input, expected] of cases) {
         expect(yield* messageOf(input), JSON.stringify(input)).toContain(expected)
+      }
+    }))
+
+  it.effect("a value of the wrong type names a short expected type, never the whole schema", () =>
+    Effect.gen(function*() {
+      const wrongTypes: ReadonlyArray<unknown> = [
+        [1, 2],
+        "scenario",
+        { routes: {} },
+        { routes: [{ script: {} }] },
+        { default: { mix: [1] } },
+        { default: { outage: { fromMs: 1, toMs: 2, fault: "down" } } },
+        { default: { script: [{ kind: "ok", latency: [] }] } }
+      ]
+      for (const input of wrongTypes) {
+        const error = yield* Effect.flip(decode(input))
+        for (const issue of error.issues) expect(issue.message.length, JSON.stringify(input)).toBeLessThan(200)
       }
     }))
 

@@ -12,12 +12,15 @@ export interface WireServer {
   readonly url: string
   /** Bodies of the requests received, parsed as JSON when possible. */
   readonly requests: Array<{ readonly path: string; readonly headers: http.IncomingHttpHeaders; readonly body: unknown }>
+  /** TCP connections accepted so far, and the most that were open at once. */
+  readonly sockets: { opened: number; open: number; maxOpen: number }
 }
 
 export const wireServer = (handler: Handler) =>
   Effect.acquireRelease(
     Effect.async<{ server: http.Server; state: WireServer }>((resume) => {
       const requests: WireServer["requests"] = []
+      const sockets = { opened: 0, open: 0, maxOpen: 0 }
       const server = http.createServer((req, res) => {
         const chunks: Array<Buffer> = []
         req.on("data", (c: Buffer) => chunks.push(c))
@@ -33,9 +36,15 @@ export const wireServer = (handler: Handler) =>
           handler(req, text, res)
         })
       })
+      server.on("connection", (socket) => {
+        sockets.opened++
+        sockets.open++
+        sockets.maxOpen = Math.max(sockets.maxOpen, sockets.open)
+        socket.once("close", () => sockets.open--)
+      })
       server.listen(0, "127.0.0.1", () => {
         const { port } = server.address() as AddressInfo
-        resume(Effect.succeed({ server, state: { url: `http://127.0.0.1:${port}`, requests } }))
+        resume(Effect.succeed({ server, state: { url: `http://127.0.0.1:${port}`, requests, sockets } }))
       })
     }),
     ({ server }) =>

@@ -1,0 +1,274 @@
+/**
+ * The clients bench:chaos drives through the same chaos scenario. Each is configured the way its
+ * documentation (or, for the bare SDK, the usual blog post) shows, with the same budgets wherever the
+ * client has a knob for them: a per-attempt timeout, two retries per model, a primary and a fallback
+ * model, and the caller's overall deadline (an AbortSignal for promise clients).
+ *
+ * A peer's `call` resolves with whatever object the client hands to application code; the harness
+ * checks it against the contract itself, so "accepted an invalid output" is measured, not assumed.
+ */
+import * as AnthropicClient from "@effect/ai-anthropic/AnthropicClient"
+import * as AnthropicLanguageModel from "@effect/ai-anthropic/AnthropicLanguageModel"
+import * as LanguageModel from "@effect/ai/LanguageModel"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { createOpenAI } from "@ai-sdk/openai"
+import { generateObject } from "ai"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as ExecutionPlan from "effect/ExecutionPlan"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import OpenAI from "openai"
+import { z } from "zod"
+import * as LlmClient from "../../src/LlmClient.js"
+import type * as Policy from "../../src/Policy.js"
+import * as OpenAi from "../../src/providers/OpenAi.js"
+import * as Transport from "../../src/Transport.js"
+import { packageFile, portOr, start } from "./child.js"
+
+/** The output contract every peer is asked for. */
+export const Answer = Schema.Struct({ city: Schema.String, population: Schema.Number.pipe(Schema.positive()) })
+export const isAnswer = Schema.is(Answer)
+const AnswerZod = z.object({ city: z.string(), population: z.number().positive() })
+const AnswerFromJson = Schema.parseJson(Answer)
+
+export const PRIMARY = "primary-model"
+export const FALLBACK = "fallback-model"
+const prompt = "What is the largest city in France and its population? Answer as JSON {city, population}."
+const messages = [{ role: "user" as const, content: prompt }]
+const MAX_TOKENS = 200
+
+/** What every peer is given. */
+export interface Budget {
+  /** The chaos server's root URL (`http://127.0.0.1:PORT`). */
+  readonly chaosUrl: string
+  readonly attemptTimeoutMs: number
+  readonly deadlineMs: number
+}
+
+export interface PeerClient {
+  readonly call: (signal: AbortSignal) => Promise<unknown>
+  readonly close: () => Promise<void>
+}
+
+export interface Peer {
+  readonly name: string
+  /** Short label for plots. */
+  readonly short: string
+  /** How it is configured, for the report. */
+  readonly config: (budget: Budget) => string
+  readonly setup: (budget: Budget) => Promise<PeerClient>
+}
+
+/** A failed Effect as an Error whose name is the failure's tag (AllRoutesFailed shows its last error). */
+const failureOf = (cause: Cause.Cause<unknown>): Error => {
+  const squashed = Cause.squash(cause)
+  const tag = typeof squashed === "object" && squashed !== null && "_tag" in squashed ? String(squashed._tag) : "Defect"
+  const last = typeof squashed === "object" && squashed !== null && "lastError" in squashed
+    ? (squashed.lastError as { readonly _tag?: string } | undefined)?._tag
+    : undefined
+  const error = new Error(squashed instanceof Error ? squashed.message : String(squashed))
+  error.name = last !== undefined ? `${tag}(${last})` : tag
+  return error
+}
+
+const runWith = <R>(runtime: ManagedRuntime.ManagedRuntime<R, unknown>) =>
+<A, E>(effect: Effect.Effect<A, E, R>, signal: AbortSignal): Promise<A> =>
+  runtime.runPromiseExit(effect, { signal }).then((exit) => {
+    if (Exit.isSuccess(exit)) return exit.value
+    throw failureOf(exit.cause)
+  })
+
+/** The official SDK with its default retries, and the try-the-next-model fallback blog posts show. */
+const openaiSdk: Peer = {
+  name: "openai SDK + hand-written fallback",
+  short: "openai SDK",
+  config: (b) =>
+    `openai@6 \`maxRetries: 2\` (default), \`timeout: ${b.attemptTimeoutMs}\` ms per attempt; for each model in [primary, fallback]: ` +
+    "`chat.completions.create` with `response_format: json_object`, then `JSON.parse(content)`; on any throw try the next model; the caller's AbortSignal is the deadline",
+  setup: async (b) => {
+    const client = new OpenAI({ baseURL: `${b.chaosUrl}/v1`, apiKey: "sk-bench", maxRetries: 2, timeout: b.attemptTimeoutMs })
+    return {
+      call: async (signal) => {
+        let last: unknown
+        for (const model of [PRIMARY, FALLBACK]) {
+          try {
+            const completion = await client.chat.completions.create(
+              { model, messages, max_tokens: MAX_TOKENS, response_format: { type: "json_object" } },
+              { signal }
+            )
+            return JSON.parse(completion.choices[0]?.message.content ?? "") as unknown
+          } catch (error) {
+            last = error
+            if (signal.aborted) break
+          }
+        }
+        throw last
+      },
+      close: async () => {}
+    }
+  }
+}
+
+/** Vercel AI SDK v6: generateObject with a zod schema and maxRetries; it has no model fallback of its own. */
+const vercelAi: Peer = {
+  name: "Vercel ai generateObject (maxRetries 2)",
+  short: "Vercel ai",
+  config: () =>
+    "ai@6 `generateObject({ model: createOpenAI({ baseURL }).chat(primary), schema: zod, maxRetries: 2, abortSignal })`; " +
+    "no fallback model (the SDK has none built in); no per-attempt timeout knob (only the total, = the caller's signal)",
+  setup: async (b) => {
+    const provider = createOpenAI({ baseURL: `${b.chaosUrl}/v1`, apiKey: "sk-bench" })
+    const model = provider.chat(PRIMARY)
+    return {
+      call: async (signal) => {
+        const result = await generateObject({ model, schema: AnswerZod, prompt, maxRetries: 2, maxOutputTokens: MAX_TOKENS, abortSignal: signal })
+        return result.object
+      },
+      close: async () => {}
+    }
+  }
+}
+
+/**
+ * @effect/ai with an ExecutionPlan (primary → fallback, 3 attempts each, exponential schedule). Over
+ * the Anthropic wire: @effect/ai-openai 0.41 only speaks the Responses API (`POST /v1/responses`),
+ * which the chaos server does not serve, and @effect/ai-anthropic's generateObject forces a tool call
+ * the chaos server never emits — so the plan runs `generateText` and decodes the JSON with Schema
+ * inside the planned effect, which lets a schema failure move the plan on, as generateObject would.
+ */
+const effectAi: Peer = {
+  name: "@effect/ai + ExecutionPlan (Anthropic wire)",
+  short: "@effect/ai",
+  config: (b) =>
+    "@effect/ai 0.37 + @effect/ai-anthropic 0.27: `ExecutionPlan.make({ provide: model(primary), attempts: 3, schedule: exponential(500 ms) }, { provide: model(fallback), attempts: 3, schedule: exponential(500 ms) })` " +
+    `around \`generateText\` + \`Effect.timeout(${b.attemptTimeoutMs} ms)\` + \`Schema.decodeUnknown(parseJson(Answer))\`; whole call \`Effect.timeout(${b.deadlineMs} ms)\``,
+  setup: async (b) => {
+    const runtime = ManagedRuntime.make(
+      AnthropicClient.layer({ apiKey: Redacted.make("sk-bench"), apiUrl: b.chaosUrl }).pipe(Layer.provide(NodeHttpClient.layerUndici))
+    )
+    const step = (model: string) => ({
+      provide: AnthropicLanguageModel.model(model, { max_tokens: MAX_TOKENS }),
+      attempts: 3,
+      schedule: Schedule.exponential("500 millis")
+    })
+    const plan = ExecutionPlan.make(step(PRIMARY), step(FALLBACK))
+    const program = LanguageModel.generateText({ prompt }).pipe(
+      Effect.timeout(b.attemptTimeoutMs),
+      Effect.flatMap((response) => Schema.decodeUnknown(AnswerFromJson)(response.text)),
+      Effect.withExecutionPlan(plan),
+      Effect.timeout(b.deadlineMs)
+    )
+    const run = runWith(runtime)
+    return { call: (signal) => run(program, signal), close: () => runtime.dispose() }
+  }
+}
+
+/** The Portkey gateway, run locally; the application talks to it with the openai SDK. */
+const portkey: Peer = {
+  name: "Portkey gateway (fallback + retry config)",
+  short: "Portkey",
+  config: (b) =>
+    "@portkey-ai/gateway 1.15 run locally (`node build/start-server.js --headless`), config `{ strategy: { mode: \"fallback\" }, targets: [primary, fallback] }`, " +
+    `each target \`custom_host\` = the chaos server, \`retry: { attempts: 2, on_status_codes: [429,500,502,503,504,529], use_retry_after_header: true }\`, \`request_timeout: ${b.attemptTimeoutMs}\`; ` +
+    "client: openai SDK with `maxRetries: 0` (no second retry layer) and `JSON.parse(content)`",
+  setup: async (b) => {
+    const port = await portOr(8787)
+    const gateway = await start(process.execPath, [packageFile("@portkey-ai/gateway/build/start-server.js"), `--port=${port}`, "--headless"], {
+      ready: /(Ready for connections)/,
+      timeoutMs: 30_000
+    })
+    const target = (model: string) => ({
+      provider: "openai",
+      api_key: "sk-bench",
+      custom_host: `${b.chaosUrl}/v1`,
+      override_params: { model },
+      retry: { attempts: 2, on_status_codes: [429, 500, 502, 503, 504, 529], use_retry_after_header: true },
+      request_timeout: b.attemptTimeoutMs
+    })
+    const config = { strategy: { mode: "fallback" }, targets: [target(PRIMARY), target(FALLBACK)] }
+    const client = new OpenAI({
+      baseURL: `http://127.0.0.1:${port}/v1`,
+      apiKey: "sk-bench",
+      maxRetries: 0,
+      defaultHeaders: { "x-portkey-config": JSON.stringify(config) }
+    })
+    return {
+      call: async (signal) => {
+        const completion = await client.chat.completions.create(
+          { model: PRIMARY, messages, max_tokens: MAX_TOKENS, response_format: { type: "json_object" } },
+          { signal }
+        )
+        return JSON.parse(completion.choices[0]?.message.content ?? "") as unknown
+      },
+      close: () => gateway.stop()
+    }
+  }
+}
+
+/** Ours: the schema-gated chain over two routes of the OpenAI adapter. */
+type Variant = "default" | "no-breaker" | "constant-open"
+const variants: Record<Variant, { readonly name: string; readonly short: string; readonly note: string; readonly policy: Policy.PolicyOptions }> = {
+  default: { name: "ours: LlmClient chain (defaults)", short: "ours", note: "", policy: {} },
+  "no-breaker": {
+    name: "ours: LlmClient chain, breaker off",
+    short: "ours, no breaker",
+    note: ", `breaker: false`",
+    policy: { breaker: false }
+  },
+  "constant-open": {
+    name: "ours: LlmClient chain, breaker open a constant 5 s",
+    short: "ours, 5 s open",
+    note: ", `breaker: { backoffFactor: 1 }` (each open period 5 s instead of doubling to 60 s)",
+    policy: { breaker: { backoffFactor: 1 } }
+  }
+}
+
+const ours = (variant: Variant): Peer => ({
+  name: variants[variant].name,
+  short: variants[variant].short,
+  config: (b) =>
+    "`LlmClient.generateObject(Answer)` over routes [primary, fallback] (OpenAi adapter, Transport defaults), each `Policy` default except " +
+    `\`timeouts: { attempt: ${b.attemptTimeoutMs} ms }\`` +
+    variants[variant].note +
+    `; chain \`deadline: ${b.deadlineMs} ms\`, \`repairAttempts: 1\``,
+  setup: async (b) => {
+    const policy: Policy.PolicyOptions = {
+      timeouts: { attempt: `${b.attemptTimeoutMs} millis` },
+      ...variants[variant].policy
+    }
+    const client = Layer.unwrapEffect(
+      Effect.map(
+        OpenAi.make({ apiKey: Redacted.make("sk-bench"), baseUrl: `${b.chaosUrl}/v1`, name: "chaos" }),
+        (provider) =>
+          LlmClient.layerWithState({
+            routes: [
+              { name: "primary", provider, model: PRIMARY, policy },
+              { name: "fallback", provider, model: FALLBACK, policy }
+            ],
+            deadline: `${b.deadlineMs} millis`,
+            repairAttempts: 1
+          })
+      )
+    ).pipe(Layer.provide(Transport.layer()))
+    const runtime = ManagedRuntime.make(client)
+    const program = Effect.map(LlmClient.generateObject(Answer, { messages, maxTokens: MAX_TOKENS }), (result) => result.value)
+    const run = runWith(runtime)
+    return { call: (signal) => run(program, signal), close: () => runtime.dispose() }
+  }
+})
+
+/** Every peer, in report order. */
+export const peers: ReadonlyArray<Peer> = [
+  openaiSdk,
+  vercelAi,
+  effectAi,
+  portkey,
+  ours("default"),
+  ours("no-breaker"),
+  ours("constant-open")
+]

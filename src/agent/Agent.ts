@@ -1,0 +1,1014 @@
+/**
+ * Durable agent runs: a program of steps that resumes after a crash or an outage where it stopped,
+ * never re-bills a model call it already paid for, and never repeats an irreversible side effect.
+ *
+ * ```ts
+ * const program = Effect.gen(function*() {
+ *   yield* Agent.addMessages({ role: "user", content: "Refund order 42" })
+ *   const plan = yield* Agent.turn({ maxTokens: 500, tools: tools.definitions })   // a model step
+ *   for (const call of plan.response.toolCalls) yield* tools.dispatch(call)           // tool steps
+ *   return (yield* Agent.turn({ maxTokens: 500 })).text
+ * })
+ * const answer = yield* Agent.run("refund-42", program)   // the same call resumes it after a crash
+ * ```
+ *
+ * **The journal.** Every step gets a deterministic key — run id, position, name — and its result is
+ * Schema-encoded into the {@link CheckpointStore}. On resume the program runs again from the top; a
+ * journaled step returns its stored result without executing, so the program walks the same path to
+ * the first step that never completed. Steps must therefore run one at a time, in the same order,
+ * branching only on step results (a mismatch is `StepMismatch`, never a silent divergence).
+ *
+ * **Model calls** ({@link generate}, {@link generateObject}, {@link turn}) are steps: the response and
+ * its usage are stored, so a resume neither pays for them again nor gets a different answer. The
+ * conversation ({@link addMessages}, {@link turn}, tool replies) is snapshotted in the same
+ * transaction as the step that changed it.
+ *
+ * **Tools** ({@link useTool}, {@link toolkit}) follow the claim → act → record protocol; what a resume
+ * does with a claimed call whose outcome was never recorded depends on the tool's effect kind (see
+ * `Tool` and docs/durable-agents.md). A tool's typed failure becomes text for the agent; a refusal by
+ * the degraded guard does not use the tool's key; interruption is never swallowed.
+ *
+ * **Executors.** One live executor per run: a lease with expiry and a fencing epoch checked in every
+ * write; a second executor gets `RunLocked`, a fenced-off one `LeaseLost`.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Struct from "effect/Struct"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import { randomUUID } from "node:crypto"
+import { hostname } from "node:os"
+import { CircuitBreakers } from "../CircuitBreaker.js"
+import * as DegradedMode from "../DegradedMode.js"
+import { type AllRoutesFailed, AttemptRecord } from "../Errors.js"
+import type * as Fallback from "../Fallback.js"
+import { redact } from "../internal/redact.js"
+import { LlmClient } from "../LlmClient.js"
+import { GenerateResponse, Message, type ToolCall, type ToolDefinition, Usage } from "../Provider.js"
+import {
+  type CheckpointCodecError,
+  IdempotencyConflict,
+  InvalidRunId,
+  type LeaseLost,
+  PreflightRefused,
+  RunLocked,
+  type StepMismatch,
+  type StoreError,
+  ToolFailed,
+  ToolOutcomeUnknown,
+  ToolRefused,
+  type UnsafeCheckpoint
+} from "./AgentError.js"
+import { CheckpointStore, type CheckpointStoreShape, type Lease, type RunRecord, type StepRecord, type StepStatus } from "./CheckpointStore.js"
+import { argsHash, decodeJson, encodeJson, type StepSite } from "./internal/codec.js"
+import { adopt, begin, claim, commit, entry, executing, type JournalEvent, now, type RunState, type Slot } from "./internal/runState.js"
+import * as Preflight from "./Preflight.js"
+import type * as Tool from "./Tool.js"
+
+// ---------------------------------------------------------------------------------------------------
+// Models
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * Options of an agent (one executor). Every default is in {@link defaults} and docs/durable-agents.md.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AgentOptions {
+  /**
+   * This executor's identity in leases. Default: `host/pid/random`, unique per process. A worker that
+   * restarts under the same stable id may take back its own unexpired lease at once.
+   */
+  readonly executorId?: string | undefined
+  /** How long a lease lasts without renewal (renewed every third of it). Default 60 seconds. */
+  readonly leaseDuration?: Duration.DurationInput | undefined
+  /** "Still working" events for steps running longer than this; `false` for none. Default 30 seconds. */
+  readonly heartbeatInterval?: Duration.DurationInput | false | undefined
+  /**
+   * The primary route's breaker key in the `CircuitBreakers` registry (`Policy` keys breakers
+   * `route/model`). While it is open, `refuse` tools refuse. Default: none (only `DegradedMode` counts).
+   */
+  readonly primaryBreaker?: string | undefined
+  /** Pre-flight health check of every run (a run's own options win). Default: none. */
+  readonly preflight?: Preflight.PreflightOptions | undefined
+}
+
+/**
+ * The defaults.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaults = {
+  leaseDurationMs: 60_000,
+  heartbeatIntervalMs: 30_000
+} as const
+
+/**
+ * Options of one run.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunOptions {
+  readonly preflight?: Preflight.PreflightOptions | undefined
+}
+
+/**
+ * The answer of a model step, as journaled: the response (without the provider's raw body), where it
+ * came from and what it cost.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ModelTurn = Schema.Struct({
+  text: Schema.String,
+  response: Schema.Struct(Struct.omit(GenerateResponse.fields, "raw")),
+  route: Schema.String,
+  degraded: Schema.Boolean,
+  repaired: Schema.Boolean,
+  usage: Usage,
+  attempts: Schema.Array(AttemptRecord),
+  durationMs: Schema.Number
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ModelTurn = typeof ModelTurn.Type
+
+/**
+ * What a tool call gave the agent: the value, or a failure, refusal or unknown outcome — each with
+ * `text` the agent can read (feed it back as the tool message) and, for the last three, the typed error.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ToolReply<A> =
+  | { readonly _tag: "Success"; readonly tool: string; readonly key: string; readonly value: A; readonly text: string }
+  | { readonly _tag: "Failure"; readonly tool: string; readonly key: string; readonly text: string; readonly error: ToolFailed }
+  | { readonly _tag: "Refused"; readonly tool: string; readonly key: string; readonly text: string; readonly error: ToolRefused }
+  | {
+    readonly _tag: "Unknown"
+    readonly tool: string
+    readonly key: string
+    readonly text: string
+    readonly error: ToolOutcomeUnknown
+  }
+
+/**
+ * What the agent reports while runs execute (subscribe with {@link AgentShape.events}).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AgentEvent =
+  | { readonly _tag: "RunStarted"; readonly runId: string; readonly epoch: number; readonly journaled: number }
+  | JournalEvent
+  | { readonly _tag: "RunFinished"; readonly runId: string; readonly outcome: "completed" | "failed" | "interrupted" }
+
+/**
+ * Failures of the journal itself (any step can fail with these).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type JournalError = StepMismatch | CheckpointCodecError | UnsafeCheckpoint | LeaseLost | StoreError
+
+/**
+ * A run as stored, for dashboards and operators.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunReport {
+  readonly run: RunRecord
+  readonly steps: ReadonlyArray<StepRecord>
+  /** The last conversation snapshot. */
+  readonly conversation: ReadonlyArray<Message>
+  /** Usage summed over the journaled model steps. */
+  readonly usage: Usage
+  /** Steps escalated as unknown (a human must check the callee). */
+  readonly unknown: ReadonlyArray<StepRecord>
+}
+
+/**
+ * The agent service.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AgentShape {
+  readonly executorId: string
+  /** Runs (or resumes) `runId`. */
+  readonly run: <A, E, R>(
+    runId: string,
+    program: Effect.Effect<A, E, R>,
+    options?: RunOptions
+  ) => Effect.Effect<A, E | JournalError | IdempotencyConflict | RunLocked | InvalidRunId | PreflightRefused, Exclude<R, CurrentRun>>
+  /** Subscribes now (in the current scope) to every event from then on. */
+  readonly events: Effect.Effect<Stream.Stream<AgentEvent>, never, Scope.Scope>
+  readonly inspect: (runId: string) => Effect.Effect<Option.Option<RunReport>, StoreError>
+  /** Deletes runs not updated for `olderThan` (finished ones only, unless `includeUnfinished`). */
+  readonly prune: (options: {
+    readonly olderThan: Duration.DurationInput
+    readonly includeUnfinished?: boolean | undefined
+  }) => Effect.Effect<number, StoreError>
+}
+
+/**
+ * The agent service tag.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Agent extends Context.Tag("effect-llm-resilience/agent/Agent")<Agent, AgentShape>() {}
+
+/**
+ * The run a step belongs to; provided by {@link AgentShape.run} to its program.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class CurrentRun extends Context.Tag("effect-llm-resilience/agent/CurrentRun")<CurrentRun, RunState>() {}
+
+// ---------------------------------------------------------------------------------------------------
+// Conversation
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * The id of the current run.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const runId: Effect.Effect<string, never, CurrentRun> = Effect.map(CurrentRun, (state) => state.runId)
+
+/**
+ * The conversation so far.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const messages: Effect.Effect<ReadonlyArray<Message>, never, CurrentRun> = Effect.map(CurrentRun, (state) => state.conversation)
+
+/**
+ * Appends messages to the conversation (snapshotted with the next step).
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const addMessages = (...added: ReadonlyArray<Message>): Effect.Effect<void, never, CurrentRun> =>
+  Effect.map(CurrentRun, (state) => {
+    if (added.length === 0) return
+    state.conversation = [...state.conversation, ...added]
+    state.dirty = true
+  })
+
+// ---------------------------------------------------------------------------------------------------
+// Steps
+// ---------------------------------------------------------------------------------------------------
+
+const siteOf = (state: RunState, slot: Slot, name: string): StepSite => ({ runId: state.runId, index: slot.index, step: name })
+
+const replayedEvent = (state: RunState, slot: Slot, record: StepRecord): JournalEvent => ({
+  _tag: "StepReplayed",
+  runId: state.runId,
+  index: slot.index,
+  step: record.name,
+  kind: record.kind,
+  status: record.status
+})
+
+const completedEvent = (state: RunState, record: StepRecord): JournalEvent => ({
+  _tag: "StepCompleted",
+  runId: state.runId,
+  index: record.index,
+  step: record.name,
+  kind: record.kind,
+  status: record.status,
+  durationMs: (record.completedAt ?? record.startedAt) - record.startedAt
+})
+
+/**
+ * A journaled step: runs `effect` once per run; a resume returns the stored result (decoded with
+ * `schema`) without running it. A failing step is not journaled (a resume runs it again).
+ *
+ * @since 0.1.0
+ * @category steps
+ */
+export const step = <A, I, E, R>(
+  name: string,
+  schema: Schema.Schema<A, I>,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | JournalError, R | CurrentRun> =>
+  Effect.flatMap(CurrentRun, (state) =>
+    Effect.gen(function*() {
+      const slot = yield* begin(state, name, "step")
+      const site = siteOf(state, slot, name)
+      if (slot.existing?.status === "completed") {
+        const value = yield* decodeJson(schema, slot.existing.result, site)
+        yield* state.publish(replayedEvent(state, slot, slot.existing))
+        return value
+      }
+      const startedAt = yield* now
+      yield* state.publish({ _tag: "StepStarted", runId: state.runId, index: slot.index, step: name, kind: "step" })
+      const value = yield* executing(state, slot, name, effect)
+      const result = yield* encodeJson(schema, value, site)
+      const record = entry(state, slot, { name, kind: "step", status: "completed", result, startedAt, completedAt: yield* now })
+      yield* commit(state, record)
+      yield* state.publish(completedEvent(state, record))
+      return value
+    }))
+
+// ---------------------------------------------------------------------------------------------------
+// Model steps
+// ---------------------------------------------------------------------------------------------------
+
+const toTurn = <A>(result: Fallback.ChainResult<A>): ModelTurn => {
+  const { raw: _raw, ...response } = result.response
+  return {
+    text: result.response.text,
+    response,
+    route: result.route,
+    degraded: result.degraded,
+    repaired: result.repaired,
+    usage: result.usage,
+    attempts: result.attempts,
+    durationMs: result.durationMs
+  }
+}
+
+/**
+ * The chain model steps use now: the `LlmClient`, or — after a degraded pre-flight — the fallback
+ * chain until a re-check finds the primary healthy. The fallback chain runs without `DegradedMode`,
+ * so its answers (served by *its* first route) cannot announce the system healthy.
+ */
+const currentChain = (state: RunState): Effect.Effect<Fallback.Chain, never, LlmClient> =>
+  Effect.gen(function*() {
+    const mode = state.route
+    if (mode._tag === "fallback") {
+      const t = yield* now
+      if (t - mode.checkedAt >= mode.recheckMs) {
+        const report = yield* Preflight.check(mode.checks)
+        if (report.healthy) {
+          state.route = { _tag: "primary" }
+          yield* state.publish({ _tag: "RouteChanged", runId: state.runId, mode: "primary", reason: "the primary passed its health re-check" })
+        } else {
+          state.route = { ...mode, checkedAt: t }
+        }
+      }
+    }
+    const active = state.route
+    if (active._tag === "primary") return yield* LlmClient
+    const chain = active.chain
+    const isolate = <A, E>(effect: Effect.Effect<A, E>) =>
+      Effect.mapInputContext(effect, (context: Context.Context<never>) => Context.omit(DegradedMode.DegradedMode)(context))
+    return {
+      ...chain,
+      generate: (request) => isolate(chain.generate(request)),
+      generateObject: (schema, request, options) => isolate(chain.generateObject(schema, request, options))
+    } satisfies Fallback.Chain
+  })
+
+const modelStep = <V, VI>(
+  name: string,
+  schema: Schema.Schema<V, VI>,
+  call: (chain: Fallback.Chain, idempotencyKey: string) => Effect.Effect<V, AllRoutesFailed>,
+  conversationAfter?: (value: V, before: ReadonlyArray<Message>) => ReadonlyArray<Message>
+): Effect.Effect<V, AllRoutesFailed | JournalError, CurrentRun | LlmClient> =>
+  Effect.flatMap(CurrentRun, (state) =>
+    Effect.gen(function*() {
+      const slot = yield* begin(state, name, "model")
+      const site = siteOf(state, slot, name)
+      if (slot.existing?.status === "completed") {
+        const value = yield* decodeJson(schema, slot.existing.result, site)
+        adopt(state, conversationAfter?.(value, state.conversation))
+        yield* state.publish(replayedEvent(state, slot, slot.existing))
+        return value
+      }
+      const startedAt = yield* now
+      yield* state.publish({ _tag: "StepStarted", runId: state.runId, index: slot.index, step: name, kind: "model" })
+      const chain = yield* currentChain(state)
+      // The step key doubles as the request's idempotency key: a call re-sent after a crash carries
+      // the same key to providers and gateways that dedupe.
+      const value = yield* executing(state, slot, name, call(chain, slot.key))
+      const result = yield* encodeJson(schema, value, site)
+      const record = entry(state, slot, { name, kind: "model", status: "completed", result, startedAt, completedAt: yield* now })
+      yield* commit(state, record, conversationAfter?.(value, state.conversation))
+      yield* state.publish(completedEvent(state, record))
+      return value
+    }))
+
+/**
+ * A model call as a step (explicit messages; the conversation is not touched).
+ *
+ * @since 0.1.0
+ * @category model steps
+ */
+export const generate = (
+  request: Fallback.ChainRequest,
+  options?: { readonly name?: string | undefined }
+): Effect.Effect<ModelTurn, AllRoutesFailed | JournalError, CurrentRun | LlmClient> =>
+  modelStep(
+    options?.name ?? "model",
+    ModelTurn,
+    (chain, key) => Effect.map(chain.generate({ ...request, idempotencyKey: request.idempotencyKey ?? key }), toTurn)
+  )
+
+/**
+ * A model turn over the conversation: sends the conversation as the messages, appends the assistant's
+ * answer (with its tool calls) and snapshots it with the step.
+ *
+ * @since 0.1.0
+ * @category model steps
+ */
+export const turn = (
+  request: Omit<Fallback.ChainRequest, "messages">,
+  options?: { readonly name?: string | undefined }
+): Effect.Effect<ModelTurn, AllRoutesFailed | JournalError, CurrentRun | LlmClient> =>
+  Effect.flatMap(messages, (conversation) =>
+    modelStep(
+      options?.name ?? "model",
+      ModelTurn,
+      (chain, key) => Effect.map(chain.generate({ ...request, messages: conversation, idempotencyKey: request.idempotencyKey ?? key }), toTurn),
+      (value, before) => [
+        ...before,
+        {
+          role: "assistant",
+          content: value.text,
+          ...(value.response.toolCalls.length > 0 ? { toolCalls: value.response.toolCalls } : {})
+        }
+      ]
+    ))
+
+/**
+ * A schema-gated model call as a step: the decoded value is journaled (encoded with `schema`) along
+ * with the response metadata.
+ *
+ * @since 0.1.0
+ * @category model steps
+ */
+export const generateObject = <A, I>(
+  schema: Schema.Schema<A, I>,
+  request: Fallback.ChainRequest,
+  options?: Fallback.ObjectOptions<A> & { readonly step?: string | undefined }
+): Effect.Effect<ModelTurn & { readonly value: A }, AllRoutesFailed | JournalError, CurrentRun | LlmClient> =>
+  modelStep(
+    options?.step ?? "model",
+    Schema.Struct({ ...ModelTurn.fields, value: schema }),
+    (chain, key) =>
+      Effect.map(
+        chain.generateObject(schema, { ...request, idempotencyKey: request.idempotencyKey ?? key }, options),
+        (result) => ({ ...toTurn(result), value: result.value })
+      )
+  )
+
+// ---------------------------------------------------------------------------------------------------
+// Tools
+// ---------------------------------------------------------------------------------------------------
+
+const outcomeSchema = <A, I>(success: Schema.Schema<A, I>) =>
+  Schema.Union(
+    Schema.TaggedStruct("Success", { value: success }),
+    Schema.TaggedStruct("Failure", { errorTag: Schema.optional(Schema.String), message: Schema.String })
+  )
+
+const Reason = Schema.Struct({ reason: Schema.String })
+
+const degradedReason = (state: RunState): Effect.Effect<Option.Option<string>> =>
+  Effect.gen(function*() {
+    if (state.route._tag === "fallback") return Option.some(`the run is on its fallback route (${state.route.reason})`)
+    const ref = yield* Effect.serviceOption(DegradedMode.DegradedMode)
+    if (Option.isSome(ref)) {
+      const current = yield* SubscriptionRef.get(ref.value)
+      if (current.degraded) return Option.some(current.reason ?? `answers come from fallback route ${current.route ?? "?"}`)
+    }
+    const key = state.primaryBreaker
+    if (key !== undefined) {
+      const registry = yield* Effect.serviceOption(CircuitBreakers)
+      if (Option.isSome(registry)) {
+        const breaker = yield* registry.value.lookup(key)
+        if (Option.isSome(breaker)) {
+          const breakerState = yield* breaker.value.state
+          if (breakerState === "open" || breakerState === "isolated") {
+            return Option.some(`the primary route's circuit breaker (${key}) is ${breakerState}`)
+          }
+        }
+      }
+    }
+    return Option.none()
+  })
+
+const texts = {
+  failure: (tool: string, message: string) =>
+    `Tool ${tool} is unavailable: ${message}. Proceed without it and note the limitation in your answer.`,
+  refused: (tool: string, reason: string) =>
+    `Tool ${tool} refused: ${reason}. Nothing was done. Irreversible actions are held while the system runs degraded; you may try again later.`,
+  unknown: (tool: string, key: string, reason: string) =>
+    `The outcome of ${tool} is unknown (${reason}): the call was sent but its result was never recorded, and repeating it could do it twice. Do not call it again for this request; tell the user it must be checked (reference ${key}).`
+}
+
+/** The reply for a journaled, final tool entry. */
+const replyOf = <A>(
+  tool: { readonly name: string; readonly render: ((value: A) => string) | undefined },
+  state: RunState,
+  record: StepRecord,
+  outcome:
+    | { readonly _tag: "Success"; readonly value: A }
+    | { readonly _tag: "Failure"; readonly errorTag?: string | undefined; readonly message: string }
+    | { readonly _tag: "Reason"; readonly reason: string }
+): ToolReply<A> => {
+  const base = { tool: tool.name, key: record.key }
+  switch (outcome._tag) {
+    case "Success": {
+      const stored = record.result === null ? "null" : record.result
+      const text = tool.render?.(outcome.value) ?? extractValueJson(stored)
+      return { _tag: "Success", ...base, value: outcome.value, text }
+    }
+    case "Failure":
+      return {
+        _tag: "Failure",
+        ...base,
+        text: texts.failure(tool.name, outcome.message),
+        error: new ToolFailed({ tool: tool.name, key: record.key, ...(outcome.errorTag === undefined ? {} : { errorTag: outcome.errorTag }), message: outcome.message })
+      }
+    case "Reason":
+      return record.status === "refused"
+        ? {
+          _tag: "Refused",
+          ...base,
+          text: texts.refused(tool.name, outcome.reason),
+          error: new ToolRefused({ tool: tool.name, reason: outcome.reason, message: `${tool.name} refused: ${outcome.reason}` })
+        }
+        : {
+          _tag: "Unknown",
+          ...base,
+          text: texts.unknown(tool.name, record.key, outcome.reason),
+          error: new ToolOutcomeUnknown({
+            runId: state.runId,
+            index: record.index,
+            tool: tool.name,
+            key: record.key,
+            message: `run ${state.runId} step ${record.index}: the outcome of ${tool.name} is unknown (${outcome.reason})`
+          })
+        }
+  }
+}
+
+/** The JSON of the stored value inside the stored `{"v":{"_tag":"Success","value":…}}` envelope. */
+const extractValueJson = (stored: string): string => {
+  try {
+    const parsed: unknown = JSON.parse(stored)
+    const value = typeof parsed === "object" && parsed !== null && "v" in parsed && typeof parsed.v === "object" && parsed.v !== null && "value" in parsed.v
+      ? parsed.v.value
+      : parsed
+    return JSON.stringify(value) ?? "null"
+  } catch {
+    return stored
+  }
+}
+
+/**
+ * Calls a tool as a journaled step — claim (a committed `started` entry with the arguments' hash),
+ * act with the step's idempotency key, record — and returns what the agent should hear. On resume:
+ *
+ * - a recorded outcome (success, failure, refusal, unknown) is returned as recorded;
+ * - a claimed call without an outcome is re-run (`pure`, `idempotent`), re-sent with the same key
+ *   (`keyed`, within `keyRetention`), else reconciled (`reconcile`: applied → recorded; not applied →
+ *   made now; cannot tell → unknown), else marked `unknown` — never re-sent blindly;
+ * - different arguments under the same key fail with `IdempotencyConflict`.
+ *
+ * While the system is degraded, a tool with `whenDegraded: "refuse"` (irreversible tools by default)
+ * is not called and its key is not used; the refusal is journaled so a replay shows the agent the same
+ * thing, and a later call (after recovery) runs under its own key. With `callId`, the reply is also
+ * appended to the conversation as the `tool` message answering that call.
+ *
+ * @since 0.1.0
+ * @category tools
+ */
+export const useTool = <Args, ArgsI, A, AI, E, R>(
+  tool: Tool.Tool<Args, ArgsI, A, AI, E, R>,
+  args: Args,
+  options?: { readonly callId?: string | undefined }
+): Effect.Effect<ToolReply<A>, JournalError | IdempotencyConflict, R | CurrentRun> =>
+  Effect.flatMap(CurrentRun, (state) =>
+    Effect.gen(function*() {
+      const slot = yield* begin(state, tool.name, "tool")
+      const site = siteOf(state, slot, tool.name)
+      const hash = yield* argsHash(tool.parameters, args, site)
+      const Outcome = outcomeSchema(tool.success)
+      const context = (resend: boolean): Tool.ToolContext => ({ runId: state.runId, index: slot.index, idempotencyKey: slot.key, resend })
+      const callId = options?.callId
+      const withReply = (reply: ToolReply<A>): ReadonlyArray<Message> | undefined =>
+        callId === undefined
+          ? undefined
+          : [...state.conversation, { role: "tool", content: reply.text, toolCallId: callId, name: tool.name }]
+      const base = { name: tool.name, kind: "tool" as const, effect: tool.effect, argsHash: hash }
+
+      /** Records a final entry (and the tool message) in one transaction. */
+      const finish = (
+        status: Exclude<StepStatus, "started">,
+        result: string,
+        outcome: Parameters<typeof replyOf<A>>[3],
+        startedAt: number
+      ) =>
+        Effect.gen(function*() {
+          const record = entry(state, slot, { ...base, status, result, startedAt, completedAt: yield* now })
+          const reply = replyOf(tool, state, record, outcome)
+          yield* commit(state, record, withReply(reply))
+          yield* state.publish(completedEvent(state, record))
+          return reply
+        })
+
+      const act = (resend: boolean, startedAt: number) =>
+        Effect.gen(function*() {
+          // `either` catches the tool's typed failure only: a defect or an interruption leaves the
+          // claim `started` and propagates — the outcome is then unknown, never assumed.
+          const outcome = yield* executing(state, slot, tool.name, Effect.either(tool.run(args, context(resend))))
+          if (outcome._tag === "Right") {
+            const stored = { _tag: "Success" as const, value: outcome.right }
+            return yield* finish("completed", yield* encodeJson(Outcome, stored, site), stored, startedAt)
+          }
+          const error: unknown = outcome.left
+          const errorTag = typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : undefined
+          const stored = {
+            _tag: "Failure" as const,
+            ...(errorTag === undefined ? {} : { errorTag }),
+            message: redact(tool.describeFailure(outcome.left))
+          }
+          return yield* finish("completed", yield* encodeJson(Outcome, stored, site), stored, startedAt)
+        })
+
+      const withReason = (status: "refused" | "unknown", reason: string, startedAt: number) =>
+        Effect.flatMap(
+          encodeJson(Reason, { reason }, site),
+          (result) => finish(status, result, { _tag: "Reason", reason }, startedAt)
+        )
+
+      const refusal = tool.whenDegraded === "refuse" ? degradedReason(state) : Effect.succeed(Option.none<string>())
+
+      const reconcileOr = (why: string, startedAt: number) =>
+        Effect.gen(function*() {
+          const reconcile = tool.reconcile
+          if (reconcile === undefined) return yield* withReason("unknown", `${why}; no reconcile hook`, startedAt)
+          const found = yield* executing(state, slot, tool.name, Effect.either(reconcile(args, context(true))))
+          if (found._tag === "Left") {
+            return yield* withReason("unknown", `${why}; reconcile failed: ${redact(tool.describeFailure(found.left))}`, startedAt)
+          }
+          switch (found.right._tag) {
+            case "Applied": {
+              const stored = { _tag: "Success" as const, value: found.right.value }
+              return yield* finish("completed", yield* encodeJson(Outcome, stored, site), stored, startedAt)
+            }
+            case "Unknown":
+              return yield* withReason("unknown", `${why}; reconcile: ${found.right.reason}`, startedAt)
+            case "NotApplied": {
+              // Never reached the callee: making the call now is a fresh action, so the guard applies.
+              const refused = yield* refusal
+              if (Option.isSome(refused)) return yield* withReason("refused", refused.value, startedAt)
+              return yield* act(true, startedAt)
+            }
+          }
+        })
+
+      const existing = slot.existing
+      if (existing !== undefined) {
+        if (existing.argsHash !== hash) {
+          return yield* new IdempotencyConflict({
+            runId: state.runId,
+            index: slot.index,
+            tool: tool.name,
+            key: slot.key,
+            message: `run ${state.runId} step ${slot.index}: key ${slot.key} was used for ${tool.name} with different arguments; refusing to act under it`
+          })
+        }
+        switch (existing.status) {
+          case "completed": {
+            const outcome = yield* decodeJson(Outcome, existing.result, site)
+            const reply = replyOf(tool, state, existing, outcome)
+            adopt(state, withReply(reply))
+            yield* state.publish(replayedEvent(state, slot, existing))
+            return reply
+          }
+          case "refused":
+          case "unknown": {
+            const { reason } = yield* decodeJson(Reason, existing.result, site)
+            const reply = replyOf(tool, state, existing, { _tag: "Reason", reason })
+            adopt(state, withReply(reply))
+            yield* state.publish(replayedEvent(state, slot, existing))
+            return reply
+          }
+          case "started": {
+            yield* state.publish({ _tag: "StepStarted", runId: state.runId, index: slot.index, step: tool.name, kind: "tool" })
+            const startedAt = existing.startedAt
+            switch (tool.effect) {
+              case "pure":
+              case "idempotent":
+                return yield* act(true, startedAt)
+              case "keyed": {
+                const age = (yield* now) - startedAt
+                if (age < tool.keyRetentionMs) return yield* act(true, startedAt)
+                return yield* reconcileOr(`claimed ${Math.round(age / 1000)} s ago, beyond the key retention of ${Math.round(tool.keyRetentionMs / 1000)} s`, startedAt)
+              }
+              case "irreversible":
+                return yield* reconcileOr("an irreversible call was sent before the executor stopped", startedAt)
+            }
+          }
+        }
+      }
+
+      const startedAt = yield* now
+      const refused = yield* refusal
+      if (Option.isSome(refused)) return yield* withReason("refused", refused.value, startedAt)
+      yield* state.publish({ _tag: "StepStarted", runId: state.runId, index: slot.index, step: tool.name, kind: "tool" })
+      if (tool.effect !== "pure") {
+        yield* claim(state, entry(state, slot, { ...base, status: "started", startedAt, completedAt: null }))
+      }
+      return yield* act(false, startedAt)
+    }))
+
+/**
+ * Like {@link useTool}, but a failure, refusal or unknown outcome fails with its typed error (for
+ * programs that handle tool outcomes themselves rather than handing them to a model).
+ *
+ * @since 0.1.0
+ * @category tools
+ */
+export const callTool = <Args, ArgsI, A, AI, E, R>(
+  tool: Tool.Tool<Args, ArgsI, A, AI, E, R>,
+  args: Args
+): Effect.Effect<A, ToolFailed | ToolRefused | ToolOutcomeUnknown | JournalError | IdempotencyConflict, R | CurrentRun> =>
+  Effect.flatMap(useTool(tool, args), (reply) => reply._tag === "Success" ? Effect.succeed(reply.value) : Effect.fail(reply.error))
+
+/**
+ * A set of tools for a model: their definitions, and `dispatch` for the model's tool calls (decodes
+ * the arguments, calls {@link useTool} with the call's id, so the reply joins the conversation). A
+ * call to an unknown tool or with arguments that do not decode gets a text reply without a step.
+ *
+ * @since 0.1.0
+ * @category tools
+ */
+export interface Toolkit<R> {
+  readonly definitions: ReadonlyArray<ToolDefinition>
+  readonly add: <Args, ArgsI, A, AI, E, R2>(tool: Tool.Tool<Args, ArgsI, A, AI, E, R2>) => Toolkit<R | R2>
+  readonly dispatch: (call: ToolCall) => Effect.Effect<ToolReply<unknown>, JournalError | IdempotencyConflict, R | CurrentRun>
+}
+
+type Handler<R> = (call: ToolCall) => Effect.Effect<ToolReply<unknown>, JournalError | IdempotencyConflict, R | CurrentRun>
+
+const makeToolkit = <R>(definitions: ReadonlyArray<ToolDefinition>, handlers: ReadonlyMap<string, Handler<R>>): Toolkit<R> => ({
+  definitions,
+  add: <Args, ArgsI, A, AI, E, R2>(tool: Tool.Tool<Args, ArgsI, A, AI, E, R2>): Toolkit<R | R2> => {
+    const decode = Schema.decodeUnknownEither(Schema.parseJson(tool.parameters))
+    const handler: Handler<R2> = (call) => {
+      const args = decode(call.arguments)
+      if (args._tag === "Left") {
+        return rejectCall(call, `invalid arguments for ${tool.name}: ${args.left.message}`)
+      }
+      return useTool(tool, args.right, { callId: call.id })
+    }
+    const next = new Map<string, Handler<R | R2>>(handlers)
+    next.set(tool.name, handler)
+    return makeToolkit<R | R2>([...definitions.filter((d) => d.name !== tool.name), tool.definition], next)
+  },
+  dispatch: (call) => {
+    const handler = handlers.get(call.name)
+    return handler === undefined ? rejectCall(call, `there is no tool named ${call.name}`) : handler(call)
+  }
+})
+
+/** A text reply to a call that never became a step (it follows from the journaled model answer). */
+const rejectCall = (call: ToolCall, message: string): Effect.Effect<ToolReply<unknown>, never, CurrentRun> =>
+  Effect.map(CurrentRun, (state) => {
+    const text = texts.failure(call.name, message)
+    state.conversation = [...state.conversation, { role: "tool", content: text, toolCallId: call.id, name: call.name }]
+    state.dirty = true
+    return { _tag: "Failure", tool: call.name, key: "", text, error: new ToolFailed({ tool: call.name, key: "", message }) }
+  })
+
+/**
+ * An empty toolkit; add tools with `.add(tool)`.
+ *
+ * @since 0.1.0
+ * @category tools
+ */
+export const toolkit: Toolkit<never> = makeToolkit([], new Map())
+
+// ---------------------------------------------------------------------------------------------------
+// Runs
+// ---------------------------------------------------------------------------------------------------
+
+const checkRunId = (id: string): Effect.Effect<string, InvalidRunId> =>
+  id.length === 0 || id.length > 200 || /[\u0000-\u001f\u007f]/.test(id)
+    ? Effect.fail(new InvalidRunId({ runId: id.slice(0, 200), message: "a run id must be 1–200 characters without control characters" }))
+    : Effect.succeed(id)
+
+const millis = (input: Duration.DurationInput): number => Duration.toMillis(Duration.decode(input))
+
+const Conversation = Schema.parseJson(Schema.Array(Message))
+const ModelUsage = Schema.parseJson(Schema.Struct({ v: Schema.Struct({ usage: Usage }) }))
+
+const reportOf = (run: RunRecord, steps: ReadonlyArray<StepRecord>): RunReport => {
+  const usage = { inputTokens: 0, outputTokens: 0, totalTokens: 0 }
+  for (const s of steps) {
+    if (s.kind !== "model" || s.result === null) continue
+    const decoded = Schema.decodeUnknownOption(ModelUsage)(s.result)
+    if (Option.isNone(decoded)) continue
+    usage.inputTokens += decoded.value.v.usage.inputTokens
+    usage.outputTokens += decoded.value.v.usage.outputTokens
+    usage.totalTokens += decoded.value.v.usage.totalTokens
+  }
+  return {
+    run,
+    steps,
+    conversation: run.conversation === null ? [] : Option.getOrElse(Schema.decodeUnknownOption(Conversation)(run.conversation), () => []),
+    usage,
+    unknown: steps.filter((s) => s.status === "unknown")
+  }
+}
+
+/**
+ * Builds an agent over the `CheckpointStore` in context.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: AgentOptions = {}): Effect.Effect<AgentShape, never, CheckpointStore> =>
+  Effect.gen(function*() {
+    const store: CheckpointStoreShape = yield* CheckpointStore
+    const hub = yield* PubSub.unbounded<AgentEvent>()
+    const executorId = options.executorId ?? `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`
+    const leaseMs = options.leaseDuration === undefined ? defaults.leaseDurationMs : millis(options.leaseDuration)
+    const heartbeatMs = options.heartbeatInterval === false
+      ? undefined
+      : options.heartbeatInterval === undefined
+      ? defaults.heartbeatIntervalMs
+      : millis(options.heartbeatInterval)
+    // Runs this executor is executing: a second `run` of one of them here is refused at once (the
+    // store's lease would let the same owner in again).
+    const active = new Set<string>()
+    const publish = (event: AgentEvent) => Effect.asVoid(PubSub.publish(hub, event))
+
+    const preflight = (id: string, chosen: Preflight.PreflightOptions | undefined) =>
+      Effect.gen(function*() {
+        if (chosen === undefined) return { _tag: "primary" } as const
+        const checks: Preflight.HealthChecks = { ...chosen, primaryBreaker: chosen.primaryBreaker ?? options.primaryBreaker }
+        const report = yield* Preflight.check(checks)
+        if (report.healthy) return { _tag: "primary" } as const
+        const reason = report.findings.filter((f) => !f.healthy).map((f) => `${f.source}: ${f.detail}`).join("; ")
+        if (chosen.onDegraded === "refuse") {
+          return yield* new PreflightRefused({ runId: id, findings: report.findings, message: `run ${id} not started: the primary is degraded (${reason})` })
+        }
+        return {
+          _tag: "fallback",
+          chain: chosen.fallback,
+          // Re-checks skip DegradedMode: it reflects the last answer served, and while this run avoids
+          // the primary only the primary's answers could clear it.
+          checks: { ...checks, degradedMode: false },
+          recheckMs: chosen.recheckEvery === undefined ? Preflight.defaults.recheckEveryMs : millis(chosen.recheckEvery),
+          checkedAt: yield* now,
+          reason
+        } as const
+      })
+
+    const keeper = (lease: Lease): Effect.Effect<never, LeaseLost> =>
+      Effect.gen(function*() {
+        while (true) {
+          yield* Effect.sleep(Duration.millis(Math.max(1, Math.floor(leaseMs / 3))))
+          const t = yield* now
+          // A failed renewal is retried at the next tick; only a lease taken over stops the run (and
+          // even without renewals, every write is fenced by the epoch).
+          yield* Effect.catchTag(store.renew(lease, { now: t, leaseMs }), "StoreError", () => Effect.void)
+        }
+      })
+
+    const run: AgentShape["run"] = (id, program, runOptions) =>
+      Effect.gen(function*() {
+        yield* checkRunId(id)
+        if (active.has(id)) {
+          return yield* new RunLocked({ runId: id, owner: executorId, message: `run ${id} is already executing in this executor` })
+        }
+        const route = yield* preflight(id, runOptions?.preflight ?? options.preflight)
+        const acquire = Effect.gen(function*() {
+          const lease = yield* store.acquire(id, executorId, { now: yield* now, leaseMs })
+          active.add(id)
+          return lease
+        })
+        const release = (lease: Lease, exit: Exit.Exit<unknown, unknown>) =>
+          Effect.gen(function*() {
+            active.delete(id)
+            const interrupted = Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
+            const status = Exit.isSuccess(exit) ? "completed" : interrupted ? "running" : "failed"
+            // A release that fails leaves the lease to expire; the run's outcome is what matters here.
+            yield* Effect.ignore(store.release(lease, status, yield* now))
+            yield* publish({ _tag: "RunFinished", runId: id, outcome: Exit.isSuccess(exit) ? "completed" : interrupted ? "interrupted" : "failed" })
+          })
+        return yield* Effect.acquireUseRelease(acquire, (lease) =>
+          Effect.gen(function*() {
+            const steps = yield* store.steps(id)
+            const state: RunState = {
+              runId: id,
+              lease,
+              store,
+              journal: new Map(steps.map((s) => [s.index, s])),
+              heartbeatMs,
+              primaryBreaker: options.primaryBreaker,
+              publish,
+              next: 0,
+              busy: false,
+              conversation: [],
+              dirty: false,
+              route
+            }
+            yield* publish({ _tag: "RunStarted", runId: id, epoch: lease.epoch, journaled: steps.length })
+            return yield* Effect.raceFirst(Effect.provideService(program, CurrentRun, state), keeper(lease))
+          }), release)
+      })
+
+    return {
+      executorId,
+      run,
+      events: Stream.fromPubSub(hub, { scoped: true }),
+      inspect: (id) =>
+        Effect.gen(function*() {
+          const record = yield* store.run(id)
+          if (Option.isNone(record)) return Option.none()
+          return Option.some(reportOf(record.value, yield* store.steps(id)))
+        }),
+      prune: ({ includeUnfinished, olderThan }) =>
+        Effect.flatMap(now, (t) => store.prune({ before: t - millis(olderThan), now: t, includeUnfinished: includeUnfinished === true }))
+    }
+  })
+
+/**
+ * The agent as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: AgentOptions = {}): Layer.Layer<Agent, never, CheckpointStore> => Layer.effect(Agent, make(options))
+
+/**
+ * The agent with options read from `Config` (for example `Config.all({ executorId: Config.string("AGENT_EXECUTOR_ID") })`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (config: Config.Config<AgentOptions>): Layer.Layer<Agent, ConfigError.ConfigError, CheckpointStore> =>
+  Layer.effect(Agent, Effect.flatMap(config, make))
+
+/**
+ * Runs (or resumes) a run with the agent in context.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const run = <A, E, R>(
+  id: string,
+  program: Effect.Effect<A, E, R>,
+  options?: RunOptions
+): Effect.Effect<A, E | JournalError | IdempotencyConflict | RunLocked | InvalidRunId | PreflightRefused, Exclude<R, CurrentRun> | Agent> =>
+  Effect.flatMap(Agent, (agent) => agent.run(id, program, options))
+
+/**
+ * Reads a run's record, journal, conversation and usage.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const inspect = (id: string): Effect.Effect<Option.Option<RunReport>, StoreError, Agent> =>
+  Effect.flatMap(Agent, (agent) => agent.inspect(id))
+
+/**
+ * Deletes old runs (see {@link AgentShape.prune}).
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const prune = (options: {
+  readonly olderThan: Duration.DurationInput
+  readonly includeUnfinished?: boolean | undefined
+}): Effect.Effect<number, StoreError, Agent> => Effect.flatMap(Agent, (agent) => agent.prune(options))
+
+export type {
+  /**
+   * @since 0.1.0
+   * @category models
+   */
+  StillWorking
+} from "./Heartbeat.js"

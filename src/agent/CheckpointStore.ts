@@ -1,0 +1,324 @@
+/**
+ * Where durable runs keep their journal: one row per run (status, lease, conversation snapshot) and
+ * one row per step (deterministic key, arguments hash, Schema-encoded result). Three backends behind
+ * one service:
+ *
+ * - {@link layerMemory}: tests and throw-away runs.
+ * - {@link layerSqlite}: the default for one worker. A file, WAL, `synchronous=FULL` (set and read
+ *   back), and by default SQLite's exclusive locking mode, so the *file* enforces "one process per
+ *   file" — a second process cannot open it while the first lives, and the lock dies with the process.
+ * - {@link layerPostgres} / {@link layerPostgresClient}: several workers on one database; fencing by a
+ *   lease column with an epoch (fencing token) checked inside every write transaction.
+ *
+ * Schemas are created by the `@effect/sql` Migrator (table `<prefix>migrations`). All times are
+ * Clock milliseconds supplied by the caller, so leases follow `TestClock` in tests.
+ *
+ * @since 0.1.0
+ */
+import * as Reactivity from "@effect/experimental/Reactivity"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type { LeaseLost, RunLocked, StoreError } from "./AgentError.js"
+import { makeMemoryStore } from "./internal/memoryStore.js"
+import { makePostgresStore, makeSqliteStore, makeStoreError, type SqliteStoreOptions } from "./internal/sqlStore.js"
+
+/**
+ * A run's status. `running` also covers a run that stopped (crash, interruption) and can be resumed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const RunStatus = Schema.Literal("running", "completed", "failed")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type RunStatus = typeof RunStatus.Type
+
+/**
+ * What a journal entry is: a plain `step`, a `model` call, or a `tool` call.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const StepKind = Schema.Literal("step", "model", "tool")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type StepKind = typeof StepKind.Type
+
+/**
+ * A journal entry's state: `started` (a tool call claimed: the intent is committed, the outcome is
+ * not), `completed` (the outcome is recorded), `refused` (the degraded guard said no; the tool was not
+ * called), `unknown` (a claimed call whose outcome could not be established; escalated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const StepStatus = Schema.Literal("started", "completed", "refused", "unknown")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type StepStatus = typeof StepStatus.Type
+
+/**
+ * One journal entry.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const StepRecord = Schema.Struct({
+  runId: Schema.String,
+  /** 0-based position in the run (program order). */
+  index: Schema.Int,
+  name: Schema.String,
+  /** The deterministic key (run + index + name); tools send it as their idempotency key. */
+  key: Schema.String,
+  kind: StepKind,
+  /** A tool's effect kind (`pure`, `idempotent`, `keyed`, `irreversible`). */
+  effect: Schema.NullOr(Schema.String),
+  status: StepStatus,
+  /** SHA-256 of the canonical, Schema-encoded tool arguments. */
+  argsHash: Schema.NullOr(Schema.String),
+  /** The Schema-encoded result, as JSON text. */
+  result: Schema.NullOr(Schema.String),
+  startedAt: Schema.Number,
+  completedAt: Schema.NullOr(Schema.Number)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type StepRecord = typeof StepRecord.Type
+
+/**
+ * One run.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const RunRecord = Schema.Struct({
+  runId: Schema.String,
+  status: RunStatus,
+  /** The executor holding the lease, or null. */
+  owner: Schema.NullOr(Schema.String),
+  /** Fencing token: incremented on every acquisition; writes carry the epoch they were granted. */
+  epoch: Schema.Number,
+  leaseUntil: Schema.Number,
+  createdAt: Schema.Number,
+  updatedAt: Schema.Number,
+  /** The conversation snapshot (JSON array of messages) as of the last recorded step. */
+  conversation: Schema.NullOr(Schema.String)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type RunRecord = typeof RunRecord.Type
+
+/**
+ * Proof of holding a run: the owner and the epoch every write is fenced with.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Lease {
+  readonly runId: string
+  readonly owner: string
+  readonly epoch: number
+}
+
+/**
+ * What a backend implements. Every write that belongs to a run takes the {@link Lease} and fails with
+ * `LeaseLost` when another executor has acquired the run since (checked in the write's transaction).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CheckpointStoreShape {
+  readonly backend: "memory" | "sqlite" | "postgres"
+  /**
+   * The durability settings as read back from the database at open (SQLite: `journal_mode`,
+   * `synchronous`, `locking_mode`; Postgres: `synchronous_commit`).
+   */
+  readonly settings: Readonly<Record<string, string>>
+  /**
+   * Creates the run if needed and takes its lease until `now + leaseMs` — unless another owner holds
+   * an unexpired lease (`RunLocked`). The same owner may take its own lease again (a restarted worker).
+   */
+  readonly acquire: (
+    runId: string,
+    owner: string,
+    timing: { readonly now: number; readonly leaseMs: number }
+  ) => Effect.Effect<Lease, RunLocked | StoreError>
+  /** Extends the lease to `now + leaseMs`. */
+  readonly renew: (lease: Lease, timing: { readonly now: number; readonly leaseMs: number }) => Effect.Effect<void, LeaseLost | StoreError>
+  /** Sets the run's status and gives the lease up (a no-op when the lease was already lost). */
+  readonly release: (lease: Lease, status: RunStatus, now: number) => Effect.Effect<void, StoreError>
+  readonly run: (runId: string) => Effect.Effect<Option.Option<RunRecord>, StoreError>
+  /** The run's journal, by index. */
+  readonly steps: (runId: string) => Effect.Effect<ReadonlyArray<StepRecord>, StoreError>
+  /**
+   * Commits a `started` entry (the claim) before a tool acts. Fails with `StoreError` if the index
+   * is already journaled.
+   */
+  readonly claim: (lease: Lease, step: StepRecord) => Effect.Effect<void, LeaseLost | StoreError>
+  /**
+   * Writes the entry's final state and, in the same transaction, the conversation snapshot (when
+   * given): a crash leaves both or neither.
+   */
+  readonly record: (
+    lease: Lease,
+    step: StepRecord,
+    conversation: string | undefined
+  ) => Effect.Effect<void, LeaseLost | StoreError>
+  /**
+   * Deletes runs (with their journals) last updated before `before` and not leased at `now`; only
+   * finished runs unless `includeUnfinished`. Returns how many runs were removed.
+   */
+  readonly prune: (options: {
+    readonly before: number
+    readonly now: number
+    readonly includeUnfinished: boolean
+  }) => Effect.Effect<number, StoreError>
+}
+
+/**
+ * The checkpoint store service.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class CheckpointStore extends Context.Tag("effect-llm-resilience/agent/CheckpointStore")<
+  CheckpointStore,
+  CheckpointStoreShape
+>() {}
+
+/**
+ * Table naming shared by the SQL backends.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SqlStoreOptions {
+  /**
+   * Prefix of the tables (`<prefix>runs`, `<prefix>steps`, `<prefix>migrations`). Letters, digits and
+   * `_` only. Default `llmr_`.
+   */
+  readonly tablePrefix?: string | undefined
+}
+
+/**
+ * SQLite options.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SqliteOptions extends SqlStoreOptions {
+  /** The database file (created if missing). */
+  readonly filename: string
+  /**
+   * Hold SQLite's exclusive lock for the life of the connection (`locking_mode=EXCLUSIVE`), so a
+   * second process cannot use the file while this one lives, and leases left by a dead process are
+   * released at open. Default true. Switch it off only to read the file from a tool while it runs.
+   */
+  readonly exclusive?: boolean | undefined
+  /** How long to wait for the file lock at open before failing with `StoreError`. Default 5 s. */
+  readonly busyTimeoutMs?: number | undefined
+}
+
+/**
+ * The in-memory store (a fresh, empty one per layer build).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemory: Layer.Layer<CheckpointStore> = Layer.sync(CheckpointStore, makeMemoryStore)
+
+/**
+ * The SQLite store over `@effect/sql-sqlite-node`: WAL, `synchronous=FULL` (verified), migrations,
+ * exclusive file lock by default. One process per file; several runs (and executors) per process.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerSqlite = (options: SqliteOptions): Layer.Layer<CheckpointStore, StoreError> =>
+  Layer.scoped(CheckpointStore, makeSqliteStore(toSqliteStoreOptions(options))).pipe(Layer.provide(Reactivity.layer))
+
+const toSqliteStoreOptions = (options: SqliteOptions): SqliteStoreOptions => ({
+  filename: options.filename,
+  tablePrefix: options.tablePrefix,
+  exclusive: options.exclusive ?? true,
+  busyTimeoutMs: options.busyTimeoutMs ?? 5_000,
+  connect: SqliteClient.make
+})
+
+/**
+ * The SQLite store with its options read from `Config` (for example
+ * `Config.all({ filename: Config.string("CHECKPOINT_DB") })`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerSqliteConfig = (
+  config: Config.Config<SqliteOptions>
+): Layer.Layer<CheckpointStore, StoreError | ConfigError.ConfigError> => Layer.unwrapEffect(Effect.map(config, layerSqlite))
+
+/**
+ * Postgres options: the `@effect/sql-pg` client configuration plus the table prefix.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PostgresOptions extends PgClient.PgClientConfig, SqlStoreOptions {}
+
+/**
+ * The Postgres store with its own connection pool.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPostgres = (options: PostgresOptions): Layer.Layer<CheckpointStore, StoreError> =>
+  layerPostgresClient(options).pipe(
+    Layer.provide(PgClient.layer(options)),
+    Layer.catchAll((error) =>
+      Layer.fail(
+        error._tag === "StoreError"
+          ? error
+          : makeStoreError("postgres", "connect", error)
+      )
+    )
+  )
+
+/**
+ * The Postgres store with its options read from `Config` (keep the password or URL `Config.redacted`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPostgresConfig = (
+  config: Config.Config<PostgresOptions>
+): Layer.Layer<CheckpointStore, StoreError | ConfigError.ConfigError> => Layer.unwrapEffect(Effect.map(config, layerPostgres))
+
+/**
+ * The Postgres store over a `PgClient` already in context (share the application's pool).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPostgresClient = (options: SqlStoreOptions = {}): Layer.Layer<CheckpointStore, StoreError, PgClient.PgClient> =>
+  Layer.effect(CheckpointStore, makePostgresStore({ tablePrefix: options.tablePrefix }))

@@ -1,0 +1,187 @@
+/**
+ * The state of one executing run and the journal mechanics every step kind shares: allocate the next
+ * index, match it against the journal, run with heartbeats, record with the conversation snapshot.
+ *
+ * One run executes its steps one at a time, in program order — that is what makes the index of a
+ * step deterministic across executions — so the state is plain mutable fields owned by the run.
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import type * as Fallback from "../../Fallback.js"
+import type { Message } from "../../Provider.js"
+import { LeaseLost, StepMismatch, StoreError } from "../AgentError.js"
+import type { CheckpointStoreShape, Lease, StepKind, StepRecord, StepStatus } from "../CheckpointStore.js"
+import * as Heartbeat from "../Heartbeat.js"
+import type { HealthChecks } from "../Preflight.js"
+import { stepKey } from "./codec.js"
+
+/** Where model calls go: the client in context, or (after a degraded pre-flight) the fallback chain. */
+export type RouteMode =
+  | { readonly _tag: "primary" }
+  | {
+    readonly _tag: "fallback"
+    readonly chain: Fallback.Chain
+    readonly checks: HealthChecks
+    readonly recheckMs: number
+    readonly checkedAt: number
+    readonly reason: string
+  }
+
+/** Events the journal emits (the public union lives in Agent). */
+export type JournalEvent =
+  | { readonly _tag: "StepStarted"; readonly runId: string; readonly index: number; readonly step: string; readonly kind: StepKind }
+  | {
+    readonly _tag: "StepReplayed"
+    readonly runId: string
+    readonly index: number
+    readonly step: string
+    readonly kind: StepKind
+    readonly status: StepStatus
+  }
+  | {
+    readonly _tag: "StepCompleted"
+    readonly runId: string
+    readonly index: number
+    readonly step: string
+    readonly kind: StepKind
+    readonly status: StepStatus
+    readonly durationMs: number
+  }
+  | Heartbeat.StillWorking
+  | { readonly _tag: "RouteChanged"; readonly runId: string; readonly mode: "primary" | "fallback"; readonly reason: string }
+
+export interface RunState {
+  readonly runId: string
+  readonly lease: Lease
+  readonly store: CheckpointStoreShape
+  /** The journal as loaded at start, plus everything recorded since. */
+  readonly journal: Map<number, StepRecord>
+  readonly heartbeatMs: number | undefined
+  readonly primaryBreaker: string | undefined
+  readonly publish: (event: JournalEvent) => Effect.Effect<void>
+  next: number
+  busy: boolean
+  conversation: ReadonlyArray<Message>
+  /** The conversation changed since the last snapshot was written. */
+  dirty: boolean
+  route: RouteMode
+}
+
+/** A step's place: its index, key and what the journal already holds there. */
+export interface Slot {
+  readonly index: number
+  readonly key: string
+  readonly existing: StepRecord | undefined
+}
+
+/**
+ * Takes the next index. Fails with `StepMismatch` when the journal holds a different step there (the
+ * program changed, or branched on something that is not a step result).
+ */
+export const begin = (state: RunState, name: string, kind: StepKind): Effect.Effect<Slot, StepMismatch> =>
+  Effect.suspend(() => {
+    if (state.busy) {
+      // A step inside a step (or two at once) would number steps by scheduling order, not program order.
+      return Effect.dieMessage(`Agent: step "${name}" started while another step of run ${state.runId} is running; steps must run one at a time`)
+    }
+    const index = state.next++
+    const existing = state.journal.get(index)
+    if (existing !== undefined && (existing.name !== name || existing.kind !== kind)) {
+      return Effect.fail(new StepMismatch({
+        runId: state.runId,
+        index,
+        journaled: `${existing.kind} ${existing.name}`,
+        requested: `${kind} ${name}`,
+        message: `run ${state.runId} step ${index}: the journal holds ${existing.kind} "${existing.name}" but the program asked for ${kind} "${name}" (steps must be called in the same order on every execution)`
+      }))
+    }
+    return Effect.succeed({ index, key: stepKey(state.runId, index, name), existing })
+  })
+
+/** Marks the run busy while `effect` executes a step (heartbeats included). */
+export const executing = <A, E, R>(
+  state: RunState,
+  slot: Slot,
+  name: string,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> => {
+  const heartbeatMs = state.heartbeatMs
+  const body = heartbeatMs === undefined
+    ? effect
+    : Heartbeat.during(effect, {
+      interval: heartbeatMs,
+      onBeat: (elapsedMs) => state.publish({ _tag: "StillWorking", runId: state.runId, index: slot.index, step: name, elapsedMs })
+    })
+  return Effect.acquireUseRelease(
+    Effect.sync(() => {
+      state.busy = true
+    }),
+    () => body,
+    () =>
+      Effect.sync(() => {
+        state.busy = false
+      })
+  )
+}
+
+/**
+ * Writes a journal entry — with the conversation snapshot in the same transaction when the
+ * conversation changed (`conversation` replaces it first) — then adopts both in memory.
+ */
+export const commit = (
+  state: RunState,
+  record: StepRecord,
+  conversation?: ReadonlyArray<Message>
+): Effect.Effect<void, LeaseLost | StoreError> =>
+  Effect.suspend(() => {
+    const next = conversation ?? state.conversation
+    const snapshot = conversation !== undefined || state.dirty ? JSON.stringify(next) : undefined
+    return Effect.map(state.store.record(state.lease, record, snapshot), () => {
+      state.journal.set(record.index, record)
+      state.conversation = next
+      state.dirty = false
+    })
+  })
+
+/** Commits the claim of a tool step (the committed intent, before the tool acts). */
+export const claim = (state: RunState, record: StepRecord): Effect.Effect<void, LeaseLost | StoreError> =>
+  Effect.map(state.store.claim(state.lease, record), () => {
+    state.journal.set(record.index, record)
+  })
+
+/** Replays a journaled conversation change in memory (nothing is written: the snapshot already was). */
+export const adopt = (state: RunState, conversation: ReadonlyArray<Message> | undefined): void => {
+  if (conversation !== undefined) state.conversation = conversation
+}
+
+export const now: Effect.Effect<number> = Clock.currentTimeMillis
+
+/** A journal entry for this slot. */
+export const entry = (
+  state: RunState,
+  slot: Slot,
+  fields: {
+    readonly name: string
+    readonly kind: StepKind
+    readonly status: StepStatus
+    readonly effect?: string | null | undefined
+    readonly argsHash?: string | null | undefined
+    readonly result?: string | null | undefined
+    readonly startedAt: number
+    readonly completedAt: number | null
+  }
+): StepRecord => ({
+  runId: state.runId,
+  index: slot.index,
+  name: fields.name,
+  key: slot.key,
+  kind: fields.kind,
+  effect: fields.effect ?? null,
+  status: fields.status,
+  argsHash: fields.argsHash ?? null,
+  result: fields.result ?? null,
+  startedAt: fields.startedAt,
+  completedAt: fields.completedAt
+})

@@ -1,0 +1,245 @@
+/**
+ * `llm-resilience call`: one resilient call from the command line, through the same chain a program
+ * would use (policies per route, fallback, output gate).
+ *
+ * Routes: the `--provider/--base-url/--model` route first (when given), then the config file's routes
+ * as fallbacks. With `--json`, stdout carries exactly one JSON object:
+ *
+ * ```json
+ * { "ok": true, "output": "…", "route": "openai", "degraded": false, "error": null,
+ *   "attempts": [{ "route": "openai", "attempt": 1, "outcome": "success", "status": null, "delayMs": 0, "durationMs": 41 }] }
+ * ```
+ *
+ * Exit 0 on an answer, 1 on a typed failure, 2 on bad usage or config.
+ *
+ * @since 0.1.0
+ */
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as DegradedMode from "../../DegradedMode.js"
+import { actionOf, type AllRoutesFailed, type AttemptRecord } from "../../Errors.js"
+import * as Fallback from "../../Fallback.js"
+import * as Policy from "../../Policy.js"
+import * as Transport from "../../Transport.js"
+import { CommandFailed, UsageError } from "../CliError.js"
+import * as ConfigFile from "../ConfigFile.js"
+import * as JsonSchema from "../JsonSchema.js"
+import * as Routes from "../Routes.js"
+import {
+  configOption,
+  knownSecrets,
+  loadConfig,
+  otelOptions,
+  positive,
+  routeOptions,
+  routeSpecs,
+  stylesFor,
+  telemetryLayer,
+  writeErr,
+  writeOut
+} from "../Shared.js"
+
+/**
+ * The `--json` output.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CallOutput {
+  readonly ok: boolean
+  readonly output: unknown
+  readonly route: string | null
+  readonly degraded: boolean
+  readonly error: {
+    readonly _tag: string
+    readonly action: string
+    readonly status: number | null
+    readonly requestId: string | null
+  } | null
+  readonly attempts: ReadonlyArray<{
+    readonly route: string
+    readonly attempt: number
+    readonly outcome: string
+    readonly status: number | null
+    readonly delayMs: number
+    readonly durationMs: number
+  }>
+}
+
+const attemptsOf = (records: ReadonlyArray<AttemptRecord>): CallOutput["attempts"] =>
+  records.map((a) => ({
+    route: a.route,
+    attempt: a.attempt,
+    outcome: a.outcome,
+    status: a.status ?? null,
+    delayMs: Math.round(a.delayMs),
+    durationMs: Math.round(a.durationMs)
+  }))
+
+/**
+ * The `--json` object of a failed call.
+ *
+ * @since 0.1.0
+ * @category output
+ */
+export const failureOutput = (error: AllRoutesFailed): CallOutput => {
+  const last = error.lastError
+  return {
+    ok: false,
+    output: null,
+    route: null,
+    degraded: false,
+    error: last === undefined
+      ? { _tag: error._tag, action: "stop", status: null, requestId: null }
+      : { _tag: last._tag, action: actionOf(last), status: last.status ?? null, requestId: last.requestId ?? null },
+    attempts: attemptsOf(error.attempts)
+  }
+}
+
+/**
+ * The `--json` object of an answered call.
+ *
+ * @since 0.1.0
+ * @category output
+ */
+export const successOutput = (result: Fallback.ChainResult<unknown>): CallOutput => ({
+  ok: true,
+  output: result.value,
+  route: result.route,
+  degraded: result.degraded,
+  error: null,
+  attempts: attemptsOf(result.attempts)
+})
+
+const options = {
+  ...routeOptions,
+  prompt: Options.text("prompt").pipe(Options.withDescription("The user message")),
+  system: Options.text("system").pipe(Options.withDescription("A system prompt"), Options.optional),
+  stream: Options.boolean("stream").pipe(Options.withDescription("Stream the answer (text only)")),
+  schema: Options.text("schema").pipe(
+    Options.withDescription("A JSON Schema file (JSON or YAML): the answer must be JSON that fits it"),
+    Options.optional
+  ),
+  maxAttempts: Options.integer("max-attempts").pipe(Options.withDescription("Attempts per route, the first included"), Options.optional),
+  deadlineMs: Options.integer("deadline-ms").pipe(Options.withDescription("Deadline of the whole call across routes, in ms"), Options.optional),
+  maxTokens: Options.integer("max-tokens").pipe(Options.withDescription("Output token cap"), Options.withDefault(1024)),
+  config: configOption,
+  json: Options.boolean("json").pipe(Options.withDescription("Print exactly one JSON object on stdout")),
+  ...otelOptions
+}
+
+type CallFlags = Command.Command.ParseConfig<typeof options>
+
+const describeAttempt = (a: AttemptRecord) =>
+  `${a.route}#${a.attempt} ${a.outcome}${a.status !== undefined ? ` ${a.status}` : ""}${a.delayMs > 0 ? ` after ${Math.round(a.delayMs)} ms` : ""} (${Math.round(a.durationMs)} ms)`
+
+const run = (flags: CallFlags) =>
+  Effect.gen(function*() {
+    const config = yield* loadConfig(flags.config)
+    const specs = yield* routeSpecs(flags, config)
+    const deadlineMs = yield* positive("deadline-ms", flags.deadlineMs)
+    if (flags.maxTokens <= 0) return yield* new UsageError({ message: `--max-tokens must be a positive integer, got ${flags.maxTokens}` })
+    if (flags.stream && Option.isSome(flags.schema)) {
+      return yield* new UsageError({ message: "--stream and --schema cannot be combined (a schema is checked on the whole answer)" })
+    }
+    let schema: Option.Option<Schema.Schema<unknown, unknown>> = Option.none()
+    if (Option.isSome(flags.schema)) {
+      const converted = JsonSchema.toSchema(yield* ConfigFile.readData(flags.schema.value), flags.schema.value)
+      if (converted instanceof Error) return yield* converted
+      schema = Option.some(converted)
+    }
+    const secrets = yield* knownSecrets(specs)
+    const deadline = Option.match(deadlineMs, { onNone: () => config.deadline, onSome: (ms) => Duration.millis(ms) })
+
+    const work = Effect.gen(function*() {
+      const { routes } = yield* Routes.buildRoutes(specs)
+      const chain = yield* Fallback.make({
+        routes,
+        ...(deadline !== undefined ? { deadline } : {}),
+        ...(config.repairAttempts !== undefined ? { repairAttempts: config.repairAttempts } : {})
+      })
+      const request: Fallback.ChainRequest = {
+        messages: [{ role: "user", content: flags.prompt }],
+        maxTokens: flags.maxTokens,
+        ...(Option.isSome(flags.system) ? { system: flags.system.value } : {})
+      }
+      const outcome = yield* Effect.either(
+        flags.stream
+          ? chain.stream(request).pipe(
+            Stream.runFoldEffect(undefined as Fallback.ChainResult<string> | undefined, (done, event) => {
+              if (event._tag === "TextDelta") return Effect.as(flags.json ? Effect.void : writeOut(event.text), done)
+              if (event._tag === "Restarted") {
+                return Effect.as(flags.json ? Effect.void : writeErr(`\n[${event.from} failed after partial output (${event.error._tag}); restarting on ${event.to}]\n`), done)
+              }
+              if (event._tag === "Completed") return Effect.succeed(event.result)
+              return Effect.succeed(done)
+            }),
+            Effect.flatMap((result) => result === undefined ? Effect.dieMessage("the chain stream ended without Completed") : Effect.succeed(result))
+          )
+          : Option.isSome(schema)
+          ? chain.generateObject(schema.value, request)
+          : chain.generate(request)
+      ).pipe(
+        Effect.withSpan("llm.call", {
+          kind: "client",
+          attributes: {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": specs[0]!.provider,
+            "gen_ai.request.model": specs[0]!.model,
+            "gen_ai.request.max_tokens": flags.maxTokens,
+            "llm.routes": specs.map((s) => s.name).join(","),
+            "llm.stream": flags.stream
+          }
+        })
+      )
+      if (outcome._tag === "Right") {
+        const result = outcome.right
+        if (flags.json) return yield* writeOut(`${JSON.stringify(successOutput(result))}\n`)
+        const text = typeof result.value === "string" ? result.value : JSON.stringify(result.value, null, 2)
+        if (!flags.stream) yield* writeOut(`${text}\n`)
+        else yield* writeOut("\n")
+        const err = stylesFor(process.stderr)
+        yield* writeErr(
+          `${err.green("✔")} served by ${result.route}${result.degraded ? err.yellow(" (degraded)") : ""} in ${result.attempts.filter((a) => a.attempt > 0).length} attempt(s), ${Math.round(result.durationMs)} ms, ${result.usage.totalTokens} tokens\n`
+        )
+        if (result.attempts.length > 1) yield* writeErr(result.attempts.map((a) => `  ${describeAttempt(a)}\n`).join(""))
+        return
+      }
+      const error = outcome.left
+      if (flags.json) yield* writeOut(`${JSON.stringify(failureOutput(error))}\n`)
+      else {
+        const err = stylesFor(process.stderr)
+        const last = error.lastError
+        yield* writeErr(
+          [
+            `${err.red("✘")} ${last?._tag ?? error._tag}${last !== undefined ? ` (${actionOf(last)})` : ""}: ${last?.message ?? error.message}`,
+            ...(last?.status !== undefined ? [`  status ${last.status}${last.requestId !== undefined ? `, request id ${last.requestId}` : ""}`] : []),
+            `  chain: ${error.reason}`,
+            ...error.attempts.map((a) => `  ${describeAttempt(a)}`)
+          ].join("\n") + "\n"
+        )
+      }
+      return yield* new CommandFailed({ message: `call failed: ${error.lastError?._tag ?? error.reason}` })
+    })
+
+    return yield* work.pipe(
+      Effect.provide(Layer.mergeAll(Transport.layer(), Policy.layerState, DegradedMode.layer)),
+      Effect.provide(telemetryLayer(flags, config, secrets))
+    )
+  })
+
+/**
+ * The command.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make("call", options, run).pipe(
+  Command.withDescription("Make one resilient call (retries, breaker, fallback, output gate) and print the answer")
+)

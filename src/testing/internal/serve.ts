@@ -1,0 +1,167 @@
+/**
+ * The transport-independent half of answering a request: parse the body, admit it through the engine
+ * (route, outage, capacity, script/mix), plan the bytes, and record it in the stats — in one
+ * synchronous step. The ChaosServer executes the result on a Node socket; the ChaosProvider executes
+ * the very same result in memory. Keeping this here is what makes both speak one fault model.
+ *
+ * @internal
+ */
+import type * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import { type Api, decodeUnknown, type Scenario, type ScenarioError } from "../Scenario.js"
+import { anthropicWire } from "./anthropicWire.js"
+import type { Admission, Engine } from "./engine.js"
+import { openaiWire } from "./openaiWire.js"
+import { type Plan, planResponse, statusOf, type Step } from "./plan.js"
+import { parseChatRequest } from "./request.js"
+import type { ErrorSpec, Wire } from "./wire.js"
+
+/** The wire format of an API. */
+export const wireOf = (api: Api): Wire => (api === "openai" ? openaiWire : anthropicWire)
+
+/** A complete response decided without the fault model (bad body, unknown path, model list). */
+export interface Immediate {
+  readonly _tag: "Immediate"
+  readonly status: number
+  readonly contentType: string
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: string
+}
+
+/** A model call the engine admitted: what to send, and the slot to free when the response is done. */
+export interface Admitted {
+  readonly _tag: "Admitted"
+  readonly admission: Admission
+  readonly plan: Plan
+}
+
+const JSON_TYPE = "application/json"
+const encoder = new TextEncoder()
+
+/** Records a request the server answered itself (source `server`, no route). */
+const recordServerAnswer = (
+  engine: Engine,
+  api: Api,
+  fault: "invalid_request" | "unknown_path" | "models",
+  status: number,
+  requestId: string,
+  nowMs: number
+): void =>
+  engine.record({
+    seq: engine.nextSeq(),
+    at: engine.since(nowMs),
+    api,
+    route: "(server)",
+    model: null,
+    fault,
+    source: "server",
+    status,
+    stream: false,
+    requestId
+  })
+
+const immediateJson = (wire: Wire, status: number, requestId: string, body: string): Immediate => ({
+  _tag: "Immediate",
+  status,
+  contentType: JSON_TYPE,
+  headers: { [wire.requestIdHeader]: requestId },
+  body
+})
+
+/** A request the server answers itself, in the provider's error shape. */
+export const rejectRequest = (
+  engine: Engine,
+  api: Api,
+  fault: "invalid_request" | "unknown_path",
+  spec: ErrorSpec,
+  nowMs: number
+): Immediate => {
+  const wire = wireOf(api)
+  const requestId = wire.requestId(engine.idRng)
+  const rendered = wire.error(spec, requestId)
+  recordServerAnswer(engine, api, fault, rendered.status, requestId, nowMs)
+  return immediateJson(wire, rendered.status, requestId, rendered.body)
+}
+
+/** `GET /v1/models` in the API's list format (recorded with fault `models`). */
+export const listModels = (engine: Engine, api: Api, nowMs: number): Immediate => {
+  const wire = wireOf(api)
+  const requestId = wire.requestId(engine.idRng)
+  recordServerAnswer(engine, api, "models", 200, requestId, nowMs)
+  return immediateJson(wire, 200, requestId, wire.models(engine.models(), nowMs))
+}
+
+/** A path the server does not serve: 404 in the format the path or headers suggest. */
+export const unknownPath = (engine: Engine, api: Api, method: string, path: string, nowMs: number): Immediate =>
+  rejectRequest(engine, api, "unknown_path", { kind: "unknown_path", method, path }, nowMs)
+
+/**
+ * Decides the answer to a chat request body (`POST /v1/chat/completions` or `/v1/messages`). The caller
+ * must eventually call `admission.release()` (idempotent) when the response is finished or abandoned.
+ */
+export const serveChat = (engine: Engine, api: Api, body: string, nowMs: number): Immediate | Admitted => {
+  const parsed = parseChatRequest(api, body)
+  if (parsed._tag === "Left") {
+    return rejectRequest(engine, api, "invalid_request", { kind: "invalid_request", ...parsed.problem }, nowMs)
+  }
+  const request = parsed.request
+  const wire = wireOf(api)
+  const admission = engine.admit(request, nowMs)
+  const requestId = wire.requestId(engine.idRng)
+  const plan = planResponse({
+    wire,
+    request,
+    admission,
+    requestId,
+    responseId: wire.responseId(engine.idRng),
+    nowMs
+  })
+  engine.record({
+    seq: admission.seq,
+    at: admission.at,
+    api,
+    route: admission.route.name,
+    model: request.model,
+    fault: admission.fault.kind,
+    source: admission.source,
+    status: statusOf(plan),
+    stream: request.stream,
+    requestId
+  })
+  return { _tag: "Admitted", admission, plan }
+}
+
+/**
+ * A chunked body from its steps. `abort` is how the transport breaks a connection mid-body (the server
+ * closes its socket; the in-memory client fails the body stream the way undici reports it).
+ */
+export const chunkedBody = <E>(steps: ReadonlyArray<Step>, abort: () => Stream.Stream<never, E>): Stream.Stream<Uint8Array, E> =>
+  Stream.flatMap(Stream.fromIterable(steps), (step): Stream.Stream<Uint8Array, E> => {
+    switch (step._tag) {
+      case "Write":
+        return Stream.succeed(encoder.encode(step.data))
+      case "Sleep":
+        return Stream.drain(Stream.fromEffect(Effect.sleep(Duration.millis(step.ms))))
+      case "Forever":
+        return Stream.never
+      case "Abort":
+        return abort()
+    }
+  })
+
+/** The controls both kits expose over an engine (stats, reset, scenario), with time from `clock`. */
+export const controlsOf = (engine: Engine, clock: Clock.Clock) => {
+  const nowMs = clock.currentTimeMillis
+  return {
+    stats: Effect.sync(() => engine.stats()),
+    reset: Effect.flatMap(nowMs, (t) => Effect.sync(() => engine.reset(t))),
+    setScenario: (next: Scenario): Effect.Effect<void, ScenarioError> =>
+      Effect.flatMap(
+        decodeUnknown(next, "setScenario"),
+        (decoded) => Effect.flatMap(nowMs, (t) => Effect.sync(() => engine.setScenario(decoded, t)))
+      ),
+    scenario: Effect.sync(() => engine.scenario)
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * The undici transport: connections are reused (keep-alive) and bounded per origin by `connections`.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import * as OpenAi from "../../src/providers/OpenAi.js"
+import type { GenerateRequest } from "../../src/Provider.js"
+import * as Transport from "../../src/Transport.js"
+import { type Handler, json, wireServer } from "../utils/wireServer.js"
+
+const request: GenerateRequest = { model: "gpt-test", messages: [{ role: "user", content: "hi" }], maxTokens: 8 }
+const ok = json(200, { id: "c", model: "m", choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }] })
+
+describe("Transport", () => {
+  it.live("reuses one keep-alive connection for sequential calls (retries pay no new handshake)", () =>
+    Effect.gen(function*() {
+      const server = yield* wireServer(ok)
+      const provider = yield* OpenAi.make({ apiKey: Redacted.make("sk-transport-1"), baseUrl: `${server.url}/v1` })
+      for (let i = 0; i < 20; i++) yield* provider.generate(request)
+      expect(server.requests).toHaveLength(20)
+      // One socket carries them all, give or take one opened while the first was still being released
+      // back to the pool (undici frees it just after the body is consumed).
+      expect(server.sockets.opened).toBeLessThanOrEqual(2)
+    }).pipe(Effect.scoped, Effect.provide(Transport.layer())))
+
+  it.live("never opens more than `connections` sockets to one origin, however many calls are in flight", () =>
+    Effect.gen(function*() {
+      // Answers only once several requests are queued, so the pool is really under pressure.
+      const held: Array<() => void> = []
+      const holding: Handler = (req, body, res) => {
+        held.push(() => ok(req, body, res))
+        if (held.length >= 2) for (const release of held.splice(0)) release()
+      }
+      const server = yield* wireServer(holding)
+      const provider = yield* OpenAi.make({ apiKey: Redacted.make("sk-transport-2"), baseUrl: `${server.url}/v1` })
+      yield* Effect.all(Array.from({ length: 8 }, () => provider.generate(request)), { concurrency: "unbounded" })
+      expect(server.requests).toHaveLength(8)
+      expect(server.sockets.maxOpen).toBe(2)
+    }).pipe(Effect.scoped, Effect.provide(Transport.layer({ connections: 2 }))))
+})
