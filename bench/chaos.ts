@@ -17,7 +17,7 @@
  * healthy answer served by the primary.
  *
  * Run: npm run bench:chaos            (~7 min: 7 peers × 50 s + drains)
- *      npm run bench:chaos -- --quick (2 s per peer, outage 0.7–1.4 s, shorter timeouts)
+ *      npm run bench:chaos -- --quick (1.5 s per peer, outage 0.5–1 s, 1 s deadline; a smoke run, not a measurement)
  */
 import { writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -29,7 +29,7 @@ import { banner, fmt, percentile, quick, table, writeResults } from "./lib/repor
 import { lineChart } from "./lib/svg.js"
 
 const T = quick
-  ? { runMs: 2_000, outageFromMs: 700, outageToMs: 1_400, callsPerSecond: 15, attemptTimeoutMs: 400, deadlineMs: 1_500 }
+  ? { runMs: 1_500, outageFromMs: 500, outageToMs: 1_000, callsPerSecond: 20, attemptTimeoutMs: 300, deadlineMs: 1_000 }
   : { runMs: 50_000, outageFromMs: 15_000, outageToMs: 35_000, callsPerSecond: 10, attemptTimeoutMs: 2_000, deadlineMs: 15_000 }
 const SEED = 42
 const BUCKET_MS = quick ? 250 : 2_500

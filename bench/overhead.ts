@@ -1,25 +1,65 @@
 /**
- * bench:overhead — success-path cost per call that each resilience layer adds on top of a bare call.
+ * bench:overhead — what the resilience layers cost per call on the success path, next to the peers,
+ * in one run on one machine.
  *
- * Same run, same machine, same no-op "provider" (a resolved promise / a succeeded Effect):
- *   - bare async function; cockatiel wrap(retry, circuitBreaker, timeout) around it
- *   - bare Effect provider call; our per-route Policy (retry + budget + timeouts + breaker [+ limiter])
- * Overhead = median(wrapped) − median(bare) of the same family. Ratios compare overheads.
+ * Each family has its own bare call, and a layer's *overhead* is its per-call time minus that bare
+ * call's, measured in the same round:
  *
- * Run: npm run bench:overhead            (full)
- *      npm run bench:overhead -- --quick (smoke, a few seconds)
+ * - promise: a resolved `Promise` (the no-op "provider"); cockatiel `wrap(retry, circuitBreaker,
+ *   timeout)` and opossum (breaker + timeout) around it.
+ * - effect (sync): a provider whose `generate` is `Effect.succeed` — the policy's own bookkeeping;
+ *   `Policy.default` (retry + budget + timeouts + breaker) and the full stack (+ rate limiter), with
+ *   and without a deadline, with hedging on, and the full stack with the previous attempt-timeout
+ *   design (`Effect.timeoutFail`) for before/after.
+ * - effect (async): the same provider resolving through a Promise (one event-loop turn, like the
+ *   promise family's bare call), where a preemptible attempt timeout needs its own fiber.
+ * - primitives: `Effect.timeoutFail` against the attempt timer the policies use (`internal/timer.ts`).
+ * - stream: a 100-chunk stream (each chunk one event-loop turn away, like network data) bare, through
+ *   a `Stream.interruptWhen` watchdog (the previous phase-timeout design: `Channel.mergeWith` forks per
+ *   pull) and through `Timeouts.stream` (one producer fiber, one timer).
+ *
+ * Per case and round: mitata's median and p99 (wall clock), CPU time per call over a fixed loop
+ * (`process.cpuUsage`, which a busy machine disturbs less than wall time), and bytes allocated per call
+ * (heap growth over a window of calls right after a full GC, keeping only windows no GC ran in). Rounds are
+ * interleaved (the order rotates); overheads and ratios are taken per round and their median is
+ * reported.
+ *
+ * Targets (issue 4): full-stack overhead ≤ 0.5 × cockatiel's, and a full-stack median ≤ 25 µs.
+ *
+ * Run: npm run bench:overhead            (5 rounds, ~2 min; pinned to CPU 0 where taskset exists)
+ *      npm run bench:overhead -- --quick (1 short round, a few seconds: a smoke, not a measurement)
+ *      add `--no-pin` on a machine shared with other work
  */
-import { ConsecutiveBreaker, handleAll, circuitBreaker, retry, timeout, TimeoutStrategy, wrap, ExponentialBackoff } from "cockatiel"
+import {
+  circuitBreaker,
+  ConsecutiveBreaker,
+  ExponentialBackoff,
+  handleAll,
+  retry,
+  timeout,
+  TimeoutStrategy,
+  wrap
+} from "cockatiel"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import { measure } from "mitata"
-import { mkdirSync, writeFileSync } from "node:fs"
-import * as Policy from "../src/Policy.js"
-import type { GenerateRequest, GenerateResponse, ProviderShape } from "../src/Provider.js"
+import * as Runtime from "effect/Runtime"
 import * as Stream from "effect/Stream"
+import { measure } from "mitata"
+import { PerformanceObserver } from "node:perf_hooks"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
+import CircuitBreaker from "opossum"
+import { Timeout } from "../src/Errors.js"
+import { within } from "../src/internal/timer.js"
+import * as Policy from "../src/Policy.js"
+import type { GenerateRequest, GenerateResponse, ProviderShape, StreamEvent } from "../src/Provider.js"
+import * as Timeouts from "../src/Timeouts.js"
+import { banner, fmt, median, pinSelf, quick, table, writeResults } from "./lib/report.js"
 
-const quick = process.argv.includes("--quick")
+const ROUNDS = quick ? 1 : 5
+const MIN_CPU_NS = quick ? 40e6 : 400e6
+const CPU_BUDGET_MS = quick ? 30 : 300
+
 const request: GenerateRequest = { model: "m", messages: [{ role: "user", content: "hi" }], maxTokens: 16 }
 const response: GenerateResponse = {
   provider: "noop",
@@ -30,83 +70,256 @@ const response: GenerateResponse = {
   usage: { inputTokens: 1, outputTokens: 1, totalTokens: 2 }
 }
 
+// ---- the promise family ----
+
 const bareAsync = () => Promise.resolve(response)
-const cockatielPolicy = wrap(
+const cockatiel = wrap(
   retry(handleAll, { maxAttempts: 2, backoff: new ExponentialBackoff() }),
   circuitBreaker(handleAll, { halfOpenAfter: 5_000, breaker: new ConsecutiveBreaker(5) }),
   timeout(600_000, TimeoutStrategy.Aggressive)
 )
+const opossum = new CircuitBreaker(bareAsync, { timeout: 600_000, resetTimeout: 5_000, errorThresholdPercentage: 50 })
 
-const noop: ProviderShape = {
+// ---- the effect families ----
+
+const syncProvider: ProviderShape = {
   name: "noop",
   generate: () => Effect.succeed(response),
   stream: () => Stream.succeed({ _tag: "Finish", response } as const)
 }
+const asyncProvider: ProviderShape = {
+  ...syncProvider,
+  generate: () => Effect.promise(() => Promise.resolve(response))
+}
+const attemptTimeout = (provider: ProviderShape) => () =>
+  new Timeout({ provider: provider.name, model: "m", route: "bench", attempt: 1, phase: "attempt", timeoutMs: 600_000, message: "timeout" })
+/** The previous design: every attempt raced against a sleep with `Effect.timeoutFail`. */
+const withTimeoutFail = (provider: ProviderShape): ProviderShape => ({
+  ...provider,
+  generate: (req) => Effect.timeoutFail(provider.generate(req), { duration: 600_000, onTimeout: attemptTimeout(provider) })
+})
 
-const runtime = ManagedRuntime.make(Layer.empty)
-const stateRuntime = ManagedRuntime.make(Policy.layerState)
-
-const fullPolicy = Policy.make({ rateLimit: { requestsPerMinute: 1e9, tokensPerMinute: 1e12, maxConcurrency: 1e6 } })
-const defaultPolicy = Policy.make({})
-const noTimers = Policy.make({ timeouts: false })
-
-const apply = (policy: Policy.PolicyOptions) => stateRuntime.runPromise(Policy.apply(policy, noop, "bench"))
-
-interface Row {
-  readonly name: string
-  readonly p50ns: number
-  readonly p99ns: number
-  readonly avgns: number
-  readonly heapBytes: number | undefined
+const limiter = { requestsPerMinute: 1e9, tokensPerMinute: 1e12, maxConcurrency: 1e6 }
+const policies = {
+  default: Policy.make({}),
+  full: Policy.make({ rateLimit: limiter }),
+  fullDeadline: Policy.make({ rateLimit: limiter, deadline: "5 minutes" }),
+  fullHedge: Policy.make({ rateLimit: limiter, hedge: { delay: "2 seconds" } }),
+  before: Policy.make({ rateLimit: limiter, timeouts: false })
 }
 
-const options = quick
-  ? { min_cpu_time: 50 * 1e6, max_samples: 2_000 }
-  : { min_cpu_time: 1_000 * 1e6, max_samples: 1e6 }
+interface Case {
+  readonly name: string
+  readonly family: "promise" | "effect-sync" | "effect-async" | "primitive" | "stream"
+  /** The bare call this case's overhead is measured against. */
+  readonly base: string
+  readonly run: () => Promise<unknown>
+}
 
-const row = async (name: string, fn: () => Promise<unknown>): Promise<Row> => {
-  const stats = await measure(fn, { ...options, heap: () => process.memoryUsage().heapUsed })
-  return { name, p50ns: stats.p50, p99ns: stats.p99, avgns: stats.avg, heapBytes: stats.heap?.avg }
+interface Sample {
+  readonly p50: number
+  readonly p99: number
+  readonly alloc: number | undefined
+  readonly cpu: number
+}
+
+// A full GC on demand (to start allocation windows from a clean heap), and the times GCs ran.
+v8.setFlagsFromString("--expose-gc")
+const gc = vm.runInNewContext("gc") as () => void
+const gcStarts: Array<number> = []
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) gcStarts.push(entry.startTime)
+}).observe({ entryTypes: ["gc"] })
+const nextTurn = (ms = 0) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** Bytes allocated per call: heap growth over a window of calls in which no GC ran (median of windows). */
+const allocPerCall = async (run: () => Promise<unknown>, calls: number): Promise<number | undefined> => {
+  const perCall: Array<number> = []
+  for (let window = 0; window < (quick ? 3 : 9); window++) {
+    gc()
+    await nextTurn()
+    const t0 = performance.now()
+    const before = process.memoryUsage().heapUsed
+    for (let i = 0; i < calls; i++) await run()
+    const after = process.memoryUsage().heapUsed
+    const t1 = performance.now()
+    await nextTurn(2) // let the GC observer report
+    if (!gcStarts.some((at) => at >= t0 && at <= t1)) perCall.push((after - before) / calls)
+  }
+  return perCall.length === 0 ? undefined : median(perCall)
+}
+
+/** Wall milliseconds per call, roughly (sizes the loops below). */
+const calibrate = async (run: () => Promise<unknown>): Promise<number> => {
+  const start = performance.now()
+  for (let i = 0; i < 100; i++) await run()
+  return Math.max((performance.now() - start) / 100, 1e-4)
+}
+
+/** CPU time per call over a loop sized to take about `CPU_BUDGET_MS`. */
+const cpuPerCall = async (run: () => Promise<unknown>, perCallMs: number): Promise<number> => {
+  const calls = Math.max(200, Math.min(50_000, Math.round(CPU_BUDGET_MS / perCallMs)))
+  const start = process.cpuUsage()
+  for (let i = 0; i < calls; i++) await run()
+  const used = process.cpuUsage(start)
+  return ((used.user + used.system) * 1000) / calls // ns
+}
+
+const sample = async (run: () => Promise<unknown>): Promise<Sample> => {
+  const stats = await measure(run, { min_cpu_time: MIN_CPU_NS })
+  const perCallMs = await calibrate(run)
+  return {
+    p50: stats.p50,
+    p99: stats.p99,
+    cpu: await cpuPerCall(run, perCallMs),
+    // Windows of about 1 ms of calls: short enough for a young-generation GC to be unlikely.
+    alloc: await allocPerCall(run, Math.max(2, Math.min(100, Math.round(1 / perCallMs))))
+  }
 }
 
 const main = async () => {
-  const full = await apply(fullPolicy)
-  const byDefault = await apply(defaultPolicy)
-  const withoutTimers = await apply(noTimers)
-  const rows: Array<Row> = []
-  rows.push(await row("async: bare call", bareAsync))
-  rows.push(await row("async: cockatiel wrap(retry, breaker, timeout)", () => cockatielPolicy.execute(bareAsync)))
-  rows.push(await row("effect: bare provider call", () => runtime.runPromise(noop.generate(request))))
-  rows.push(await row("effect: Policy.default (retry+budget+timeouts+breaker)", () => stateRuntime.runPromise(byDefault.generate(request))))
-  rows.push(await row("effect: full policy (+ rate limiter)", () => stateRuntime.runPromise(full.generate(request))))
-  rows.push(await row("effect: policy without timeouts", () => stateRuntime.runPromise(withoutTimers.generate(request))))
+  banner("overhead", "success-path cost per call of the policy stack vs bare calls, cockatiel and opossum")
+  // Pinning steadies a quiet machine; on a shared one it only adds contention (`--no-pin`).
+  const pinned = process.argv.includes("--no-pin") ? undefined : pinSelf(0)
+  if (pinned !== undefined) console.log(`pinned to CPU ${pinned}\n`)
 
-  const p50 = (name: string) => rows.find((r) => r.name.startsWith(name))!.p50ns
-  const cockatielOverhead = p50("async: cockatiel") - p50("async: bare")
-  const overhead = (name: string) => p50(name) - p50("effect: bare")
+  const managed = ManagedRuntime.make(Policy.layerState)
+  const runtime = await managed.runtime()
+  const run = Runtime.runPromise(runtime)
+  const wrapped = async (policy: Policy.PolicyOptions, provider: ProviderShape, route: string) => {
+    const p = await run(Policy.apply(policy, provider, route))
+    return () => run(p.generate(request))
+  }
+
+  const sync = {
+    default: await wrapped(policies.default, syncProvider, "sync-default"),
+    full: await wrapped(policies.full, syncProvider, "sync-full"),
+    fullDeadline: await wrapped(policies.fullDeadline, syncProvider, "sync-full-deadline"),
+    fullHedge: await wrapped(policies.fullHedge, syncProvider, "sync-full-hedge"),
+    before: await wrapped(policies.before, withTimeoutFail(syncProvider), "sync-before")
+  }
+  const async_ = {
+    full: await wrapped(policies.full, asyncProvider, "async-full"),
+    before: await wrapped(policies.before, withTimeoutFail(asyncProvider), "async-before")
+  }
+  const syncCall = syncProvider.generate(request)
+  const asyncCall = asyncProvider.generate(request)
+  const onTimeout = attemptTimeout(syncProvider)
+
+  const chunks = () =>
+    Stream.concat(
+      Stream.succeed<StreamEvent>({ _tag: "Metadata" }),
+      Stream.mapEffect(Stream.range(1, 100), () => Effect.promise(() => Promise.resolve<StreamEvent>({ _tag: "TextDelta", text: "x" })))
+    )
+  const phaseTimeouts = Timeouts.make({})
+  const site = { provider: "noop", model: "m", route: "bench", attempt: 1 }
+
+  const cases: ReadonlyArray<Case> = [
+    { name: "promise: bare call", family: "promise", base: "promise: bare call", run: bareAsync },
+    { name: "promise: cockatiel wrap(retry, breaker, timeout)", family: "promise", base: "promise: bare call", run: () => cockatiel.execute(bareAsync) },
+    { name: "promise: opossum (breaker + timeout)", family: "promise", base: "promise: bare call", run: () => opossum.fire() },
+    { name: "effect sync: bare provider call", family: "effect-sync", base: "effect sync: bare provider call", run: () => run(syncCall) },
+    { name: "effect sync: Policy.default (retry+budget+timeouts+breaker)", family: "effect-sync", base: "effect sync: bare provider call", run: sync.default },
+    { name: "effect sync: full stack (+ rate limiter)", family: "effect-sync", base: "effect sync: bare provider call", run: sync.full },
+    { name: "effect sync: full stack + deadline", family: "effect-sync", base: "effect sync: bare provider call", run: sync.fullDeadline },
+    { name: "effect sync: full stack + hedging", family: "effect-sync", base: "effect sync: bare provider call", run: sync.fullHedge },
+    { name: "effect sync: full stack, Effect.timeoutFail attempt timeout (before)", family: "effect-sync", base: "effect sync: bare provider call", run: sync.before },
+    { name: "effect async: bare provider call", family: "effect-async", base: "effect async: bare provider call", run: () => run(asyncCall) },
+    { name: "effect async: full stack (+ rate limiter)", family: "effect-async", base: "effect async: bare provider call", run: async_.full },
+    { name: "effect async: full stack, Effect.timeoutFail attempt timeout (before)", family: "effect-async", base: "effect async: bare provider call", run: async_.before },
+    { name: "timer: Effect.timeoutFail, sync effect", family: "primitive", base: "effect sync: bare provider call", run: () => run(Effect.timeoutFail(syncCall, { duration: 600_000, onTimeout })) },
+    { name: "timer: attempt timer (internal/timer), sync effect", family: "primitive", base: "effect sync: bare provider call", run: () => run(within(syncCall, 600_000, onTimeout)) },
+    { name: "timer: Effect.timeoutFail, async effect", family: "primitive", base: "effect async: bare provider call", run: () => run(Effect.timeoutFail(asyncCall, { duration: 600_000, onTimeout })) },
+    { name: "timer: attempt timer (internal/timer), async effect", family: "primitive", base: "effect async: bare provider call", run: () => run(within(asyncCall, 600_000, onTimeout)) },
+    { name: "stream: 100 chunks, bare", family: "stream", base: "stream: 100 chunks, bare", run: () => run(Stream.runDrain(chunks())) },
+    { name: "stream: 100 chunks, Stream.interruptWhen watchdog (before)", family: "stream", base: "stream: 100 chunks, bare", run: () => run(Stream.runDrain(Stream.interruptWhen(chunks(), Effect.never))) },
+    { name: "stream: 100 chunks, Timeouts.stream (all phases)", family: "stream", base: "stream: 100 chunks, bare", run: () => run(Stream.runDrain(phaseTimeouts.stream(chunks(), site))) }
+  ]
+
+  const samples = new Map<string, Array<Sample>>(cases.map((c) => [c.name, []]))
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = cases.map((_, i) => cases[(i + round * 3) % cases.length]!)
+    for (const c of order) samples.get(c.name)!.push(await sample(c.run))
+    console.log(`round ${round + 1}/${ROUNDS} done`)
+  }
+
+  /** Per-round values of `f`, then their median. */
+  const perRound = (f: (round: number) => number) => median(Array.from({ length: ROUNDS }, (_, r) => f(r)))
+  const at = (name: string, round: number) => samples.get(name)![round]!
+  const overhead = (c: Case, metric: "p50" | "cpu", round: number) => at(c.name, round)[metric] - at(c.base, round)[metric]
+  const byName = (name: string) => cases.find((c) => c.name === name)!
+
+  const rows = cases.map((c) => ({
+    name: c.name,
+    family: c.family,
+    p50Us: perRound((r) => at(c.name, r).p50) / 1000,
+    p99Us: perRound((r) => at(c.name, r).p99) / 1000,
+    overheadUs: perRound((r) => overhead(c, "p50", r)) / 1000,
+    cpuUs: perRound((r) => at(c.name, r).cpu) / 1000,
+    cpuOverheadUs: perRound((r) => overhead(c, "cpu", r)) / 1000,
+    allocBytesPerCall: median(samples.get(c.name)!.flatMap((s) => (s.alloc === undefined ? [] : [s.alloc])))
+  }))
+
+  const cockatielCase = byName("promise: cockatiel wrap(retry, breaker, timeout)")
+  const ratio = (name: string, metric: "p50" | "cpu") =>
+    perRound((r) => overhead(byName(name), metric, r) / overhead(cockatielCase, metric, r))
+  const fullSync = "effect sync: full stack (+ rate limiter)"
+  const fullAsync = "effect async: full stack (+ rate limiter)"
+  const row = (name: string) => rows.find((r) => r.name === name)!
+  const figures = (name: string) => ({
+    p50Us: row(name).p50Us,
+    overheadUs: row(name).overheadUs,
+    cpuOverheadUs: row(name).cpuOverheadUs,
+    vsCockatiel: ratio(name, "p50"),
+    vsCockatielCpu: ratio(name, "cpu")
+  })
   const summary = {
-    date: new Date().toISOString(),
-    node: process.version,
-    quick,
-    cockatielOverheadUs: cockatielOverhead / 1000,
-    defaultOverheadUs: overhead("effect: Policy.default") / 1000,
-    fullOverheadUs: overhead("effect: full policy") / 1000,
-    noTimersOverheadUs: overhead("effect: policy without timeouts") / 1000,
-    fullVsCockatiel: overhead("effect: full policy") / cockatielOverhead,
-    rows
+    cockatielOverheadUs: row(cockatielCase.name).overheadUs,
+    opossumOverheadUs: row("promise: opossum (breaker + timeout)").overheadUs,
+    fullSync: figures(fullSync),
+    fullAsync: figures(fullAsync),
+    targets: {
+      overheadAtMostHalfOfCockatiel: ratio(fullSync, "p50") <= 0.5,
+      medianAtMost25Us: row(fullSync).p50Us <= 25
+    }
   }
-  console.log("\nbench:overhead — per call (median p50, p99), heap delta per call")
-  console.log("| case | p50 µs | p99 µs | overhead vs its bare p50 (µs) |")
-  console.log("|---|---|---|---|")
-  for (const r of rows) {
-    const base = r.name.startsWith("async") ? p50("async: bare") : p50("effect: bare")
-    console.log(`| ${r.name} | ${(r.p50ns / 1000).toFixed(2)} | ${(r.p99ns / 1000).toFixed(2)} | ${((r.p50ns - base) / 1000).toFixed(2)} |`)
-  }
-  console.log(`\nfull policy overhead / cockatiel overhead = ${summary.fullVsCockatiel.toFixed(2)}x`)
-  mkdirSync("bench/results", { recursive: true })
-  writeFileSync(`bench/results/overhead${quick ? "-quick" : ""}.json`, JSON.stringify(summary, null, 2))
-  await runtime.dispose()
-  await stateRuntime.dispose()
+
+  console.log("")
+  table(
+    ["case", "p50 µs", "p99 µs", "overhead p50 µs", "CPU µs/call", "CPU overhead µs", "alloc B/call"],
+    rows.map((r) => {
+      const isBase = byName(r.name).base === r.name
+      return [
+        r.name,
+        fmt(r.p50Us, 2),
+        fmt(r.p99Us, 2),
+        isBase ? "–" : fmt(r.overheadUs, 2),
+        fmt(r.cpuUs, 2),
+        isBase ? "–" : fmt(r.cpuOverheadUs, 2),
+        fmt(r.allocBytesPerCall, 0)
+      ]
+    })
+  )
+  console.log(
+    `\nfull stack (sync provider): median ${fmt(summary.fullSync.p50Us, 2)} µs, overhead ${fmt(summary.fullSync.overheadUs, 2)} µs` +
+      ` = ${fmt(summary.fullSync.vsCockatiel, 2)}× cockatiel's ${fmt(summary.cockatielOverheadUs, 2)} µs` +
+      ` (CPU time: ${fmt(summary.fullSync.vsCockatielCpu, 2)}×)`
+  )
+  console.log(
+    `full stack (async provider): overhead ${fmt(summary.fullAsync.overheadUs, 2)} µs = ${fmt(summary.fullAsync.vsCockatiel, 2)}× cockatiel's` +
+      ` (CPU time: ${fmt(summary.fullAsync.vsCockatielCpu, 2)}×)`
+  )
+  console.log(
+    `targets: overhead ≤ 0.5× cockatiel: ${summary.targets.overheadAtMostHalfOfCockatiel ? "met" : "NOT met"};` +
+      ` median ≤ 25 µs: ${summary.targets.medianAtMost25Us ? "met" : "NOT met"}`
+  )
+
+  writeResults("overhead", { rounds: ROUNDS, summary, rows }, {})
+  opossum.shutdown()
+  await managed.dispose()
 }
 
-main()
+main().catch((error) => {
+  console.error(error)
+  process.exit(1)
+})

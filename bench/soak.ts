@@ -2,26 +2,32 @@
  * bench:soak — memory and resource hygiene of the full stack under sustained load.
  *
  * The stack: `LlmClient.generateObject` over two routes (schema gate, fallback chain, attempt history)
- * with `Policy.default` on each route (retry + budget + attempt timeout + breaker), against an
- * in-process provider. The provider answers valid JSON; every 10th primary call is a 529 Overloaded,
- * so a tenth of the traffic takes the reroute path (error, attempt record, fallback route).
+ * with `Policy.default` on each route (retry + budget + attempt timeout + breaker). Both routes answer
+ * valid JSON; about a tenth of primary calls are 529 Overloaded, so that share of the traffic takes
+ * the reroute path (typed error, attempt record, fallback route).
  *
- * Phase 1: rounds of 10 000 concurrent calls (each provider answer waits 5 ms, so all are in flight
- * together). Phase 2: 1 000 000 sequential calls. After each round / every 100 000 calls the heap is
- * measured after a full GC; it must stay flat (last vs first measurement after warm-up, within ±10%).
- * At the end, no fiber forked under the calls may still be alive (a tracking Supervisor), and the
- * process's active handles (timers, sockets) must be what they were before the load.
+ * 1. Rounds of 10 000 concurrent calls against the in-process `ChaosProvider` (the real OpenAI adapter
+ *    decoding the chaos engine's bytes over an in-memory HttpClient), each answer after 5 ms, so all
+ *    10 000 are in flight together.
+ * 2. 1 000 000 sequential calls against a minimal in-process provider (a succeeded Effect; every 10th
+ *    primary call fails): the policies and the chain, without the adapter. The ChaosProvider runs at
+ *    1–3k calls/s on this machine, which would put a million calls past the 10-minute budget.
+ * 3. 100 000 sequential calls against the ChaosProvider: the adapter path, sequentially.
  *
- * The provider is defined here, not `MockProvider`: MockProvider keeps a log of every call it served
- * (`calls`), which is exactly the unbounded growth a soak must not contain.
+ * After each round / checkpoint the heap is measured after a full GC; it must stay flat (last vs first
+ * measurement after warm-up, within ±10%). At the end of each phase no fiber forked under the calls
+ * may still be alive (a tracking Supervisor), and the process's active handles (timers, sockets) must
+ * be what they were before the load. Not `MockProvider`: it keeps a log of every call it served
+ * (`calls`), which is exactly the unbounded growth a soak must not contain (ChaosProvider's log is
+ * bounded by `logLimit`).
  *
- * Run: npm run bench:soak            (5 rounds × 10k concurrent, 1M sequential)
- *      npm run bench:soak -- --quick (3 rounds × 1k concurrent, 10k sequential)
+ * Run: npm run bench:soak            (~3–5 min)
+ *      npm run bench:soak -- --quick (3 × 500 concurrent, 5k + 1k sequential; a smoke run)
  */
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -29,13 +35,15 @@ import * as Supervisor from "effect/Supervisor"
 import { Overloaded } from "../src/Errors.js"
 import * as LlmClient from "../src/LlmClient.js"
 import type { GenerateRequest, GenerateResponse, ProviderShape } from "../src/Provider.js"
+import * as ChaosProvider from "../src/testing/ChaosProvider.js"
+import type * as Scenario from "../src/testing/Scenario.js"
 import { banner, fmt, quick, table, writeResults } from "./lib/report.js"
 import { lineChart } from "./lib/svg.js"
 
 const S = quick
-  ? { concurrent: 1_000, rounds: 3, sequential: 10_000, checkpoint: 1_000 }
-  : { concurrent: 10_000, rounds: 5, sequential: 1_000_000, checkpoint: 100_000 }
-const CONCURRENT_LATENCY = Duration.millis(5)
+  ? { concurrent: 500, rounds: 3, sequential: 5_000, checkpoint: 1_000, chaosSequential: 1_000, chaosCheckpoint: 500 }
+  : { concurrent: 10_000, rounds: 5, sequential: 1_000_000, checkpoint: 100_000, chaosSequential: 100_000, chaosCheckpoint: 10_000 }
+const CONCURRENT_LATENCY_MS = 5
 const TOLERANCE = 0.1
 
 // `--expose-gc` without the flag: the soak needs a full collection before each heap measurement.
@@ -53,42 +61,60 @@ const heapAfterGc = (): number => {
 }
 
 const Answer = Schema.Struct({ city: Schema.String, population: Schema.Number })
-const answer = JSON.stringify({ city: "Paris", population: 2_100_000 })
+const valid = { city: "Paris", population: 2_100_000 }
+const PRIMARY = "primary-model"
+const FALLBACK = "fallback-model"
 
-/** An in-process provider with no call log: valid JSON, every 10th primary call overloaded. */
-const inProcessProvider = (latency: Duration.Duration | undefined): ProviderShape => {
-  let primaryCalls = 0
-  const respond = (request: GenerateRequest): Effect.Effect<GenerateResponse, Overloaded> => {
-    if (request.model === "primary-model" && ++primaryCalls % 10 === 0) {
-      return Effect.fail(
-        new Overloaded({ provider: "soak", model: request.model, route: "soak", attempt: 1, status: 529, message: "overloaded" })
-      )
-    }
-    return Effect.succeed({
-      provider: "soak",
-      model: request.model,
-      text: answer,
-      toolCalls: [],
-      finishReason: "stop",
-      usage: { inputTokens: 12, outputTokens: 9, totalTokens: 21 }
-    })
+/** The chaos scenario: both routes answer valid JSON; a seeded 10% of primary calls are 529 Overloaded. */
+const scenario = (latencyMs: number): Scenario.Scenario => {
+  const route = {
+    content: { kind: "json" as const, value: valid },
+    ...(latencyMs > 0 ? { latency: { kind: "fixed" as const, ms: latencyMs } } : {})
   }
   return {
-    name: "soak",
-    generate: (request) => (latency === undefined ? respond(request) : Effect.delay(respond(request), latency)),
-    stream: () => Stream.dieMessage("bench:soak only calls generate")
+    seed: 7,
+    routes: [
+      { name: "primary", model: PRIMARY, ...route, mix: [{ fault: { kind: "overloaded" }, rate: 0.1 }] },
+      { name: "fallback", model: FALLBACK, ...route }
+    ]
   }
 }
 
-const clientLayer = (latency: Duration.Duration | undefined) => {
-  const provider = inProcessProvider(latency)
-  return LlmClient.layerWithState({
-    routes: [
-      { name: "primary", provider, model: "primary-model" },
-      { name: "fallback", provider, model: "fallback-model" }
-    ]
-  })
+/** The minimal provider: a succeeded Effect with valid JSON; every 10th primary call is Overloaded. */
+const minimalProvider = (): ProviderShape => {
+  let primaryCalls = 0
+  const text = JSON.stringify(valid)
+  const generate = (request: GenerateRequest): Effect.Effect<GenerateResponse, Overloaded> =>
+    request.model === PRIMARY && ++primaryCalls % 10 === 0
+      ? Effect.fail(new Overloaded({ provider: "soak", model: request.model, route: "soak", attempt: 1, status: 529, message: "overloaded" }))
+      : Effect.succeed({
+        provider: "soak",
+        model: request.model,
+        text,
+        toolCalls: [],
+        finishReason: "stop",
+        usage: { inputTokens: 12, outputTokens: 9, totalTokens: 21 }
+      })
+  return { name: "soak", generate, stream: () => Stream.dieMessage("bench:soak only calls generate") }
 }
+
+type ProviderKind = { readonly _tag: "chaos"; readonly latencyMs: number } | { readonly _tag: "minimal" }
+
+const clientLayer = (kind: ProviderKind) =>
+  Layer.unwrapEffect(
+    Effect.map(
+      kind._tag === "minimal"
+        ? Effect.succeed(minimalProvider())
+        : Effect.orDie(ChaosProvider.make({ scenario: scenario(kind.latencyMs), logLimit: 1_000 })),
+      (provider: ProviderShape) =>
+        LlmClient.layerWithState({
+          routes: [
+            { name: "primary", provider, model: PRIMARY },
+            { name: "fallback", provider, model: FALLBACK }
+          ]
+        })
+    )
+  )
 
 const request = { messages: [{ role: "user" as const, content: "Largest city in France?" }], maxTokens: 64 }
 const call = Effect.asVoid(LlmClient.generateObject(Answer, request))
@@ -108,54 +134,67 @@ const flat = (series: ReadonlyArray<number>) => {
   const base = series[0]!
   const last = series[series.length - 1]!
   const max = Math.max(...series)
-  return { baseMb: base / 2 ** 20, lastMb: last / 2 ** 20, maxMb: max / 2 ** 20, drift: (last - base) / base, within: Math.abs(last - base) / base <= TOLERANCE }
+  return {
+    baseMb: base / 2 ** 20,
+    lastMb: last / 2 ** 20,
+    maxMb: max / 2 ** 20,
+    drift: (last - base) / base,
+    within: Math.abs(last - base) / base <= TOLERANCE
+  }
 }
 
-const row = (
-  label: string,
-  calls: number,
-  p: { readonly seconds: number; readonly liveFibers: number; readonly resourcesReturned: boolean },
-  heap: ReturnType<typeof flat>
-) => [
-  label,
-  String(calls),
-  fmt(p.seconds, 1),
-  `${fmt(heap.baseMb, 1)} → ${fmt(heap.lastMb, 1)}`,
-  fmt(heap.maxMb, 1),
-  `${(heap.drift * 100).toFixed(1)}%`,
-  heap.within ? "yes" : "NO",
-  String(p.liveFibers),
-  p.resourcesReturned ? "yes" : "NO"
-]
+type Run = <X, E>(effect: Effect.Effect<X, E, LlmClient.LlmClient>) => Promise<X>
 
-const phase = async <A>(
-  name: string,
-  latency: Duration.Duration | undefined,
-  body: (supervised: <X, E>(effect: Effect.Effect<X, E, LlmClient.LlmClient>) => Promise<X>) => Promise<A>
-) => {
-  const runtime = ManagedRuntime.make(clientLayer(latency))
+/**
+ * One phase on a fresh client: warm up, record the handles, run `body` under a tracking supervisor,
+ * then count live fibers and compare the handles.
+ */
+const phase = async (name: string, calls: number, kind: ProviderKind, body: (run: Run) => Promise<Array<number>>) => {
+  const runtime = ManagedRuntime.make(clientLayer(kind))
   const supervisor = await Effect.runPromise(Supervisor.track)
-  const supervised = <X, E>(effect: Effect.Effect<X, E, LlmClient.LlmClient>) => runtime.runPromise(Effect.supervised(effect, supervisor))
-  await supervised(call) // build the layer, warm the path
+  const run: Run = (effect) => runtime.runPromise(Effect.supervised(effect, supervisor))
+  await run(call) // build the layer, warm the path
   await new Promise((resolve) => setTimeout(resolve, 20))
   const before = resources()
   const t0 = performance.now()
-  const result = await body(supervised)
+  const heaps = await body(run)
   const seconds = (performance.now() - t0) / 1000
   await new Promise((resolve) => setTimeout(resolve, 20))
   const liveFibers = (await Effect.runPromise(supervisor.value)).length
   const after = resources()
   await runtime.dispose()
-  console.log(`${name}: ${seconds.toFixed(1)} s; live fibers after: ${liveFibers}; active handles before ${JSON.stringify(before)} after ${JSON.stringify(after)}`)
-  return { result, seconds, liveFibers, resourcesBefore: before, resourcesAfter: after, resourcesReturned: sameResources(before, after) }
+  const heap = flat(heaps)
+  console.log(`${name}: ${seconds.toFixed(1)} s, ${fmt(calls / seconds, 0)} calls/s; live fibers after: ${liveFibers}; handles before ${JSON.stringify(before)} after ${JSON.stringify(after)}`)
+  return {
+    name,
+    provider: kind._tag,
+    calls,
+    seconds,
+    heaps,
+    heap,
+    liveFibers,
+    resourcesBefore: before,
+    resourcesAfter: after,
+    resourcesReturned: sameResources(before, after)
+  }
+}
+
+/** `total` sequential calls, the heap after GC every `checkpoint` calls. */
+const sequentially = (total: number, checkpoint: number) => async (run: Run) => {
+  const heaps: Array<number> = []
+  for (let done = 0; done < total; done += checkpoint) {
+    await run(Effect.repeatN(call, checkpoint - 1))
+    heaps.push(heapAfterGc())
+  }
+  return heaps
 }
 
 const main = async () => {
-  banner("soak", "heap after GC and leaked fibers/handles under sustained load, full stack, in-process provider")
+  banner("soak", "heap after GC and leaked fibers/handles under sustained load, full stack, in-process providers")
 
-  const concurrent = await phase(`${S.rounds} × ${S.concurrent} concurrent`, CONCURRENT_LATENCY, async (run) => {
+  const peaks: Array<number> = []
+  const concurrent = await phase(`${S.rounds} rounds × ${S.concurrent} concurrent (ChaosProvider)`, S.rounds * S.concurrent, { _tag: "chaos", latencyMs: CONCURRENT_LATENCY_MS }, async (run) => {
     const heaps: Array<number> = []
-    const peaks: Array<number> = []
     for (let round = 0; round < S.rounds; round++) {
       let peak = 0
       const sampler = setInterval(() => {
@@ -166,51 +205,42 @@ const main = async () => {
       peaks.push(peak)
       heaps.push(heapAfterGc())
     }
-    return { heaps, peaks }
+    return heaps
   })
+  const sequential = await phase(`${S.sequential} sequential (minimal provider)`, S.sequential, { _tag: "minimal" }, sequentially(S.sequential, S.checkpoint))
+  const chaosSequential = await phase(`${S.chaosSequential} sequential (ChaosProvider)`, S.chaosSequential, { _tag: "chaos", latencyMs: 0 }, sequentially(S.chaosSequential, S.chaosCheckpoint))
+  const phases = [concurrent, sequential, chaosSequential]
 
-  const sequential = await phase(`${S.sequential} sequential`, undefined, async (run) => {
-    const heaps: Array<number> = []
-    const rates: Array<number> = []
-    for (let done = 0; done < S.sequential; done += S.checkpoint) {
-      const t0 = performance.now()
-      await run(Effect.repeatN(call, S.checkpoint - 1))
-      rates.push(S.checkpoint / ((performance.now() - t0) / 1000))
-      heaps.push(heapAfterGc())
-    }
-    return { heaps, rates }
-  })
-
-  const concurrentHeap = flat(concurrent.result.heaps)
-  const sequentialHeap = flat(sequential.result.heaps)
   console.log("")
   table(
-    ["phase", "calls", "wall s", "heap after GC, first → last (MB)", "max (MB)", "drift", `flat (±${TOLERANCE * 100}%)`, "live fibers", "handles back to baseline"],
-    [
-      row(`${S.rounds} rounds × ${S.concurrent} concurrent`, S.rounds * S.concurrent, concurrent, concurrentHeap),
-      row("sequential", S.sequential, sequential, sequentialHeap)
-    ]
+    ["phase", "calls", "wall s", "calls/s", "heap after GC, first → last (MB)", "max (MB)", "drift", `flat (±${TOLERANCE * 100}%)`, "live fibers", "handles back to baseline"],
+    phases.map((p) => [
+      p.name,
+      String(p.calls),
+      fmt(p.seconds, 1),
+      fmt(p.calls / p.seconds, 0),
+      `${fmt(p.heap.baseMb, 1)} → ${fmt(p.heap.lastMb, 1)}`,
+      fmt(p.heap.maxMb, 1),
+      `${(p.heap.drift * 100).toFixed(1)}%`,
+      p.heap.within ? "yes" : "NO",
+      String(p.liveFibers),
+      p.resourcesReturned ? "yes" : "NO"
+    ])
   )
+  const peak = Math.max(...peaks)
   console.log(
-    `\npeak heap while ${S.concurrent} calls were in flight: ${fmt(Math.max(...concurrent.result.peaks) / 2 ** 20, 1)} MB ` +
-      `(≈ ${fmt((Math.max(...concurrent.result.peaks) - concurrent.result.heaps[0]!) / S.concurrent / 1024, 1)} KB per in-flight call); ` +
-      `sequential rate ${fmt(Math.min(...sequential.result.rates), 0)}–${fmt(Math.max(...sequential.result.rates), 0)} calls/s`
+    `\npeak heap while ${S.concurrent} calls were in flight: ${fmt(peak / 2 ** 20, 1)} MB ` +
+      `(≈ ${fmt((peak - concurrent.heaps[0]!) / S.concurrent / 1024, 1)} KB per in-flight call, ChaosProvider included)`
   )
   const svg = lineChart({
     title: `bench:soak — heap after full GC during ${S.sequential.toLocaleString("en")} sequential calls`,
-    subtitle: `full stack (chain + Policy.default × 2 routes), in-process provider; flat = within ±${TOLERANCE * 100}% of the first checkpoint`,
+    subtitle: `full stack (chain + Policy.default × 2 routes), minimal in-process provider; flat = within ±${TOLERANCE * 100}% of the first checkpoint`,
     x: { label: "calls completed" },
     y: { label: "heap used after GC (MB)", min: 0 },
-    series: [{ name: "heap after GC", points: sequential.result.heaps.map((h, i) => [(i + 1) * S.checkpoint, h / 2 ** 20] as const) }]
+    series: [{ name: "heap after GC", points: sequential.heaps.map((h, i) => [(i + 1) * S.checkpoint, h / 2 ** 20] as const) }]
   })
-  const pass = concurrentHeap.within && sequentialHeap.within && concurrent.liveFibers === 0 && sequential.liveFibers === 0 &&
-    concurrent.resourcesReturned && sequential.resourcesReturned
-  writeResults("soak", {
-    settings: { ...S, concurrentLatencyMs: Duration.toMillis(CONCURRENT_LATENCY), tolerance: TOLERANCE },
-    concurrent: { ...concurrent, heap: concurrentHeap },
-    sequential: { ...sequential, heap: sequentialHeap },
-    pass
-  }, svg)
+  const pass = phases.every((p) => p.heap.within && p.liveFibers === 0 && p.resourcesReturned)
+  writeResults("soak", { settings: { ...S, concurrentLatencyMs: CONCURRENT_LATENCY_MS, tolerance: TOLERANCE }, phases, peakInFlightHeapBytes: peak, pass }, svg)
   if (!pass) {
     console.error("\nsoak FAILED: heap not flat, or fibers/handles left behind")
     process.exitCode = 1

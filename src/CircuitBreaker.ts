@@ -47,6 +47,7 @@ import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { CircuitOpen, isProviderHealthFailure, type RouteError, routeErrorTags } from "./Errors.js"
+import * as Metrics from "./internal/metrics.js"
 import { millisOf } from "./internal/timer.js"
 
 /**
@@ -158,6 +159,15 @@ export interface Permit {
 }
 
 /**
+ * A closed-state admission (see {@link CircuitBreaker.unsafeTryAdmit}): the breaker generation it was
+ * taken in, so that a late report cannot affect a later state.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type BreakerTicket = number
+
+/**
  * A snapshot for dashboards and reports.
  *
  * @since 0.1.0
@@ -185,6 +195,17 @@ export interface CircuitBreaker {
   readonly acquire: (site: Site) => Effect.Effect<Permit, CircuitOpen>
   /** Runs a call with a permit, reporting its outcome (interruption reports `cancel`). */
   readonly execute: <A, E, R>(call: Effect.Effect<A, E, R>, site: Site) => Effect.Effect<A, E | CircuitOpen, R>
+  /**
+   * The closed-state fast path for composition layers (`Policy`), synchronous: a ticket when the
+   * breaker is closed, `undefined` otherwise (then use {@link execute}). A call admitted this way must
+   * be reported with {@link unsafeReport}; an interrupted one may simply not be (no verdict).
+   */
+  readonly unsafeTryAdmit: () => BreakerTicket | undefined
+  /**
+   * Reports the exit of a call admitted by {@link unsafeTryAdmit} at clock time `now`; returns the
+   * effect that announces a resulting transition (`Effect.void` when there is none).
+   */
+  readonly unsafeReport: (ticket: BreakerTicket, exit: Exit.Exit<unknown, unknown>, now: number) => Effect.Effect<void>
   /** The current state (an expired open period reads as `half-open`). */
   readonly state: Effect.Effect<BreakerState>
   readonly stats: Effect.Effect<BreakerStats>
@@ -201,15 +222,6 @@ export interface CircuitBreaker {
   readonly history: Effect.Effect<ReadonlyArray<BreakerEvent>>
 }
 
-const transitions = Metric.counter("llm_breaker_transitions_total", {
-  description: "Circuit breaker state transitions, by key and target state"
-})
-const rejections = Metric.counter("llm_breaker_rejections_total", {
-  description: "Calls refused because the breaker was open, by key"
-})
-const stateGauge = Metric.gauge("llm_breaker_state", {
-  description: "Circuit breaker state by key: 0 closed, 1 half-open, 2 open, 3 isolated"
-})
 const stateCode: Readonly<Record<BreakerState, number>> = { closed: 0, "half-open": 1, open: 2, isolated: 3 }
 
 const HISTORY = 256
@@ -271,6 +283,17 @@ const resolve = (options: CircuitBreakerOptions): Resolved => {
  */
 const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.PubSub<BreakerEvent>): CircuitBreaker => {
   const o = resolve(options)
+  // Tagged once per breaker (see internal/metrics.ts): rejections happen on every call of an outage.
+  const metrics = {
+    transitions: Metrics.counterFamily(
+      "llm_breaker_transitions_total",
+      "Circuit breaker state transitions, by key and target state",
+      { key },
+      "to"
+    ),
+    rejections: Metrics.counter("llm_breaker_rejections_total", "Calls refused because the breaker was open, by key", { key }),
+    state: Metrics.gauge("llm_breaker_state", "Circuit breaker state by key: 0 closed, 1 half-open, 2 open, 3 isolated", { key })
+  }
   // Sliding window of calls and failures, in buckets of `bucketMs`.
   const calls = new Float64Array(o.buckets)
   const failures = new Float64Array(o.buckets)
@@ -323,8 +346,8 @@ const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.Pub
   const announce = (event: BreakerEvent | undefined): Effect.Effect<void> =>
     event === undefined ? Effect.void : Effect.zipRight(
       Effect.zipRight(
-        Metric.increment(Metric.tagged(Metric.tagged(transitions, "key", key), "to", event.to)),
-        Metric.set(Metric.tagged(stateGauge, "key", key), stateCode[event.to])
+        Metric.increment(metrics.transitions(event.to)),
+        Metric.set(metrics.state, stateCode[event.to])
       ),
       PubSub.publish(hub, event)
     )
@@ -415,7 +438,7 @@ const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.Pub
         outcome = rejected(site, now, state === "open" ? Math.max(0, openUntil - now) : state === "half-open" ? 0 : undefined)
       }
       const result: Effect.Effect<Permit, CircuitOpen> = outcome instanceof CircuitOpen
-        ? Effect.zipRight(Metric.increment(Metric.tagged(rejections, "key", key)), Effect.fail(outcome))
+        ? Effect.zipRight(Metric.increment(metrics.rejections), Effect.fail(outcome))
         : Effect.succeed(outcome)
       return event === undefined ? result : Effect.zipRight(announce(event), result)
     })
@@ -431,18 +454,19 @@ const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.Pub
     return { failed: o.isFailure(defect), error: defect }
   }
 
+  const unsafeTryAdmit = (): BreakerTicket | undefined => (state === "closed" ? generation : undefined)
+
+  const unsafeReport = (ticket: BreakerTicket, exit: Exit.Exit<unknown, unknown>, now: number): Effect.Effect<void> => {
+    const verdict = Exit.isSuccess(exit) ? SUCCESS : verdictOf(exit)
+    return verdict === undefined ? Effect.void : announce(settle(ticket, verdict.failed, verdict.error, now))
+  }
+
   const execute = <A, E, R>(call: Effect.Effect<A, E, R>, site: Site): Effect.Effect<A, E | CircuitOpen, R> =>
     Effect.clockWith((clock) => {
-      if (state !== "closed") return slowExecute(call, site)
+      const ticket = unsafeTryAdmit()
+      if (ticket === undefined) return slowExecute(call, site)
       // The closed path, with no permit object: an interrupted call simply reports nothing.
-      const taken = generation
-      return Effect.flatMap(Effect.exit(call), (exit) => {
-        const verdict = Exit.isSuccess(exit) ? SUCCESS : verdictOf(exit)
-        const event = verdict === undefined
-          ? undefined
-          : settle(taken, verdict.failed, verdict.error, clock.unsafeCurrentTimeMillis())
-        return event === undefined ? exit : Effect.zipRight(announce(event), exit)
-      })
+      return Effect.flatMap(Effect.exit(call), (exit) => Effect.zipRight(unsafeReport(ticket, exit, clock.unsafeCurrentTimeMillis()), exit))
     })
 
   const slowExecute = <A, E, R>(call: Effect.Effect<A, E, R>, site: Site): Effect.Effect<A, E | CircuitOpen, R> =>
@@ -470,6 +494,8 @@ const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.Pub
     key,
     acquire,
     execute,
+    unsafeTryAdmit,
+    unsafeReport,
     state: Effect.map(stats, (s) => s.state),
     stats,
     isolate: Effect.flatMap(Clock.currentTimeMillis, (now) =>

@@ -36,6 +36,7 @@ import * as Cause from "effect/Cause"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import type * as MetricLabel from "effect/MetricLabel"
@@ -53,6 +54,7 @@ import {
   restamp
 } from "./Errors.js"
 import * as Hedge from "./Hedge.js"
+import { clockOf } from "./internal/timer.js"
 import * as Metrics from "./internal/metrics.js"
 import { type GenerateRequest, type GenerateResponse, Provider, type ProviderShape, type StreamEvent } from "./Provider.js"
 import { type RateLimiter, type RateLimiterOptions, RateLimiters } from "./RateLimiter.js"
@@ -295,41 +297,81 @@ export const apply = (
         "gen_ai.request.model": request.model
       }))
 
+    /** Counts a finished attempt and stamps its failure with the route and attempt number. */
+    const finish = (
+      fiber: Fiber.RuntimeFiber<unknown, unknown>,
+      attempt: number,
+      exit: Exit.Exit<GenerateResponse, RouteError>
+    ): Effect.Effect<GenerateResponse, RouteError> => {
+      const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
+      if (Exit.isSuccess(exit)) {
+        metrics.count(attempt, undefined, labels)
+        return exit
+      }
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isNone(failure)) return exit
+      const error = restamp(failure.value, { route, attempt })
+      metrics.count(attempt, error, labels)
+      return Effect.fail(error)
+    }
+
+    /** The general form: limiter ▸ breaker ▸ guarded call, each through its own Effect API. */
+    const layered = (state: ModelState, request: GenerateRequest, call: Effect.Effect<GenerateResponse, RouteError>, site: Timeouts.Site) => {
+      let layeredCall = call
+      if (state.breaker !== undefined) layeredCall = state.breaker.execute(layeredCall, site)
+      if (state.limiter !== undefined) layeredCall = state.limiter.generate(request, layeredCall, site)
+      return layeredCall
+    }
+
     const generateAttempt = (state: ModelState, request: GenerateRequest, attempt: number, delayMs: number, hedged: boolean) =>
-      // One look at the fiber for the output gate and the tracer, instead of an effect step for each.
       Effect.withFiberRuntime<GenerateResponse, RouteError>((fiber) => {
         const site = siteOf(request, attempt)
         const acceptor = fiber.getFiberRef(currentAcceptor)
         let call: Effect.Effect<GenerateResponse, RouteError> = provider.generate(request)
         if (Option.isSome(acceptor)) call = Effect.flatMap(call, (response) => acceptor.value(response, request))
         call = guard.generate(call, site)
-        if (state.breaker !== undefined) call = state.breaker.execute(call, site)
-        if (state.limiter !== undefined) call = state.limiter.generate(request, call, site)
-        const counted = Effect.flatMap(Effect.exit(call), (exit): Effect.Effect<GenerateResponse, RouteError> => {
-          const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
-          if (Exit.isSuccess(exit)) {
-            metrics.count(attempt, undefined, labels)
-            return exit
-          }
-          const failure = Cause.failureOption(exit.cause)
-          if (Option.isNone(failure)) return exit
-          const error = restamp(failure.value, { route, attempt })
-          metrics.count(attempt, error, labels)
-          return Effect.fail(error)
+        const done = (exit: Exit.Exit<GenerateResponse, RouteError>) => finish(fiber, attempt, exit)
+
+        if (spansOn(tracing, fiber.currentTracer)) {
+          const counted = Effect.flatMap(Effect.exit(layered(state, request, call, site)), done)
+          return Effect.flatMap(
+            attributesOf(state, request, attempt, delayMs, hedged, false),
+            (attributes) =>
+              Effect.withSpan(
+                Effect.tapBoth(counted, {
+                  onFailure: (error) => Effect.annotateCurrentSpan("llm.outcome", error._tag),
+                  onSuccess: () => Effect.annotateCurrentSpan("llm.outcome", "success")
+                }),
+                "llm.attempt",
+                { kind: "client", attributes }
+              )
+          )
+        }
+
+        // The fast path: the breaker closed and the limiter with capacity now, checked and settled
+        // synchronously around one `Effect.exit` — the same semantics as `layered`, without an effect
+        // step per strategy. Anything else (open breaker, a queue) takes the general form.
+        const { breaker, limiter } = state
+        const ticket = breaker?.unsafeTryAdmit()
+        if (breaker !== undefined && ticket === undefined) return Effect.flatMap(Effect.exit(layered(state, request, call, site)), done)
+        const clock = clockOf(fiber)
+        const settle = (exit: Exit.Exit<GenerateResponse, RouteError>, now: number) => {
+          const announced = breaker === undefined || ticket === undefined ? Effect.void : breaker.unsafeReport(ticket, exit, now)
+          return announced === Effect.void ? done(exit) : Effect.zipRight(announced, done(exit))
+        }
+        if (limiter === undefined) {
+          return Effect.flatMap(Effect.exit(call), (exit) => settle(exit, clock.unsafeCurrentTimeMillis()))
+        }
+        // Uninterruptible from taking the limiter's slot until the call's exit is seen: it is always freed.
+        return Effect.uninterruptibleMask((restore) => {
+          const admitted = limiter.unsafeTryAdmit(request, clock.unsafeCurrentTimeMillis())
+          if (admitted === undefined) return Effect.flatMap(Effect.exit(restore(layered(state, request, call, site))), done)
+          return Effect.flatMap(Effect.exit(restore(call)), (exit) => {
+            const now = clock.unsafeCurrentTimeMillis()
+            limiter.unsafeRelease(admitted, exit, now)
+            return settle(exit, now)
+          })
         })
-        if (!spansOn(tracing, fiber.currentTracer)) return counted
-        return Effect.flatMap(
-          attributesOf(state, request, attempt, delayMs, hedged, false),
-          (attributes) =>
-            Effect.withSpan(
-              Effect.tapBoth(counted, {
-                onFailure: (error) => Effect.annotateCurrentSpan("llm.outcome", error._tag),
-                onSuccess: () => Effect.annotateCurrentSpan("llm.outcome", "success")
-              }),
-              "llm.attempt",
-              { kind: "client", attributes }
-            )
-        )
       })
 
     const streamAttempt = (state: ModelState, request: GenerateRequest, attempt: number, delayMs: number, hedged: boolean) => {

@@ -44,6 +44,7 @@ import * as Stream from "effect/Stream"
 import * as Deadline from "./Deadline.js"
 import { RateLimited } from "./Errors.js"
 import * as Estimate from "./internal/estimateTokens.js"
+import * as Metrics from "./internal/metrics.js"
 import { millisOf } from "./internal/timer.js"
 import * as Bucket from "./internal/tokenBucket.js"
 import type { GenerateRequest, GenerateResponse, StreamEvent, Usage } from "./Provider.js"
@@ -115,6 +116,16 @@ export interface RateLimiter {
   /** Feed a snapshot (e.g. from a RateLimited error) so the limiter backs off until its reset. */
   readonly observe: (snapshot: RateLimitSnapshot) => Effect.Effect<void>
   /**
+   * The fast path for composition layers (`Policy`), synchronous: a ticket when the request can go
+   * now (capacity in every bucket, a free slot, nobody queued), `undefined` otherwise (then use
+   * {@link generate}, which queues). A ticket holds a concurrency slot: release it with
+   * {@link unsafeRelease} exactly once, even when the call is interrupted (take it in an
+   * uninterruptible region).
+   */
+  readonly unsafeTryAdmit: (request: GenerateRequest, now: number) => LimiterTicket | undefined
+  /** Frees the slot of a ticket and corrects the buckets with the call's outcome (usage, headers, 429). */
+  readonly unsafeRelease: (ticket: LimiterTicket, exit: Exit.Exit<GenerateResponse, unknown>, now: number) => void
+  /**
    * Callers waiting, calls in flight, and the requests / tokens available now in the RPM / TPM buckets
    * (configured or learned; `Infinity` when there is none; negative while a bucket is in debt).
    */
@@ -124,6 +135,16 @@ export interface RateLimiter {
     readonly requestTokens: number
     readonly tokenTokens: number
   }>
+}
+
+/**
+ * A fast-path admission (see {@link RateLimiter.unsafeTryAdmit}). Opaque.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LimiterTicket {
+  readonly _tag: "LimiterTicket"
 }
 
 /**
@@ -148,15 +169,7 @@ export const defaults = {
  */
 export const estimatePromptTokens: (request: GenerateRequest) => number = Estimate.estimatePromptTokens
 
-const waitHistogram = Metric.histogram(
-  "llm_ratelimiter_wait_ms",
-  MetricBoundaries.exponential({ start: 1, factor: 2, count: 18 }),
-  "Milliseconds callers waited for client-side rate-limit capacity (callers that had to wait)"
-)
-
-const rejectionsCounter = Metric.counter("llm_ratelimiter_rejections_total", {
-  description: "Callers the client-side rate limiter failed fast, by key and reason"
-})
+const waitBoundaries = MetricBoundaries.exponential({ start: 1, factor: 2, count: 18 })
 
 type Dimension = "requests" | "tokens" | "inputTokens" | "outputTokens"
 
@@ -179,7 +192,7 @@ interface Charge {
   readonly cost: number
 }
 
-interface Permit {
+interface Permit extends LimiterTicket {
   readonly charges: ReadonlyArray<Charge>
   released: boolean
   settled: boolean
@@ -248,8 +261,19 @@ const unsafeMake = (key: string, options: RateLimiterOptions, now: number): Rate
   const queue: Array<Ticket> = []
   let lastSnapshot: RateLimitSnapshot | undefined
 
-  const waitMetric = Metric.tagged(waitHistogram, "key", key)
-  const rejectionMetric = (reason: Reason) => Metric.tagged(Metric.tagged(rejectionsCounter, "key", key), "reason", reason)
+  // Tagged once per limiter (see internal/metrics.ts).
+  const waitMetric = Metrics.histogram(
+    "llm_ratelimiter_wait_ms",
+    "Milliseconds callers waited for client-side rate-limit capacity (callers that had to wait)",
+    waitBoundaries,
+    { key }
+  )
+  const rejectionMetric = Metrics.counterFamily(
+    "llm_ratelimiter_rejections_total",
+    "Callers the client-side rate limiter failed fast, by key and reason",
+    { key },
+    "reason"
+  )
 
   const costsOf = (request: GenerateRequest): Costs => {
     const prompt = Estimate.estimatePromptTokens(request)
@@ -296,7 +320,7 @@ const unsafeMake = (key: string, options: RateLimiterOptions, now: number): Rate
       }
     }
     inFlight++
-    return { charges, released: false, settled: false }
+    return { _tag: "LimiterTicket", charges, released: false, settled: false }
   }
 
   const wakeHead = (): void => {
@@ -582,7 +606,16 @@ const unsafeMake = (key: string, options: RateLimiterOptions, now: number): Rate
     tokenTokens: availableIn(dims.tokens, at)
   }))
 
-  return { key, generate, stream, observe, stats }
+  return {
+    key,
+    generate,
+    stream,
+    observe,
+    stats,
+    unsafeTryAdmit: (request, now) => tryAdmit(costsOf(request), now),
+    // Tickets are only ever made by `admit` (as `Permit`s).
+    unsafeRelease: (ticket, exit, now) => onExit(ticket as Permit, exit, now)
+  }
 }
 
 /**

@@ -29,7 +29,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { type BreakerEvent, CircuitBreakers } from "./CircuitBreaker.js"
-import type { AllRoutesFailed, AttemptRecord } from "./Errors.js"
+import { type AllRoutesFailed, AttemptRecord } from "./Errors.js"
 import type { ChainResult, ChainStreamEvent, Route } from "./Fallback.js"
 import { renderHtml } from "./internal/report/html.js"
 import { redact } from "./internal/redact.js"
@@ -68,15 +68,7 @@ export const AttemptEntry = Schema.Struct({
   call: Schema.Number,
   step: Schema.optional(Schema.String),
   startedAt: Schema.Number,
-  route: Schema.String,
-  attempt: Schema.Number,
-  outcome: Schema.String,
-  status: Schema.optional(Schema.Number),
-  requestId: Schema.optional(Schema.String),
-  delayMs: Schema.Number,
-  durationMs: Schema.Number,
-  message: Schema.optional(Schema.String),
-  usage: Schema.optional(Usage)
+  ...AttemptRecord.fields
 })
 
 /**
@@ -453,6 +445,11 @@ export interface Recorder {
   /** Records a step whose outcome is already known (e.g. replayed from a checkpoint, refused). */
   readonly stepOutcome: (entry: Omit<StepEntry, "startedAt" | "durationMs"> & { readonly durationMs?: number }) => Effect.Effect<void>
   readonly note: (kind: NoteKind, text: string) => Effect.Effect<void>
+  /**
+   * Records that every breaker not closed now starts closed again (a process restart builds new
+   * breakers, which emit no transition of their own).
+   */
+  readonly resetBreakers: (reason: string) => Effect.Effect<void>
   /** Follows every breaker of the registry in context until the scope closes. */
   readonly followBreakers: Effect.Effect<void, never, CircuitBreakers | Scope.Scope>
   /** Subscribes now (in the current scope): every event from then on. */
@@ -495,7 +492,7 @@ export const makeRecorder = (options: { readonly title: string; readonly routes:
         const at = yield* since
         const call = yield* FiberRef.get(currentCall)
         const step = yield* FiberRef.get(currentStep)
-        const usage = (record as { readonly usage?: Usage | undefined }).usage
+        const usage = record.usage
         if (Option.isSome(call) && usage !== undefined) call.value.usage = addUsage(call.value.usage, usage)
         const entry: AttemptEntry = {
           call: Option.isSome(call) ? call.value.id : 0,
@@ -651,6 +648,17 @@ export const makeRecorder = (options: { readonly title: string; readonly routes:
       return publish({ _tag: "Breaker", transition: entry })
     }
 
+    const resetBreakers = (reason: string) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const last = new Map<string, BreakerEntry>()
+        for (const entry of breakers) last.set(entry.key, entry)
+        return Effect.forEach(
+          [...last.values()].filter((entry) => entry.to !== "closed"),
+          (entry) => onBreaker({ key: entry.key, from: entry.to, to: "closed", at: now, reason }),
+          { discard: true }
+        )
+      })
+
     const followBreakers: Effect.Effect<void, never, CircuitBreakers | Scope.Scope> = Effect.flatMap(
       CircuitBreakers,
       (registry) =>
@@ -679,6 +687,7 @@ export const makeRecorder = (options: { readonly title: string; readonly routes:
       stepStarted,
       stepOutcome,
       note,
+      resetBreakers,
       followBreakers,
       events: Stream.fromPubSub(hub, { scoped: true }),
       record

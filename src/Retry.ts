@@ -356,7 +356,8 @@ export const make = (
             Effect.flatMap(decide(error, n, delayMs, reroutesUsed), ({ delay, reroute }) =>
               Effect.zipRight(
                 Effect.sleep(Duration.millis(delay)),
-                loop(keyed, n + 1, delay, reroutesUsed + (reroute ? 1 : 0))
+                // Suspended: the next attempt's start time must be read after the sleep, not before.
+                Effect.suspend(() => loop(keyed, n + 1, delay, reroutesUsed + (reroute ? 1 : 0)))
               ))
           )
         })

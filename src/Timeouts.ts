@@ -177,6 +177,11 @@ const watch = (site: Site, limits: Resolved, startedAt: number, deadline: number
         }
       }
     },
+    // A consumer slower than the provider fills the buffer and holds the producer back: that is not
+    // the provider going quiet, so the idle clock restarts.
+    paused: (now: number) => {
+      lastEventAt = now
+    },
     next: (): Expiry<Timeout | DeadlineExceeded> | undefined => {
       let best: Expiry<Timeout | DeadlineExceeded> | undefined = deadline === Number.POSITIVE_INFINITY
         ? undefined

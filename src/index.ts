@@ -54,6 +54,62 @@ export * as OpenAi from "./providers/OpenAi.js"
 export * as Anthropic from "./providers/Anthropic.js"
 
 /**
+ * Retries driven by the failure's action (wait / reroute / stop), honouring Retry-After, with jitter.
+ *
+ * @since 0.1.0
+ */
+export * as Retry from "./Retry.js"
+
+/**
+ * A per-route retry budget (retries ≤ a share of requests + a small reserve) against retry storms.
+ *
+ * @since 0.1.0
+ */
+export * as RetryBudget from "./RetryBudget.js"
+
+/**
+ * Phase timeouts per attempt: headers, first content token, idle gap, whole attempt.
+ *
+ * @since 0.1.0
+ */
+export * as Timeouts from "./Timeouts.js"
+
+/**
+ * A wall-clock deadline per logical call, visible to every layer under it.
+ *
+ * @since 0.1.0
+ */
+export * as Deadline from "./Deadline.js"
+
+/**
+ * A circuit breaker per route and model, counting only provider-health failures.
+ *
+ * @since 0.1.0
+ */
+export * as CircuitBreaker from "./CircuitBreaker.js"
+
+/**
+ * A client-side, header-aware rate limiter (RPM / TPM buckets, concurrency bulkhead).
+ *
+ * @since 0.1.0
+ */
+export * as RateLimiter from "./RateLimiter.js"
+
+/**
+ * Latency hedging: a second attempt when the first has produced no content after a delay.
+ *
+ * @since 0.1.0
+ */
+export * as Hedge from "./Hedge.js"
+
+/**
+ * The per-route policy: the strategies composed in a fixed order, as a function or a Layer.
+ *
+ * @since 0.1.0
+ */
+export * as Policy from "./Policy.js"
+
+/**
  * The schema-gated fallback chain: routes, action routing, output gate, repair, attempt history.
  *
  * @since 0.1.0
@@ -73,3 +129,52 @@ export * as LlmClient from "./LlmClient.js"
  * @since 0.1.0
  */
 export * as DegradedMode from "./DegradedMode.js"
+
+/**
+ * Durable agent runs: the step journal, model steps, tools and their resume rules.
+ *
+ * @since 0.1.0
+ */
+export * as Agent from "./agent/Agent.js"
+
+/**
+ * The failures of durable runs.
+ *
+ * @since 0.1.0
+ */
+export * as AgentError from "./agent/AgentError.js"
+
+/**
+ * Where durable runs keep their journal: memory, SQLite, Postgres.
+ *
+ * @since 0.1.0
+ */
+export * as CheckpointStore from "./agent/CheckpointStore.js"
+
+/**
+ * "Still working" events for long agent steps.
+ *
+ * @since 0.1.0
+ */
+export * as Heartbeat from "./agent/Heartbeat.js"
+
+/**
+ * Pre-flight health checks before a durable run.
+ *
+ * @since 0.1.0
+ */
+export * as Preflight from "./agent/Preflight.js"
+
+/**
+ * Agent tools and their effect kinds (pure, idempotent, keyed, irreversible).
+ *
+ * @since 0.1.0
+ */
+export * as Tool from "./agent/Tool.js"
+
+/**
+ * A run as data (calls, attempts, breaker transitions, steps), its recorder, summary and HTML report.
+ *
+ * @since 0.1.0
+ */
+export * as Report from "./Report.js"

@@ -74,6 +74,31 @@ describe("Timeouts — streams", () => {
     }))
 })
 
+describe("Timeouts — slow consumers", () => {
+  it.effect("a consumer slower than the provider does not make the provider look idle", () =>
+    Effect.gen(function*() {
+      const chunks = Array.from({ length: 40 }, () => ({ text: "x", delay: "100 millis" as const }))
+      const mock = Mock.make({ script: [Mock.stream(chunks)] })
+      const slowConsumer = Stream.mapEffect(
+        Timeouts.make({ idle: "1 second" }).stream(mock.stream(request), site),
+        (event) => Effect.as(Effect.sleep("2 seconds"), event)
+      )
+      const fiber = yield* Effect.fork(Stream.runCollect(slowConsumer))
+      yield* TestClock.adjust("200 seconds")
+      const events = Chunk.toReadonlyArray(yield* Fiber.join(fiber))
+      expect(events.filter((e) => e._tag === "TextDelta").length).toBe(40)
+    }))
+
+  it.effect("while the provider itself stalls, idle still fires", () =>
+    Effect.gen(function*() {
+      const mock = Mock.make({ script: [Mock.stream(["a", { text: "b", delay: "10 seconds" }])] })
+      const fiber = yield* Effect.fork(Stream.runCollect(Timeouts.make({ idle: "1 second" }).stream(mock.stream(request), site)))
+      yield* TestClock.adjust("1 second")
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error._tag === "Timeout" && error.phase).toBe("idle")
+    }))
+})
+
 describe("Timeouts — non-streamed attempts", () => {
   it.effect("attempt fires on a call that takes too long", () =>
     Effect.gen(function*() {

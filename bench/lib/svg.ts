@@ -33,6 +33,8 @@ const linearTicks = (min: number, max: number, count = 6): Array<number> => {
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? raw
   const ticks: Array<number> = []
   for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step) ticks.push(+v.toPrecision(12))
+  // One tick at or above the maximum, so the top of the data has headroom and a label.
+  if (ticks.length === 0 || ticks[ticks.length - 1]! < max) ticks.push(+((Math.ceil(max / step)) * step).toPrecision(12))
   return ticks
 }
 

@@ -47,19 +47,16 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Struct from "effect/Struct"
-import * as SubscriptionRef from "effect/SubscriptionRef"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
-import { CircuitBreakers } from "../CircuitBreaker.js"
 import * as DegradedMode from "../DegradedMode.js"
 import { type AllRoutesFailed, AttemptRecord } from "../Errors.js"
 import type * as Fallback from "../Fallback.js"
-import { redact } from "../internal/redact.js"
 import { LlmClient } from "../LlmClient.js"
 import { GenerateResponse, Message, type ToolCall, type ToolDefinition, Usage } from "../Provider.js"
 import {
   type CheckpointCodecError,
-  IdempotencyConflict,
+  type IdempotencyConflict,
   InvalidRunId,
   type LeaseLost,
   PreflightRefused,
@@ -67,13 +64,26 @@ import {
   type StepMismatch,
   type StoreError,
   ToolFailed,
-  ToolOutcomeUnknown,
-  ToolRefused,
+  type ToolOutcomeUnknown,
+  type ToolRefused,
   type UnsafeCheckpoint
 } from "./AgentError.js"
-import { CheckpointStore, type CheckpointStoreShape, type Lease, type RunRecord, type StepRecord, type StepStatus } from "./CheckpointStore.js"
-import { argsHash, decodeJson, encodeJson, type StepSite } from "./internal/codec.js"
-import { adopt, begin, claim, commit, entry, executing, type JournalEvent, now, type RunState, type Slot } from "./internal/runState.js"
+import { CheckpointStore, type CheckpointStoreShape, type Lease, type RunRecord, type StepRecord } from "./CheckpointStore.js"
+import { decodeJson, encodeJson } from "./internal/codec.js"
+import {
+  adopt,
+  commit,
+  completedEvent,
+  entry,
+  executing,
+  type JournalEvent,
+  now,
+  replayedEvent,
+  type RunState,
+  siteOf,
+  withSlot
+} from "./internal/runState.js"
+import { runTool, texts } from "./internal/toolProtocol.js"
 import * as Preflight from "./Preflight.js"
 import type * as Tool from "./Tool.js"
 
@@ -104,6 +114,11 @@ export interface AgentOptions {
   readonly primaryBreaker?: string | undefined
   /** Pre-flight health check of every run (a run's own options win). Default: none. */
   readonly preflight?: Preflight.PreflightOptions | undefined
+  /**
+   * Called inline with every event, before the step goes on (for logs and supervisors that must see
+   * an event even if the process dies right after it). The `events` stream gets them too.
+   */
+  readonly onEvent?: ((event: AgentEvent) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -283,27 +298,6 @@ export const addMessages = (...added: ReadonlyArray<Message>): Effect.Effect<voi
 // Steps
 // ---------------------------------------------------------------------------------------------------
 
-const siteOf = (state: RunState, slot: Slot, name: string): StepSite => ({ runId: state.runId, index: slot.index, step: name })
-
-const replayedEvent = (state: RunState, slot: Slot, record: StepRecord): JournalEvent => ({
-  _tag: "StepReplayed",
-  runId: state.runId,
-  index: slot.index,
-  step: record.name,
-  kind: record.kind,
-  status: record.status
-})
-
-const completedEvent = (state: RunState, record: StepRecord): JournalEvent => ({
-  _tag: "StepCompleted",
-  runId: state.runId,
-  index: record.index,
-  step: record.name,
-  kind: record.kind,
-  status: record.status,
-  durationMs: (record.completedAt ?? record.startedAt) - record.startedAt
-})
-
 /**
  * A journaled step: runs `effect` once per run; a resume returns the stored result (decoded with
  * `schema`) without running it. A failing step is not journaled (a resume runs it again).
@@ -317,8 +311,7 @@ export const step = <A, I, E, R>(
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | JournalError, R | CurrentRun> =>
   Effect.flatMap(CurrentRun, (state) =>
-    Effect.gen(function*() {
-      const slot = yield* begin(state, name, "step")
+    withSlot(state, name, "step", (slot) => Effect.gen(function*() {
       const site = siteOf(state, slot, name)
       if (slot.existing?.status === "completed") {
         const value = yield* decodeJson(schema, slot.existing.result, site)
@@ -333,7 +326,7 @@ export const step = <A, I, E, R>(
       yield* commit(state, record)
       yield* state.publish(completedEvent(state, record))
       return value
-    }))
+    })))
 
 // ---------------------------------------------------------------------------------------------------
 // Model steps
@@ -392,8 +385,7 @@ const modelStep = <V, VI>(
   conversationAfter?: (value: V, before: ReadonlyArray<Message>) => ReadonlyArray<Message>
 ): Effect.Effect<V, AllRoutesFailed | JournalError, CurrentRun | LlmClient> =>
   Effect.flatMap(CurrentRun, (state) =>
-    Effect.gen(function*() {
-      const slot = yield* begin(state, name, "model")
+    withSlot(state, name, "model", (slot) => Effect.gen(function*() {
       const site = siteOf(state, slot, name)
       if (slot.existing?.status === "completed") {
         const value = yield* decodeJson(schema, slot.existing.result, site)
@@ -412,7 +404,7 @@ const modelStep = <V, VI>(
       yield* commit(state, record, conversationAfter?.(value, state.conversation))
       yield* state.publish(completedEvent(state, record))
       return value
-    }))
+    })))
 
 /**
  * A model call as a step (explicit messages; the conversation is not touched).
@@ -482,107 +474,6 @@ export const generateObject = <A, I>(
 // Tools
 // ---------------------------------------------------------------------------------------------------
 
-const outcomeSchema = <A, I>(success: Schema.Schema<A, I>) =>
-  Schema.Union(
-    Schema.TaggedStruct("Success", { value: success }),
-    Schema.TaggedStruct("Failure", { errorTag: Schema.optional(Schema.String), message: Schema.String })
-  )
-
-const Reason = Schema.Struct({ reason: Schema.String })
-
-const degradedReason = (state: RunState): Effect.Effect<Option.Option<string>> =>
-  Effect.gen(function*() {
-    if (state.route._tag === "fallback") return Option.some(`the run is on its fallback route (${state.route.reason})`)
-    const ref = yield* Effect.serviceOption(DegradedMode.DegradedMode)
-    if (Option.isSome(ref)) {
-      const current = yield* SubscriptionRef.get(ref.value)
-      if (current.degraded) return Option.some(current.reason ?? `answers come from fallback route ${current.route ?? "?"}`)
-    }
-    const key = state.primaryBreaker
-    if (key !== undefined) {
-      const registry = yield* Effect.serviceOption(CircuitBreakers)
-      if (Option.isSome(registry)) {
-        const breaker = yield* registry.value.lookup(key)
-        if (Option.isSome(breaker)) {
-          const breakerState = yield* breaker.value.state
-          if (breakerState === "open" || breakerState === "isolated") {
-            return Option.some(`the primary route's circuit breaker (${key}) is ${breakerState}`)
-          }
-        }
-      }
-    }
-    return Option.none()
-  })
-
-const texts = {
-  failure: (tool: string, message: string) =>
-    `Tool ${tool} is unavailable: ${message}. Proceed without it and note the limitation in your answer.`,
-  refused: (tool: string, reason: string) =>
-    `Tool ${tool} refused: ${reason}. Nothing was done. Irreversible actions are held while the system runs degraded; you may try again later.`,
-  unknown: (tool: string, key: string, reason: string) =>
-    `The outcome of ${tool} is unknown (${reason}): the call was sent but its result was never recorded, and repeating it could do it twice. Do not call it again for this request; tell the user it must be checked (reference ${key}).`
-}
-
-/** The reply for a journaled, final tool entry. */
-const replyOf = <A>(
-  tool: { readonly name: string; readonly render: ((value: A) => string) | undefined },
-  state: RunState,
-  record: StepRecord,
-  outcome:
-    | { readonly _tag: "Success"; readonly value: A }
-    | { readonly _tag: "Failure"; readonly errorTag?: string | undefined; readonly message: string }
-    | { readonly _tag: "Reason"; readonly reason: string }
-): ToolReply<A> => {
-  const base = { tool: tool.name, key: record.key }
-  switch (outcome._tag) {
-    case "Success": {
-      const stored = record.result === null ? "null" : record.result
-      const text = tool.render?.(outcome.value) ?? extractValueJson(stored)
-      return { _tag: "Success", ...base, value: outcome.value, text }
-    }
-    case "Failure":
-      return {
-        _tag: "Failure",
-        ...base,
-        text: texts.failure(tool.name, outcome.message),
-        error: new ToolFailed({ tool: tool.name, key: record.key, ...(outcome.errorTag === undefined ? {} : { errorTag: outcome.errorTag }), message: outcome.message })
-      }
-    case "Reason":
-      return record.status === "refused"
-        ? {
-          _tag: "Refused",
-          ...base,
-          text: texts.refused(tool.name, outcome.reason),
-          error: new ToolRefused({ tool: tool.name, reason: outcome.reason, message: `${tool.name} refused: ${outcome.reason}` })
-        }
-        : {
-          _tag: "Unknown",
-          ...base,
-          text: texts.unknown(tool.name, record.key, outcome.reason),
-          error: new ToolOutcomeUnknown({
-            runId: state.runId,
-            index: record.index,
-            tool: tool.name,
-            key: record.key,
-            message: `run ${state.runId} step ${record.index}: the outcome of ${tool.name} is unknown (${outcome.reason})`
-          })
-        }
-  }
-}
-
-/** The JSON of the stored value inside the stored `{"v":{"_tag":"Success","value":…}}` envelope. */
-const extractValueJson = (stored: string): string => {
-  try {
-    const parsed: unknown = JSON.parse(stored)
-    const value = typeof parsed === "object" && parsed !== null && "v" in parsed && typeof parsed.v === "object" && parsed.v !== null && "value" in parsed.v
-      ? parsed.v.value
-      : parsed
-    return JSON.stringify(value) ?? "null"
-  } catch {
-    return stored
-  }
-}
-
 /**
  * Calls a tool as a journaled step — claim (a committed `started` entry with the arguments' hash),
  * act with the step's idempotency key, record — and returns what the agent should hear. On resume:
@@ -606,141 +497,7 @@ export const useTool = <Args, ArgsI, A, AI, E, R>(
   args: Args,
   options?: { readonly callId?: string | undefined }
 ): Effect.Effect<ToolReply<A>, JournalError | IdempotencyConflict, R | CurrentRun> =>
-  Effect.flatMap(CurrentRun, (state) =>
-    Effect.gen(function*() {
-      const slot = yield* begin(state, tool.name, "tool")
-      const site = siteOf(state, slot, tool.name)
-      const hash = yield* argsHash(tool.parameters, args, site)
-      const Outcome = outcomeSchema(tool.success)
-      const context = (resend: boolean): Tool.ToolContext => ({ runId: state.runId, index: slot.index, idempotencyKey: slot.key, resend })
-      const callId = options?.callId
-      const withReply = (reply: ToolReply<A>): ReadonlyArray<Message> | undefined =>
-        callId === undefined
-          ? undefined
-          : [...state.conversation, { role: "tool", content: reply.text, toolCallId: callId, name: tool.name }]
-      const base = { name: tool.name, kind: "tool" as const, effect: tool.effect, argsHash: hash }
-
-      /** Records a final entry (and the tool message) in one transaction. */
-      const finish = (
-        status: Exclude<StepStatus, "started">,
-        result: string,
-        outcome: Parameters<typeof replyOf<A>>[3],
-        startedAt: number
-      ) =>
-        Effect.gen(function*() {
-          const record = entry(state, slot, { ...base, status, result, startedAt, completedAt: yield* now })
-          const reply = replyOf(tool, state, record, outcome)
-          yield* commit(state, record, withReply(reply))
-          yield* state.publish(completedEvent(state, record))
-          return reply
-        })
-
-      const act = (resend: boolean, startedAt: number) =>
-        Effect.gen(function*() {
-          // `either` catches the tool's typed failure only: a defect or an interruption leaves the
-          // claim `started` and propagates — the outcome is then unknown, never assumed.
-          const outcome = yield* executing(state, slot, tool.name, Effect.either(tool.run(args, context(resend))))
-          if (outcome._tag === "Right") {
-            const stored = { _tag: "Success" as const, value: outcome.right }
-            return yield* finish("completed", yield* encodeJson(Outcome, stored, site), stored, startedAt)
-          }
-          const error: unknown = outcome.left
-          const errorTag = typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : undefined
-          const stored = {
-            _tag: "Failure" as const,
-            ...(errorTag === undefined ? {} : { errorTag }),
-            message: redact(tool.describeFailure(outcome.left))
-          }
-          return yield* finish("completed", yield* encodeJson(Outcome, stored, site), stored, startedAt)
-        })
-
-      const withReason = (status: "refused" | "unknown", reason: string, startedAt: number) =>
-        Effect.flatMap(
-          encodeJson(Reason, { reason }, site),
-          (result) => finish(status, result, { _tag: "Reason", reason }, startedAt)
-        )
-
-      const refusal = tool.whenDegraded === "refuse" ? degradedReason(state) : Effect.succeed(Option.none<string>())
-
-      const reconcileOr = (why: string, startedAt: number) =>
-        Effect.gen(function*() {
-          const reconcile = tool.reconcile
-          if (reconcile === undefined) return yield* withReason("unknown", `${why}; no reconcile hook`, startedAt)
-          const found = yield* executing(state, slot, tool.name, Effect.either(reconcile(args, context(true))))
-          if (found._tag === "Left") {
-            return yield* withReason("unknown", `${why}; reconcile failed: ${redact(tool.describeFailure(found.left))}`, startedAt)
-          }
-          switch (found.right._tag) {
-            case "Applied": {
-              const stored = { _tag: "Success" as const, value: found.right.value }
-              return yield* finish("completed", yield* encodeJson(Outcome, stored, site), stored, startedAt)
-            }
-            case "Unknown":
-              return yield* withReason("unknown", `${why}; reconcile: ${found.right.reason}`, startedAt)
-            case "NotApplied": {
-              // Never reached the callee: making the call now is a fresh action, so the guard applies.
-              const refused = yield* refusal
-              if (Option.isSome(refused)) return yield* withReason("refused", refused.value, startedAt)
-              return yield* act(true, startedAt)
-            }
-          }
-        })
-
-      const existing = slot.existing
-      if (existing !== undefined) {
-        if (existing.argsHash !== hash) {
-          return yield* new IdempotencyConflict({
-            runId: state.runId,
-            index: slot.index,
-            tool: tool.name,
-            key: slot.key,
-            message: `run ${state.runId} step ${slot.index}: key ${slot.key} was used for ${tool.name} with different arguments; refusing to act under it`
-          })
-        }
-        switch (existing.status) {
-          case "completed": {
-            const outcome = yield* decodeJson(Outcome, existing.result, site)
-            const reply = replyOf(tool, state, existing, outcome)
-            adopt(state, withReply(reply))
-            yield* state.publish(replayedEvent(state, slot, existing))
-            return reply
-          }
-          case "refused":
-          case "unknown": {
-            const { reason } = yield* decodeJson(Reason, existing.result, site)
-            const reply = replyOf(tool, state, existing, { _tag: "Reason", reason })
-            adopt(state, withReply(reply))
-            yield* state.publish(replayedEvent(state, slot, existing))
-            return reply
-          }
-          case "started": {
-            yield* state.publish({ _tag: "StepStarted", runId: state.runId, index: slot.index, step: tool.name, kind: "tool" })
-            const startedAt = existing.startedAt
-            switch (tool.effect) {
-              case "pure":
-              case "idempotent":
-                return yield* act(true, startedAt)
-              case "keyed": {
-                const age = (yield* now) - startedAt
-                if (age < tool.keyRetentionMs) return yield* act(true, startedAt)
-                return yield* reconcileOr(`claimed ${Math.round(age / 1000)} s ago, beyond the key retention of ${Math.round(tool.keyRetentionMs / 1000)} s`, startedAt)
-              }
-              case "irreversible":
-                return yield* reconcileOr("an irreversible call was sent before the executor stopped", startedAt)
-            }
-          }
-        }
-      }
-
-      const startedAt = yield* now
-      const refused = yield* refusal
-      if (Option.isSome(refused)) return yield* withReason("refused", refused.value, startedAt)
-      yield* state.publish({ _tag: "StepStarted", runId: state.runId, index: slot.index, step: tool.name, kind: "tool" })
-      if (tool.effect !== "pure") {
-        yield* claim(state, entry(state, slot, { ...base, status: "started", startedAt, completedAt: null }))
-      }
-      return yield* act(false, startedAt)
-    }))
+  Effect.flatMap(CurrentRun, (state) => runTool(state, tool, args, options?.callId))
 
 /**
  * Like {@link useTool}, but a failure, refusal or unknown outcome fails with its typed error (for
@@ -862,7 +619,11 @@ export const make = (options: AgentOptions = {}): Effect.Effect<AgentShape, neve
     // Runs this executor is executing: a second `run` of one of them here is refused at once (the
     // store's lease would let the same owner in again).
     const active = new Set<string>()
-    const publish = (event: AgentEvent) => Effect.asVoid(PubSub.publish(hub, event))
+    const onEvent = options.onEvent
+    const publish = (event: AgentEvent) =>
+      onEvent === undefined
+        ? Effect.asVoid(PubSub.publish(hub, event))
+        : Effect.zipRight(onEvent(event), Effect.asVoid(PubSub.publish(hub, event)))
 
     const preflight = (id: string, chosen: Preflight.PreflightOptions | undefined) =>
       Effect.gen(function*() {
@@ -1004,11 +765,3 @@ export const prune = (options: {
   readonly olderThan: Duration.DurationInput
   readonly includeUnfinished?: boolean | undefined
 }): Effect.Effect<number, StoreError, Agent> => Effect.flatMap(Agent, (agent) => agent.prune(options))
-
-export type {
-  /**
-   * @since 0.1.0
-   * @category models
-   */
-  StillWorking
-} from "./Heartbeat.js"

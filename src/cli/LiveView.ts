@@ -138,7 +138,13 @@ export const start = (
       for (const line of logLines) text += `${line}\n`
       const lines = panel()
       text += `${lines.join("\n")}\n`
-      panelLines = lines.length
+      // A line wider than the terminal wraps: count the rows it really takes, or the next redraw
+      // would start in the wrong place.
+      const columns = out.columns ?? 0
+      panelLines = lines.reduce((rows, line) => {
+        const visible = line.replace(/\x1b\[[0-9;]*m/g, "").length
+        return rows + (columns > 0 ? Math.max(1, Math.ceil(visible / columns)) : 1)
+      }, 0)
       write(text)
     }
 

@@ -30,7 +30,7 @@ export const render = (summary: Summary, stream: NodeJS.WriteStream = process.st
     ...(summary.steps.total > 0
       ? [[
         "steps",
-        `${summary.steps.total} (${summary.steps.done} done, ${summary.steps.replayed} replayed, ${summary.steps.refused} refused, ${summary.steps.failed} failed)`
+        `${summary.steps.total} (${summary.steps.done} done, ${summary.steps.replayed} replayed, ${summary.steps.refused} refused, ${summary.steps.failed} failed or interrupted)`
       ] as const]
       : [])
   ]

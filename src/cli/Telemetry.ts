@@ -13,7 +13,7 @@
  *
  * Spans carry the OpenTelemetry GenAI semantic-convention attributes (`gen_ai.operation.name`,
  * `gen_ai.provider.name`, `gen_ai.request.model`, `gen_ai.response.model`, `gen_ai.usage.*`, …; see
- * {@link genAiAttributes}); prompts and answers are never recorded.
+ * `GenAi`); prompts and answers are never recorded.
  *
  * @since 0.1.0
  */
@@ -26,8 +26,6 @@ import { BatchSpanProcessor, type ReadableSpan, SimpleSpanProcessor, type SpanEx
 import type * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as fs from "node:fs"
-import type { AllRoutesFailed } from "../Errors.js"
-import type { ChainResult } from "../Fallback.js"
 import { redact } from "../internal/redact.js"
 
 /**
@@ -202,53 +200,4 @@ export const layer = (options: TelemetryOptions): Layer.Layer<never> => {
       : {}),
     shutdownTimeout: "3 seconds"
   }))
-}
-
-/**
- * GenAI semantic-convention attributes of a chain call (request side, and the response when there is
- * one). Never the prompt or the answer.
- *
- * @since 0.1.0
- * @category attributes
- */
-export const genAiAttributes = (input: {
-  readonly provider: string
-  readonly model: string
-  readonly maxTokens: number
-  readonly operation?: "chat" | "generate_content"
-}): Record<string, string | number> => ({
-  "gen_ai.operation.name": input.operation ?? "chat",
-  "gen_ai.provider.name": input.provider,
-  "gen_ai.request.model": input.model,
-  "gen_ai.request.max_tokens": input.maxTokens
-})
-
-/**
- * The attributes of a chain call's outcome.
- *
- * @since 0.1.0
- * @category attributes
- */
-export const outcomeAttributes = (
-  outcome: { readonly _tag: "Right"; readonly result: ChainResult<unknown> } | { readonly _tag: "Left"; readonly error: AllRoutesFailed }
-): Record<string, string | number | boolean | ReadonlyArray<string>> => {
-  if (outcome._tag === "Left") {
-    return {
-      "error.type": outcome.error.lastError?._tag ?? outcome.error._tag,
-      "llm.chain.stop": outcome.error.reason,
-      "llm.attempts": outcome.error.attempts.length
-    }
-  }
-  const { response } = outcome.result
-  return {
-    "gen_ai.provider.name": response.provider,
-    "gen_ai.response.model": response.model,
-    ...(response.id !== undefined ? { "gen_ai.response.id": response.id } : {}),
-    "gen_ai.response.finish_reasons": [response.finishReason],
-    "gen_ai.usage.input_tokens": outcome.result.usage.inputTokens,
-    "gen_ai.usage.output_tokens": outcome.result.usage.outputTokens,
-    "llm.route": outcome.result.route,
-    "llm.degraded": outcome.result.degraded,
-    "llm.attempts": outcome.result.attempts.length
-  }
 }

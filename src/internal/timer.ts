@@ -5,27 +5,29 @@
  * in one place.
  *
  * Why not `Effect.timeout`: it races the effect against a sleep with `raceFibersWith`, which forks two
- * fibers, schedules both on the scheduler and allocates a scope per call (≈35 µs p50 per call on the
- * bench machine, ≈12× the bare call). `Stream.timeout` / `Stream.interruptWhen` are worse: they go
+ * fibers, schedules both on the scheduler and allocates a scope per call (≈20–35 µs per call on the
+ * bench machine, ten times a bare call or more). `Stream.timeout` / `Stream.interruptWhen` are worse: they go
  * through `Channel.mergeWith`, which forks a fiber *per pull* and races two joins per element.
  *
  * What this does instead:
  *
  * - **Timers** (`arm`): under the live `Clock`, a plain `setTimeout`/`clearTimeout` (≈0.3 µs); under any
  *   other `Clock` (`TestClock`), a daemon fiber sleeping on that clock, so tests drive expiry exactly.
- * - **Effects** (`within`): the work runs on a child fiber started *synchronously* on the caller's
+ * - **Effects** (`guard`, `within`): the work runs on a child fiber started *synchronously* on the caller's
  *   stack (`Runtime.runFork` runs a fiber immediately until its first async boundary). Work that
  *   completes synchronously never arms a timer and never touches the scheduler; work that suspends
  *   (an HTTP call) arms one timer and resumes the caller once when it ends. Preemption needs the work
  *   on a fiber of its own: interrupting the caller's fiber instead would also interrupt every child
  *   the caller forked, and an interrupted fiber cannot recover to retry.
- * - **Streams** (`pump`): one producer fiber per stream pulls the upstream into a small buffer; the
+ * - **Streams** (`watchStream`, `startPump`): one producer fiber per stream pulls the upstream into a small buffer; the
  *   consumer takes chunks synchronously when any are buffered. One timer per stream, re-armed only when
  *   it fires early (events just update numbers) or when a bound moves *earlier* (content started and
  *   the idle bound became the nearest).
  *
  * Expiry interrupts the work's fiber; `@effect/platform` then aborts the HTTP request and closes its
- * socket (its `AbortController` is only aborted on that path — never on the happy path).
+ * socket (its `AbortController` is only aborted on that path — never on the happy path). FiberRef
+ * changes the work makes stay on its fiber (`Effect.timeout` would merge them back into the caller);
+ * a provider call sets none that should outlive it.
  *
  * @internal
  */
@@ -163,6 +165,11 @@ export interface Expiry<E2> {
 export interface Watch<A, E2> {
   readonly observe: (chunk: Chunk.Chunk<A>, now: number) => void
   readonly next: (now: number) => Expiry<E2> | undefined
+  /**
+   * The producer is held back by a slow consumer (its buffer is full): the upstream is not idle, the
+   * consumer is. Called when a timer fires during such a pause, before `next`.
+   */
+  readonly paused?: (now: number) => void
 }
 
 /** How many chunks a producer may run ahead of its consumer. */
@@ -186,6 +193,8 @@ export interface Pump<A, E> {
   readonly buffered: ReadonlyArray<Chunk.Chunk<A>>
   /** Whether the upstream ended (successfully or not) or was failed. */
   readonly ended: () => boolean
+  /** Whether the producer is waiting for the consumer (its buffer is full). */
+  readonly paused: () => boolean
 }
 
 /**
@@ -266,7 +275,8 @@ export const startPump = <A, E, R>(
     stop: Fiber.interrupt(producer),
     stopNow: () => producer.unsafeInterruptAsFork(timerFiberId),
     buffered: buffer,
-    ended: () => end !== undefined
+    ended: () => end !== undefined,
+    paused: () => producerWaiting !== undefined
   }
 }
 
@@ -297,6 +307,7 @@ export const watchStream = <A, E, R, E2>(
         const fire = () => {
           armedAt = Number.POSITIVE_INFINITY
           const now = clock.unsafeCurrentTimeMillis()
+          if (pump.paused()) watch.paused?.(now)
           const next = watch.next(now)
           if (next === undefined) return
           if (next.at > now) {

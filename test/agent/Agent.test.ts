@@ -114,6 +114,14 @@ describe("Misuse", () => {
       expect(Exit.isFailure(exit) && Exit.causeOption(exit).pipe(Option.map(String), Option.getOrElse(() => ""))).toContain(
         "steps must run one at a time"
       )
+      const concurrent = Effect.all(
+        [Agent.step("a", Schema.Number, Effect.as(Effect.yieldNow(), 1)), Agent.step("b", Schema.Number, Effect.as(Effect.yieldNow(), 2))],
+        { concurrency: 2 }
+      )
+      const exit2 = yield* Effect.exit(Agent.run("concurrent", concurrent))
+      expect(Exit.isFailure(exit2) && Exit.causeOption(exit2).pipe(Option.map(String), Option.getOrElse(() => ""))).toContain(
+        "steps must run one at a time"
+      )
     }).pipe(Effect.provide(env())))
 })
 

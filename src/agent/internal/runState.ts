@@ -11,11 +11,11 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Fallback from "../../Fallback.js"
 import type { Message } from "../../Provider.js"
-import { LeaseLost, StepMismatch, StoreError } from "../AgentError.js"
+import { type LeaseLost, StepMismatch, type StoreError } from "../AgentError.js"
 import type { CheckpointStoreShape, Lease, StepKind, StepRecord, StepStatus } from "../CheckpointStore.js"
 import * as Heartbeat from "../Heartbeat.js"
 import type { HealthChecks } from "../Preflight.js"
-import { stepKey } from "./codec.js"
+import { type StepSite, stepKey } from "./codec.js"
 
 /** Where model calls go: the client in context, or (after a degraded pre-flight) the fallback chain. */
 export type RouteMode =
@@ -77,30 +77,44 @@ export interface Slot {
 }
 
 /**
- * Takes the next index. Fails with `StepMismatch` when the journal holds a different step there (the
- * program changed, or branched on something that is not a step result).
+ * Takes the next index for the duration of `use` (one step at a time: a step started inside or
+ * alongside another would be numbered by scheduling order, not program order — a defect). Fails
+ * with `StepMismatch` when the journal holds a different step there (the program changed, or
+ * branched on something that is not a step result).
  */
-export const begin = (state: RunState, name: string, kind: StepKind): Effect.Effect<Slot, StepMismatch> =>
-  Effect.suspend(() => {
-    if (state.busy) {
-      // A step inside a step (or two at once) would number steps by scheduling order, not program order.
-      return Effect.dieMessage(`Agent: step "${name}" started while another step of run ${state.runId} is running; steps must run one at a time`)
-    }
-    const index = state.next++
-    const existing = state.journal.get(index)
-    if (existing !== undefined && (existing.name !== name || existing.kind !== kind)) {
-      return Effect.fail(new StepMismatch({
-        runId: state.runId,
-        index,
-        journaled: `${existing.kind} ${existing.name}`,
-        requested: `${kind} ${name}`,
-        message: `run ${state.runId} step ${index}: the journal holds ${existing.kind} "${existing.name}" but the program asked for ${kind} "${name}" (steps must be called in the same order on every execution)`
-      }))
-    }
-    return Effect.succeed({ index, key: stepKey(state.runId, index, name), existing })
-  })
+export const withSlot = <A, E, R>(
+  state: RunState,
+  name: string,
+  kind: StepKind,
+  use: (slot: Slot) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | StepMismatch, R> =>
+  Effect.acquireUseRelease(
+    Effect.suspend((): Effect.Effect<Slot, StepMismatch> => {
+      if (state.busy) {
+        return Effect.dieMessage(`Agent: step "${name}" started while another step of run ${state.runId} is running; steps must run one at a time`)
+      }
+      const index = state.next++
+      const existing = state.journal.get(index)
+      if (existing !== undefined && (existing.name !== name || existing.kind !== kind)) {
+        return Effect.fail(new StepMismatch({
+          runId: state.runId,
+          index,
+          journaled: `${existing.kind} ${existing.name}`,
+          requested: `${kind} ${name}`,
+          message: `run ${state.runId} step ${index}: the journal holds ${existing.kind} "${existing.name}" but the program asked for ${kind} "${name}" (steps must be called in the same order on every execution)`
+        }))
+      }
+      state.busy = true
+      return Effect.succeed({ index, key: stepKey(state.runId, index, name), existing })
+    }),
+    use,
+    () =>
+      Effect.sync(() => {
+        state.busy = false
+      })
+  )
 
-/** Marks the run busy while `effect` executes a step (heartbeats included). */
+/** Runs a step's own work, with "still working" heartbeats when it takes long. */
 export const executing = <A, E, R>(
   state: RunState,
   slot: Slot,
@@ -108,22 +122,12 @@ export const executing = <A, E, R>(
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> => {
   const heartbeatMs = state.heartbeatMs
-  const body = heartbeatMs === undefined
+  return heartbeatMs === undefined
     ? effect
     : Heartbeat.during(effect, {
       interval: heartbeatMs,
       onBeat: (elapsedMs) => state.publish({ _tag: "StillWorking", runId: state.runId, index: slot.index, step: name, elapsedMs })
     })
-  return Effect.acquireUseRelease(
-    Effect.sync(() => {
-      state.busy = true
-    }),
-    () => body,
-    () =>
-      Effect.sync(() => {
-        state.busy = false
-      })
-  )
 }
 
 /**
@@ -184,4 +188,26 @@ export const entry = (
   result: fields.result ?? null,
   startedAt: fields.startedAt,
   completedAt: fields.completedAt
+})
+
+/** Where a step sits, for codec errors. */
+export const siteOf = (state: RunState, slot: Slot, name: string): StepSite => ({ runId: state.runId, index: slot.index, step: name })
+
+export const replayedEvent = (state: RunState, slot: Slot, record: StepRecord): JournalEvent => ({
+  _tag: "StepReplayed",
+  runId: state.runId,
+  index: slot.index,
+  step: record.name,
+  kind: record.kind,
+  status: record.status
+})
+
+export const completedEvent = (state: RunState, record: StepRecord): JournalEvent => ({
+  _tag: "StepCompleted",
+  runId: state.runId,
+  index: record.index,
+  step: record.name,
+  kind: record.kind,
+  status: record.status,
+  durationMs: (record.completedAt ?? record.startedAt) - record.startedAt
 })

@@ -29,6 +29,7 @@ import * as Policy from "../../Policy.js"
 import * as Transport from "../../Transport.js"
 import { CommandFailed, UsageError } from "../CliError.js"
 import * as ConfigFile from "../ConfigFile.js"
+import * as GenAi from "../GenAi.js"
 import * as JsonSchema from "../JsonSchema.js"
 import * as Routes from "../Routes.js"
 import {
@@ -169,34 +170,23 @@ const run = (flags: CallFlags) =>
         maxTokens: flags.maxTokens,
         ...(Option.isSome(flags.system) ? { system: flags.system.value } : {})
       }
+      const call: Effect.Effect<Fallback.ChainResult<unknown>, AllRoutesFailed> = flags.stream
+        ? chain.stream(request).pipe(
+          Stream.runFoldEffect(undefined as Fallback.ChainResult<string> | undefined, (done, event) => {
+            if (event._tag === "TextDelta") return Effect.as(flags.json ? Effect.void : writeOut(event.text), done)
+            if (event._tag === "Restarted") {
+              return Effect.as(flags.json ? Effect.void : writeErr(`\n[${event.from} failed after partial output (${event.error._tag}); restarting on ${event.to}]\n`), done)
+            }
+            if (event._tag === "Completed") return Effect.succeed(event.result)
+            return Effect.succeed(done)
+          }),
+          Effect.flatMap((result) => result === undefined ? Effect.dieMessage("the chain stream ended without Completed") : Effect.succeed(result))
+        )
+        : Option.isSome(schema)
+        ? chain.generateObject(schema.value, request)
+        : chain.generate(request)
       const outcome = yield* Effect.either(
-        flags.stream
-          ? chain.stream(request).pipe(
-            Stream.runFoldEffect(undefined as Fallback.ChainResult<string> | undefined, (done, event) => {
-              if (event._tag === "TextDelta") return Effect.as(flags.json ? Effect.void : writeOut(event.text), done)
-              if (event._tag === "Restarted") {
-                return Effect.as(flags.json ? Effect.void : writeErr(`\n[${event.from} failed after partial output (${event.error._tag}); restarting on ${event.to}]\n`), done)
-              }
-              if (event._tag === "Completed") return Effect.succeed(event.result)
-              return Effect.succeed(done)
-            }),
-            Effect.flatMap((result) => result === undefined ? Effect.dieMessage("the chain stream ended without Completed") : Effect.succeed(result))
-          )
-          : Option.isSome(schema)
-          ? chain.generateObject(schema.value, request)
-          : chain.generate(request)
-      ).pipe(
-        Effect.withSpan("llm.call", {
-          kind: "client",
-          attributes: {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": specs[0]!.provider,
-            "gen_ai.request.model": specs[0]!.model,
-            "gen_ai.request.max_tokens": flags.maxTokens,
-            "llm.routes": specs.map((s) => s.name).join(","),
-            "llm.stream": flags.stream
-          }
-        })
+        GenAi.withChatSpan({ provider: specs[0]!.provider, model: specs[0]!.model, maxTokens: flags.maxTokens }, call)
       )
       if (outcome._tag === "Right") {
         const result = outcome.right

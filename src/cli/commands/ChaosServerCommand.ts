@@ -8,8 +8,6 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as ChaosServer from "../../testing/ChaosServer.js"
-import * as Scenario from "../../testing/Scenario.js"
 import { CommandFailed, ConfigFileError, UsageError } from "../CliError.js"
 import { stylesFor, writeOut } from "../Shared.js"
 
@@ -24,6 +22,10 @@ const run = (flags: Command.Command.ParseConfig<typeof options>) =>
     if (!Number.isInteger(flags.port) || flags.port < 0 || flags.port > 65_535) {
       return yield* new UsageError({ message: `--port must be between 0 and 65535, got ${flags.port}` })
     }
+    // Loaded on use, so the other commands do not pay for the HTTP server at startup.
+    const [ChaosServer, Scenario] = yield* Effect.promise(() =>
+      Promise.all([import("../../testing/ChaosServer.js"), import("../../testing/Scenario.js")])
+    )
     const scenario = yield* Option.match(flags.scenario, {
       onNone: () => Effect.succeed(Scenario.empty),
       onSome: (path) =>

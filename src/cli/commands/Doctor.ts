@@ -140,7 +140,13 @@ export const statusCheck = (url: string | false | undefined, timeoutMs: number):
     const client = yield* HttpClient.HttpClient
     const response = yield* client.execute(HttpClientRequest.get(url).pipe(HttpClientRequest.acceptJson))
     if (response.status !== 200) return unknown(`answered HTTP ${response.status}`)
-    const body = yield* response.json
+    const text = yield* response.text
+    let body: unknown
+    try {
+      body = JSON.parse(text)
+    } catch {
+      return unknown("did not answer statuspage.io JSON (not JSON)")
+    }
     const status = typeof body === "object" && body !== null && "status" in body ? (body as { readonly status: unknown }).status : undefined
     const indicator = typeof status === "object" && status !== null && "indicator" in status ? (status as { readonly indicator: unknown }).indicator : undefined
     const description = typeof status === "object" && status !== null && "description" in status

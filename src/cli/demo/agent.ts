@@ -26,10 +26,12 @@ import * as Agent from "../../agent/Agent.js"
 import type * as CheckpointStore from "../../agent/CheckpointStore.js"
 import * as Tool from "../../agent/Tool.js"
 import * as DegradedMode from "../../DegradedMode.js"
+import type { AllRoutesFailed } from "../../Errors.js"
 import * as Fallback from "../../Fallback.js"
 import { LlmClient } from "../../LlmClient.js"
 import * as Policy from "../../Policy.js"
 import type { Recorder } from "../../Report.js"
+import * as GenAi from "../GenAi.js"
 import { crashStep } from "./scenario.js"
 
 // ---------------------------------------------------------------------------------------------------
@@ -181,13 +183,17 @@ export interface AgentDemoOptions<StoreE> {
 }
 
 /** The chain as an `LlmClient` whose every call is recorded under the current step's name. */
-const recordedClient = (recorder: Recorder, chain: Fallback.Chain): Fallback.Chain => ({
-  generate: (request) => Effect.flatMap(FiberRef.get(currentStep), (step) => recorder.call(step, chain.generate(request), { step })),
-  generateObject: (schema, request, options) =>
-    Effect.flatMap(FiberRef.get(currentStep), (step) => recorder.call(step, chain.generateObject(schema, request, options), { step })),
-  stream: (request, options) =>
-    Stream.unwrap(Effect.map(FiberRef.get(currentStep), (step) => recorder.callStream(step, chain.stream(request, options), { step })))
-})
+const recordedClient = (recorder: Recorder, chain: Fallback.Chain, primary: Fallback.Route): Fallback.Chain => {
+  const span = <A>(step: string, maxTokens: number, effect: Effect.Effect<Fallback.ChainResult<A>, AllRoutesFailed>) =>
+    GenAi.withChatSpan({ provider: primary.provider.name, model: primary.model, maxTokens, label: step }, recorder.call(step, effect, { step }))
+  return {
+    generate: (request) => Effect.flatMap(FiberRef.get(currentStep), (step) => span(step, request.maxTokens, chain.generate(request))),
+    generateObject: (schema, request, options) =>
+      Effect.flatMap(FiberRef.get(currentStep), (step) => span(step, request.maxTokens, chain.generateObject(schema, request, options))),
+    stream: (request, options) =>
+      Stream.unwrap(Effect.map(FiberRef.get(currentStep), (step) => recorder.callStream(step, chain.stream(request, options), { step })))
+  }
+}
 
 /** One "process": its own services, the agent's events mirrored into the recorder. */
 const processLayer = <StoreE>(options: AgentDemoOptions<StoreE>) => {
@@ -195,7 +201,7 @@ const processLayer = <StoreE>(options: AgentDemoOptions<StoreE>) => {
     LlmClient,
     Effect.map(
       Fallback.make({ routes: options.routes, repairAttempts: 1, deadline: "30 seconds", onPartialOutputFailure: "restart" }),
-      (chain) => recordedClient(options.recorder, chain)
+      (chain) => recordedClient(options.recorder, chain, options.routes[0]!)
     )
   )
   const agent = Agent.layer({
@@ -242,8 +248,12 @@ const mirror = (recorder: Recorder, crashed: Deferred.Deferred<void>) =>
       }
     }))
     const degraded = yield* DegradedMode.DegradedMode
-    yield* Effect.forkScoped(Stream.runForEach(Stream.drop(degraded.changes, 1), (state) =>
-      recorder.note("degraded", state.degraded ? `DEGRADED: ${state.reason ?? "answers from a fallback route"}` : `healthy again: served by ${state.route ?? "the primary"}`)))
+    // Only flips are news (the flag also changes when the serving route does).
+    yield* Effect.forkScoped(Stream.runForEach(
+      Stream.changesWith(degraded.changes, (a, b) => a.degraded === b.degraded).pipe(Stream.drop(1)),
+      (state) =>
+        recorder.note("degraded", state.degraded ? `DEGRADED: ${state.reason ?? "answers from a fallback route"}` : `healthy again: served by ${state.route ?? "the primary"}`)
+    ))
     yield* recorder.followBreakers
   })
 
@@ -269,11 +279,13 @@ export const runResearchAgent = <StoreE>(options: AgentDemoOptions<StoreE>) =>
         )
         if (winner === "crash") {
           yield* Fiber.interrupt(run)
+          yield* recorder.stepOutcome({ name: crashStep, status: "interrupted", detail: "the process died mid-call" })
           yield* recorder.note("crash", `the process died during "${crashStep}" (simulated: run interrupted, every in-memory service dropped)`)
         }
       }).pipe(Effect.provide(processLayer(options))))
     }
     return yield* Effect.scoped(Effect.gen(function*() {
+      if (options.crash !== false) yield* recorder.resetBreakers("process restarted: new breakers start closed")
       const never = yield* Deferred.make<void>()
       yield* mirror(recorder, never)
       const result = yield* Agent.run(options.runId, program(posted))
