@@ -21,6 +21,8 @@ import { performance } from "node:perf_hooks"
 import * as Agent from "../src/agent/Agent.js"
 import type { StoreError } from "../src/agent/AgentError.js"
 import * as CheckpointStore from "../src/agent/CheckpointStore.js"
+import * as PgCheckpointStore from "../src/agent/PgCheckpointStore.js"
+import * as SqliteCheckpointStore from "../src/agent/SqliteCheckpointStore.js"
 import * as Tool from "../src/agent/Tool.js"
 import { banner, fmt, median, percentile, quick, table, writeResults } from "./lib/report.js"
 
@@ -110,7 +112,7 @@ const bench = (
   }).pipe(Effect.provide(Agent.layer({ heartbeatInterval: false }).pipe(Layer.provideMerge(layer))))
 
 const postgresLayer = () =>
-  CheckpointStore.layerPostgres({
+  PgCheckpointStore.layer({
     host: process.env["PGHOST"] ?? "127.0.0.1",
     port: Number(process.env["PGPORT"] ?? 5432),
     database: "test",
@@ -134,8 +136,8 @@ const main = Effect.gen(function*() {
     "The machine was shared with other jobs while this ran (see loadAverage): figures are provisional."
   ]
   rows.push(...yield* bench("memory", CheckpointStore.layerMemory, STEPS))
-  rows.push(...yield* bench("sqlite (FULL, exclusive)", CheckpointStore.layerSqlite({ filename: path.join(dir, "exclusive.db") }), STEPS))
-  rows.push(...yield* bench("sqlite (FULL, shared locking)", CheckpointStore.layerSqlite({ filename: path.join(dir, "shared.db"), exclusive: false }), STEPS))
+  rows.push(...yield* bench("sqlite (FULL, exclusive)", SqliteCheckpointStore.layer({ filename: path.join(dir, "exclusive.db") }), STEPS))
+  rows.push(...yield* bench("sqlite (FULL, shared locking)", SqliteCheckpointStore.layer({ filename: path.join(dir, "shared.db"), exclusive: false }), STEPS))
   const pg = yield* Effect.either(bench("postgres", postgresLayer(), PG_STEPS))
   if (pg._tag === "Right") {
     rows.push(...pg.right)

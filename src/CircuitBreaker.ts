@@ -39,11 +39,11 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
-import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { CircuitOpen, isProviderHealthFailure, type RouteError, routeErrorTags } from "./Errors.js"
@@ -67,7 +67,11 @@ export interface CircuitBreakerOptions {
   readonly window?: Duration.DurationInput | undefined
   /** How long the breaker stays open the first time. Default 5 seconds. */
   readonly openDuration?: Duration.DurationInput | undefined
-  /** Each consecutive re-open lasts this many times longer. Default 2 (1 = constant). */
+  /**
+   * Each consecutive re-open lasts this many times longer (up to `maxOpenDuration`). Default 1 (constant):
+   * LLM providers answer a healthy share of probes with transient 529s, so a growing open period keeps a
+   * recovered provider dark long after its outage (measured in bench:herd and bench:chaos).
+   */
   readonly backoffFactor?: number | undefined
   /** The longest an open period lasts. Default 60 seconds. */
   readonly maxOpenDuration?: Duration.DurationInput | undefined
@@ -98,7 +102,7 @@ export const defaults = {
   minimumThroughput: 20,
   windowMs: 30_000,
   openDurationMs: 5_000,
-  backoffFactor: 2,
+  backoffFactor: 1,
   maxOpenDurationMs: 60_000,
   honourRetryAfter: true,
   halfOpenProbes: 1,
@@ -209,6 +213,13 @@ export interface CircuitBreaker {
   /** The current state (an expired open period reads as `half-open`). */
   readonly state: Effect.Effect<BreakerState>
   readonly stats: Effect.Effect<BreakerStats>
+  /**
+   * Runs a synthetic health check outside user traffic. While the breaker is open or half-open, a
+   * success closes it at once (the provider answered; no need to wait out the open period) and a
+   * counted failure in half-open re-opens it; in any other state the outcome changes nothing. Returns
+   * whether the check succeeded.
+   */
+  readonly probe: <A, E, R>(check: Effect.Effect<A, E, R>) => Effect.Effect<boolean, never, R>
   /** Opens the breaker until {@link reset}. */
   readonly isolate: Effect.Effect<void>
   /** Closes the breaker and forgets its history of failures. */
@@ -427,8 +438,11 @@ const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.Pub
   }
 
   const acquire = (site: Site): Effect.Effect<Permit, CircuitOpen> =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const event = refresh(now)
+    Effect.flatMap(Effect.zip(Clock.currentTimeMillis, FiberRef.get(currentPanic)), ([now, panic]) => {
+      // In panic (every alternative is open too), an open period ends early: the call becomes a
+      // half-open probe instead of a rejection, so a chain never fails without asking anyone.
+      const event = refresh(now) ??
+        (panic && state === "open" ? transition(now, "half-open", "panic: every route's breaker is open") : undefined)
       let outcome: Permit | CircuitOpen
       if (state === "closed") outcome = permitFor(generation, false)
       else if (state === "half-open" && probesInFlight < o.probes) {
@@ -490,12 +504,28 @@ const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.Pub
     return Effect.as(announce(event), snapshot)
   })
 
+  const probe = <A, E, R>(check: Effect.Effect<A, E, R>): Effect.Effect<boolean, never, R> =>
+    Effect.flatMap(Effect.exit(check), (exit) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const verdict = verdictOf(exit)
+        const ok = Exit.isSuccess(exit)
+        if (verdict === undefined || (state !== "open" && state !== "half-open")) return Effect.succeed(ok)
+        let event: BreakerEvent | undefined
+        if (!verdict.failed) {
+          reopenings = 0
+          clearWindow()
+          event = transition(now, "closed", "health probe succeeded")
+        } else if (state === "half-open") event = open(now, "health probe failed", verdict.error)
+        return Effect.as(announce(event), ok)
+      }))
+
   return {
     key,
     acquire,
     execute,
     unsafeTryAdmit,
     unsafeReport,
+    probe,
     state: Effect.map(stats, (s) => s.state),
     stats,
     isolate: Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -521,9 +551,9 @@ export const make = (key: string, options: CircuitBreakerOptions = {}): Effect.E
   Effect.map(PubSub.unbounded<BreakerEvent>(), (hub) => unsafeMake(key, options, hub))
 
 /**
- * Runs `probe` every `interval` while the breaker is open (not while isolated), in the current scope:
- * a probe that succeeds counts as a half-open success — enough of them close the breaker without a
- * user's request being spent on finding out; one that fails starts a new, longer open period.
+ * Runs `probe` every `interval` while the breaker is open or half-open (not while isolated), in the
+ * current scope, through {@link CircuitBreaker.probe}: a success closes the breaker before its open
+ * period ends, without a user's request being spent on finding out.
  *
  * @since 0.1.0
  * @category constructors
@@ -533,14 +563,21 @@ export const withHealthProbe = <E, R>(
   probe: Effect.Effect<unknown, E, R>,
   interval: Duration.DurationInput
 ): Effect.Effect<void, never, R | Scope.Scope> => {
-  const site: Site = { provider: "*", model: "*", route: breaker.key, attempt: 0 }
-  const tick = Effect.flatMap(breaker.stats, (stats) => {
-    if (stats.state !== "open" && stats.state !== "half-open") return Effect.void
-    // Jump the queue: a probe is allowed as soon as the breaker would let one through.
-    return Effect.ignore(breaker.execute(probe, site))
-  })
-  return Effect.asVoid(Effect.forkScoped(Effect.repeat(tick, Schedule.spaced(interval))))
+  const tick = Effect.flatMap(breaker.state, (state) =>
+    state === "open" || state === "half-open" ? Effect.asVoid(breaker.probe(probe)) : Effect.void)
+  return Effect.asVoid(Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(interval), tick))))
 }
+
+/**
+ * Panic mode for the current fiber: an open breaker admits the call as a half-open probe instead of
+ * rejecting it. The fallback chain sets it for one last pass when every route it tried was refused by
+ * its breaker — with every alternative believed down, failing fast protects nothing (Envoy's panic
+ * threshold follows the same reasoning).
+ *
+ * @since 0.1.0
+ * @category fiber refs
+ */
+export const currentPanic: FiberRef.FiberRef<boolean> = FiberRef.unsafeMake(false)
 
 /**
  * The registry: one breaker per key (`route/model` in `Policy`), shared by every caller of that key,

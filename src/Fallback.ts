@@ -28,6 +28,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as Deadline from "./Deadline.js"
 import * as DegradedMode from "./DegradedMode.js"
 import {
@@ -111,6 +112,14 @@ export interface FallbackOptions {
    * characters/4 + framing estimate (docs/fallback.md); plug a tokenizer in here for exact counts.
    */
   readonly estimateTokens?: ((request: GenerateRequest) => number) | undefined
+  /**
+   * When every route that was tried refused at its open breaker (no provider was asked), make one more
+   * pass in panic mode, where each open breaker admits the call as a half-open probe
+   * (`CircuitBreaker.currentPanic`). Failing every caller fast while all providers are believed down
+   * protects nobody, and the pass doubles as the probe that finds the first route to recover.
+   * `generate` / `generateObject` only. Default true.
+   */
+  readonly panicWhenAllOpen?: boolean | undefined
 }
 
 /**
@@ -459,6 +468,16 @@ interface Call {
   readonly fail: (reason: AllRoutesFailed["reason"], summary: string) => AllRoutesFailed
 }
 
+/** Every route that was tried refused at its breaker: no provider has been asked anything. */
+const onlyBreakerRefusals = (records: ReadonlyArray<AttemptRecord>): boolean => {
+  let refused = false
+  for (const record of records) {
+    if (record.outcome === "CircuitOpen") refused = true
+    else if (record.outcome !== "Skipped") return false
+  }
+  return refused
+}
+
 /** The failure when the chain ran out of routes. */
 const endOfChain = (call: Call): AllRoutesFailed =>
   call.lastError === undefined
@@ -482,6 +501,7 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
     // Load spread over the first position (several keys of the primary model) is not degradation.
     const primaries = new Set(positions(options.routes)[0]!.map((route) => route.name))
     const repairAttempts = Math.max(0, options.repairAttempts ?? 0)
+    const panicWhenAllOpen = options.panicWhenAllOpen ?? true
     const deadline = millisOf(options.deadline)
     const estimate = options.estimateTokens ?? estimatePromptTokens
     const wrapped = new Map<string, ProviderShape>()
@@ -612,7 +632,7 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
       repairable: boolean
     ): Effect.Effect<ChainResult<A>, AllRoutesFailed> =>
       Effect.flatMap(startCall, (call) => {
-        const body = Effect.gen(function*() {
+        const pass = Effect.gen(function*() {
           const routes = yield* orderRoutes(options.routes)
           let minContextWindow = 0
           for (const route of routes) {
@@ -650,6 +670,13 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
           }
           return yield* Effect.fail(endOfChain(call))
         })
+        const body = panicWhenAllOpen
+          ? Effect.catchIf(
+            pass,
+            (error) => error.reason === "exhausted" && onlyBreakerRefusals(call.log.records),
+            () => Effect.locally(pass, CircuitBreaker.currentPanic, true)
+          )
+          : pass
         const bounded = deadline === undefined
           ? body
           : Effect.mapError(Deadline.withDeadline(body, deadline, { provider: "*", model: "*", route: "*" }), onDeadline(call))

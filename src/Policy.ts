@@ -42,7 +42,6 @@ import * as Layer from "effect/Layer"
 import type * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import type * as Tracer from "effect/Tracer"
 import { type CircuitBreaker, type CircuitBreakerOptions, CircuitBreakers } from "./CircuitBreaker.js"
 import * as CircuitBreakerModule from "./CircuitBreaker.js"
 import * as Deadline from "./Deadline.js"
@@ -62,6 +61,7 @@ import * as RateLimiterModule from "./RateLimiter.js"
 import * as Retry from "./Retry.js"
 import * as RetryBudget from "./RetryBudget.js"
 import * as Timeouts from "./Timeouts.js"
+import { spansOn } from "./internal/tracing.js"
 
 /**
  * The policy options: each strategy's own options, or `false` to switch it off.
@@ -110,7 +110,7 @@ export {
   /**
    * The default policy: retry (3 attempts, full jitter, Retry-After honoured up to 60 s), retry budget
    * (20% + 10/s), timeouts (headers 30 s, first token 120 s, idle 60 s, attempt 10 min), circuit
-   * breaker (5 consecutive or 50% of ≥ 20 in 30 s, open 5 s doubling to 60 s), no rate limiter, no
+   * breaker (5 consecutive or 50% of ≥ 20 in 30 s, open 5 s, one half-open probe), no rate limiter, no
    * hedging, no deadline.
    *
    * @since 0.1.0
@@ -138,13 +138,6 @@ export const layerState: Layer.Layer<PolicyState> = Layer.mergeAll(
   RateLimiterModule.layer,
   RetryBudget.layer
 )
-
-/** Effect's built-in tracer, which records spans but exports nothing. */
-const nativeTracer = Effect.runSync(Effect.tracer)
-
-/** Whether spans are worth creating under `tracer` (a span costs microseconds even when unexported). */
-const spansOn = (tracing: PolicyOptions["tracing"], tracer: Tracer.Tracer): boolean =>
-  tracing === "always" || (tracing !== "never" && tracer !== nativeTracer)
 
 /**
  * Decides whether a transport-successful response is acceptable (the fallback chain's output gate).

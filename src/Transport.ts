@@ -10,11 +10,12 @@
  *
  * @since 0.1.0
  */
-import type * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Undici from "@effect/platform-node/Undici"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { spansOn } from "./internal/tracing.js"
 
 /**
  * Transport options. Defaults are listed in docs/providers.md.
@@ -29,6 +30,12 @@ export interface TransportOptions {
   readonly connectTimeoutMs?: number | undefined
   /** How long an idle keep-alive socket is kept, in milliseconds. Default 30 000. */
   readonly keepAliveTimeoutMs?: number | undefined
+  /**
+   * The platform's per-request `http.client` span (and its `traceparent` header): `auto` (default)
+   * creates it only when a real tracer is installed (e.g. `@effect/opentelemetry`) — an unexported span
+   * still costs a noticeable share of a request's CPU time (bench:throughput); `always` / `never`.
+   */
+  readonly tracing?: "auto" | "always" | "never" | undefined
 }
 
 /**
@@ -37,7 +44,7 @@ export interface TransportOptions {
  * @since 0.1.0
  * @category constants
  */
-export const defaults = { connections: 64, connectTimeoutMs: 10_000, keepAliveTimeoutMs: 30_000 } as const
+export const defaults = { connections: 64, connectTimeoutMs: 10_000, keepAliveTimeoutMs: 30_000, tracing: "auto" } as const
 
 /**
  * A scoped undici dispatcher with these options (closed with its scope).
@@ -63,7 +70,20 @@ export const makeDispatcher = (options: TransportOptions = {}) =>
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: TransportOptions = {}): Layer.Layer<HttpClient.HttpClient> =>
-  NodeHttpClient.layerUndiciWithoutDispatcher.pipe(
+export const layer = (options: TransportOptions = {}): Layer.Layer<HttpClient.HttpClient> => {
+  const base = NodeHttpClient.layerUndiciWithoutDispatcher.pipe(
     Layer.provide(Layer.scoped(NodeHttpClient.Dispatcher, makeDispatcher(options)))
   )
+  const tracing = options.tracing ?? defaults.tracing
+  if (tracing === "always") return base
+  return Layer.effect(
+    HttpClient.HttpClient,
+    Effect.map(HttpClient.HttpClient, (client) =>
+      HttpClient.transform(client, (effect) =>
+        Effect.tracerWith((tracer) =>
+          spansOn(tracing, tracer) ? effect : Effect.locally(effect, HttpClient.currentTracerDisabledWhen, disabled)
+        )))
+  ).pipe(Layer.provide(base))
+}
+
+const disabled = () => true

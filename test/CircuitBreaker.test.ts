@@ -176,7 +176,7 @@ describe("CircuitBreaker — state machine", () => {
 })
 
 describe("CircuitBreaker — health probe", () => {
-  it.effect("a background probe closes an open breaker without a user's request", () =>
+  it.effect("a background probe closes an open breaker before its open period ends, without a user's request", () =>
     Effect.gen(function*() {
       const breakers = yield* CircuitBreaker.CircuitBreakers
       let healthy = false
@@ -187,20 +187,43 @@ describe("CircuitBreaker — health probe", () => {
       })
       const breaker = yield* breakers.get("r/m", {
         consecutiveFailures: 1,
-        openDuration: "5 seconds",
-        backoffFactor: 1,
+        openDuration: "1 minute",
         healthProbe: { interval: "1 second" }
       }, probe)
       yield* callThrough(breaker, Mock.make({ otherwise: Mock.fail(Mock.errors.serverError()) }))
-      expect(yield* breaker.state).toBe("open")
-      yield* TestClock.adjust("5 seconds")
-      // The probe found the provider still down and re-opened the breaker.
-      expect(yield* breaker.state).toBe("open")
-      healthy = true
-      yield* TestClock.adjust("5 seconds")
-      expect(yield* breaker.state).toBe("closed")
+      yield* TestClock.adjust("2 seconds")
+      // Two probes found the provider still down: the breaker stays open, its period unchanged.
       expect(probes).toBe(2)
+      expect(yield* breaker.stats).toMatchObject({ state: "open", openUntil: 60_000 })
+      healthy = true
+      yield* TestClock.adjust("1 second")
+      expect(probes).toBe(3)
+      expect(yield* breaker.state).toBe("closed")
+      const history = yield* breaker.history
+      expect(history.at(-1)).toMatchObject({ to: "closed", at: 3_000, reason: "health probe succeeded" })
+      // Closed: the probe stops running.
+      yield* TestClock.adjust("5 seconds")
+      expect(probes).toBe(3)
     }).pipe(Effect.provide(CircuitBreaker.layer)))
+})
+
+describe("CircuitBreaker — panic", () => {
+  it.effect("in panic an open breaker admits one call as a half-open probe; outside panic it refuses", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make("r/m", { consecutiveFailures: 1, openDuration: "1 minute" })
+      yield* callThrough(breaker, Mock.make({ otherwise: Mock.fail(Mock.errors.serverError()) }))
+      const healthy = Mock.make()
+      expect(yield* callThrough(breaker, healthy)).toBe("CircuitOpen")
+      expect(healthy.calls.length).toBe(0)
+      expect(yield* Effect.locally(callThrough(breaker, healthy), CircuitBreaker.currentPanic, true)).toBe("success")
+      expect(healthy.calls.length).toBe(1)
+      expect(yield* breaker.state).toBe("closed")
+      expect((yield* breaker.history).map((e) => e.reason)).toEqual([
+        "1 consecutive failures",
+        "panic: every route's breaker is open",
+        "probes succeeded"
+      ])
+    }))
 })
 
 describe("CircuitBreaker — inside Policy", () => {

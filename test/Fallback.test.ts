@@ -241,6 +241,45 @@ describe("Fallback — action routing details", () => {
       expect(secondary.calls[0]!.at).toBe(0)
     }).pipe(Effect.provide(State)))
 
+  it.effect("when every route's breaker is open, one panic pass probes them instead of failing without asking anyone", () =>
+    Effect.gen(function*() {
+      const breaker = { consecutiveFailures: 1, openDuration: "1 minute" } as const
+      const primary = Mock.make({ script: [Mock.fail(Mock.errors.serverError(500))], otherwise: Mock.succeed("primary is back") })
+      const secondary = Mock.make({ script: [Mock.fail(Mock.errors.overloaded())], otherwise: Mock.succeed("secondary is back") })
+      const routes = [
+        route("primary", primary, { policy: { retry: { maxAttempts: 1 }, breaker } }),
+        route("secondary", secondary, { policy: { retry: { maxAttempts: 1 }, breaker } })
+      ]
+      const chain = yield* Fallback.make({ routes })
+      // Both routes fail once: both breakers open.
+      const outage = yield* Effect.flip(chain.generate(request))
+      expect(outage.attempts.map((a) => a.outcome)).toEqual(["ServerError", "Overloaded"])
+
+      // Both refuse at their breaker; the panic pass asks the primary, which has recovered.
+      const recovered = yield* chain.generate(request)
+      expect(recovered.value).toBe("primary is back")
+      expect(recovered.attempts.map((a) => [a.route, a.outcome])).toEqual([
+        ["primary", "CircuitOpen"],
+        ["secondary", "CircuitOpen"],
+        ["primary", "success"]
+      ])
+      expect(secondary.calls.length).toBe(1)
+      // The panic probe's success closed the primary's breaker: the next call goes straight there.
+      const next = yield* chain.generate(request)
+      expect(next.attempts.map((a) => a.outcome)).toEqual(["success"])
+
+      // Opt out: a chain that fails fast when every breaker is open.
+      const strict = yield* Fallback.make({
+        routes: [
+          route("p2", Mock.make({ otherwise: Mock.fail(Mock.errors.serverError(500)) }), { policy: { retry: { maxAttempts: 1 }, breaker } })
+        ],
+        panicWhenAllOpen: false
+      })
+      yield* Effect.flip(strict.generate(request))
+      const refused = yield* Effect.flip(strict.generate(request))
+      expect(refused.attempts.map((a) => a.outcome)).toEqual(["CircuitOpen"])
+    }).pipe(Effect.provide(Layer.fresh(State))))
+
   it.effect("a route whose breaker is open is skipped without a provider call, and shows in the history", () =>
     Effect.gen(function*() {
       const primary = Mock.make({ otherwise: Mock.fail(Mock.errors.serverError(500)) })

@@ -4,30 +4,28 @@
  * one service:
  *
  * - {@link layerMemory}: tests and throw-away runs.
- * - {@link layerSqlite}: the default for one worker. A file, WAL, `synchronous=FULL` (set and read
+ * - `SqliteCheckpointStore.layer` (entry point `effect-llm-resilience/agent/sqlite`): the default for one worker. A file, WAL, `synchronous=FULL` (set and read
  *   back), and by default SQLite's exclusive locking mode, so the *file* enforces "one process per
  *   file" — a second process cannot open it while the first lives, and the lock dies with the process.
- * - {@link layerPostgres} / {@link layerPostgresClient}: several workers on one database; fencing by a
+ * - `PgCheckpointStore.layer` / `layerClient` (entry point `effect-llm-resilience/agent/postgres`):
+ *   several workers on one database; fencing by a
  *   lease column with an epoch (fencing token) checked inside every write transaction.
+ *
+ * The SQL backends live in their own modules so that this one (and the package's root) never loads a
+ * database driver the application does not use: `@effect/sql-*` are optional peer dependencies.
  *
  * Schemas are created by the `@effect/sql` Migrator (table `<prefix>migrations`). All times are
  * Clock milliseconds supplied by the caller, so leases follow `TestClock` in tests.
  *
  * @since 0.1.0
  */
-import * as Reactivity from "@effect/experimental/Reactivity"
-import * as PgClient from "@effect/sql-pg/PgClient"
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import type * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import * as Effect from "effect/Effect"
+import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type { LeaseLost, RunLocked, StoreError } from "./AgentError.js"
 import { makeMemoryStore } from "./internal/memoryStore.js"
-import { makePostgresStore, makeSqliteStore, makeStoreError, type SqliteStoreOptions } from "./internal/sqlStore.js"
 
 /**
  * A run's status. `running` also covers a run that stopped (crash, interruption) and can be resumed.
@@ -223,25 +221,6 @@ export interface SqlStoreOptions {
 }
 
 /**
- * SQLite options.
- *
- * @since 0.1.0
- * @category models
- */
-export interface SqliteOptions extends SqlStoreOptions {
-  /** The database file (created if missing). */
-  readonly filename: string
-  /**
-   * Hold SQLite's exclusive lock for the life of the connection (`locking_mode=EXCLUSIVE`), so a
-   * second process cannot use the file while this one lives, and leases left by a dead process are
-   * released at open. Default true. Switch it off only to read the file from a tool while it runs.
-   */
-  readonly exclusive?: boolean | undefined
-  /** How long to wait for the file lock at open before failing with `StoreError`. Default 5 s. */
-  readonly busyTimeoutMs?: number | undefined
-}
-
-/**
  * The in-memory store (a fresh, empty one per layer build).
  *
  * @since 0.1.0
@@ -249,76 +228,3 @@ export interface SqliteOptions extends SqlStoreOptions {
  */
 export const layerMemory: Layer.Layer<CheckpointStore> = Layer.sync(CheckpointStore, makeMemoryStore)
 
-/**
- * The SQLite store over `@effect/sql-sqlite-node`: WAL, `synchronous=FULL` (verified), migrations,
- * exclusive file lock by default. One process per file; several runs (and executors) per process.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerSqlite = (options: SqliteOptions): Layer.Layer<CheckpointStore, StoreError> =>
-  Layer.scoped(CheckpointStore, makeSqliteStore(toSqliteStoreOptions(options))).pipe(Layer.provide(Reactivity.layer))
-
-const toSqliteStoreOptions = (options: SqliteOptions): SqliteStoreOptions => ({
-  filename: options.filename,
-  tablePrefix: options.tablePrefix,
-  exclusive: options.exclusive ?? true,
-  busyTimeoutMs: options.busyTimeoutMs ?? 5_000,
-  connect: SqliteClient.make
-})
-
-/**
- * The SQLite store with its options read from `Config` (for example
- * `Config.all({ filename: Config.string("CHECKPOINT_DB") })`).
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerSqliteConfig = (
-  config: Config.Config<SqliteOptions>
-): Layer.Layer<CheckpointStore, StoreError | ConfigError.ConfigError> => Layer.unwrapEffect(Effect.map(config, layerSqlite))
-
-/**
- * Postgres options: the `@effect/sql-pg` client configuration plus the table prefix.
- *
- * @since 0.1.0
- * @category models
- */
-export interface PostgresOptions extends PgClient.PgClientConfig, SqlStoreOptions {}
-
-/**
- * The Postgres store with its own connection pool.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerPostgres = (options: PostgresOptions): Layer.Layer<CheckpointStore, StoreError> =>
-  layerPostgresClient(options).pipe(
-    Layer.provide(PgClient.layer(options)),
-    Layer.catchAll((error) =>
-      Layer.fail(
-        error._tag === "StoreError"
-          ? error
-          : makeStoreError("postgres", "connect", error)
-      )
-    )
-  )
-
-/**
- * The Postgres store with its options read from `Config` (keep the password or URL `Config.redacted`).
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerPostgresConfig = (
-  config: Config.Config<PostgresOptions>
-): Layer.Layer<CheckpointStore, StoreError | ConfigError.ConfigError> => Layer.unwrapEffect(Effect.map(config, layerPostgres))
-
-/**
- * The Postgres store over a `PgClient` already in context (share the application's pool).
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerPostgresClient = (options: SqlStoreOptions = {}): Layer.Layer<CheckpointStore, StoreError, PgClient.PgClient> =>
-  Layer.effect(CheckpointStore, makePostgresStore({ tablePrefix: options.tablePrefix }))

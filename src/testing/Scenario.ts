@@ -19,6 +19,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { firstJsonError, lineColumn } from "./internal/jsonLocate.js"
 import { isHttpDate } from "./internal/timeFormat.js"
+import { formatPath, mergeIssues } from "../internal/schemaIssues.js"
 
 // ---------------------------------------------------------------------------------------------------
 // Building blocks
@@ -596,42 +597,8 @@ export class ScenarioError extends Schema.TaggedError<ScenarioError>()("Scenario
   message: Schema.String
 }) {}
 
-const formatPath = (path: ReadonlyArray<PropertyKey>): string => {
-  let out = ""
-  for (const key of path) {
-    if (typeof key === "number") out += `[${key}]`
-    else if (typeof key === "string" && /^[A-Za-z_$][\w$]*$/.test(key)) out += out === "" ? key : `.${key}`
-    else out += `[${JSON.stringify(String(key))}]`
-  }
-  return out === "" ? "(root)" : out
-}
-
 const describe = (source: string, issues: ReadonlyArray<ScenarioIssue>): string =>
   [`Invalid scenario (${source}):`, ...issues.map((i) => `  - ${i.path}: ${i.message}`)].join("\n")
-
-const EXPECTED = /^Expected (.+), actual (.+)$/s
-
-/**
- * A union (e.g. `"openai" | "anthropic"`) fails once per member; report it once, as
- * `Expected "openai" | "anthropic", actual "gemini"`, and drop exact duplicates.
- */
-const mergeIssues = (issues: ReadonlyArray<ScenarioIssue>): Array<ScenarioIssue> => {
-  const out: Array<ScenarioIssue> = []
-  for (const issue of issues) {
-    const match = EXPECTED.exec(issue.message)
-    const previous = out.find((o) => o.path === issue.path)
-    if (previous !== undefined) {
-      if (previous.message === issue.message) continue
-      const prevMatch = EXPECTED.exec(previous.message)
-      if (match !== null && prevMatch !== null && match[2] === prevMatch[2]) {
-        out[out.indexOf(previous)] = { path: issue.path, message: `Expected ${prevMatch[1]} | ${match[1]}, actual ${match[2]}` }
-        continue
-      }
-    }
-    out.push(issue)
-  }
-  return out
-}
 
 /**
  * Checks any value (e.g. parsed JSON, or a literal built in code) against the schema. Excess properties

@@ -10,6 +10,8 @@ import type * as Layer from "effect/Layer"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as CheckpointStore from "../../src/agent/CheckpointStore.js"
+import * as PgCheckpointStore from "../../src/agent/PgCheckpointStore.js"
+import * as SqliteCheckpointStore from "../../src/agent/SqliteCheckpointStore.js"
 import type { StoreError } from "../../src/agent/AgentError.js"
 
 export interface Backend {
@@ -38,7 +40,7 @@ export const sqlite = (): Backend => {
   let n = 0
   return {
     name: "sqlite",
-    layer: () => CheckpointStore.layerSqlite({ filename: path.join(dir, `store-${n++}.db`) }),
+    layer: () => SqliteCheckpointStore.layer({ filename: path.join(dir, `store-${n++}.db`) }),
     cleanup: async () => fs.rmSync(dir, { recursive: true, force: true })
   }
 }
@@ -80,7 +82,7 @@ export const postgres = (): Backend => {
     layer: () => {
       const tablePrefix = `llmr_t${run}_${prefixes.length}_`
       prefixes.push(tablePrefix)
-      return CheckpointStore.layerPostgres({ ...pgConfig, tablePrefix, maxConnections: 4 })
+      return PgCheckpointStore.layer({ ...pgConfig, tablePrefix, maxConnections: 4 })
     },
     cleanup: async () => {
       if (prefixes.length === 0) return

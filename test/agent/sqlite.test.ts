@@ -15,6 +15,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Agent from "../../src/agent/Agent.js"
 import * as CheckpointStore from "../../src/agent/CheckpointStore.js"
+import * as SqliteCheckpointStore from "../../src/agent/SqliteCheckpointStore.js"
 import * as Tool from "../../src/agent/Tool.js"
 import * as LlmClient from "../../src/LlmClient.js"
 import * as OpenAi from "../../src/providers/OpenAi.js"
@@ -39,13 +40,13 @@ describe("SQLite store", () => {
     Effect.gen(function*() {
       const filename = freshFile()
       const settings = yield* Effect.map(CheckpointStore.CheckpointStore, (store) => store.settings).pipe(
-        Effect.provide(CheckpointStore.layerSqlite({ filename }))
+        Effect.provide(SqliteCheckpointStore.layer({ filename }))
       )
       expect(settings).toEqual({ journal_mode: "wal", synchronous: "FULL", locking_mode: "exclusive" })
       // WAL is a property of the file: a later plain connection sees it.
       expect(yield* readPragma(filename, "journal_mode")).toBe("wal")
       const shared = yield* Effect.map(CheckpointStore.CheckpointStore, (store) => store.settings).pipe(
-        Effect.provide(CheckpointStore.layerSqlite({ filename, exclusive: false }))
+        Effect.provide(SqliteCheckpointStore.layer({ filename, exclusive: false }))
       )
       expect(shared.locking_mode).toBe("normal")
     }))
@@ -54,15 +55,15 @@ describe("SQLite store", () => {
     Effect.gen(function*() {
       const filename = freshFile()
       yield* Effect.scoped(Effect.gen(function*() {
-        yield* Layer.build(CheckpointStore.layerSqlite({ filename }))
-        const second = yield* Effect.flip(Layer.build(CheckpointStore.layerSqlite({ filename, busyTimeoutMs: 50 })))
+        yield* Layer.build(SqliteCheckpointStore.layer({ filename }))
+        const second = yield* Effect.flip(Layer.build(SqliteCheckpointStore.layer({ filename, busyTimeoutMs: 50 })))
         expect(second._tag).toBe("StoreError")
         expect(second.message).toContain("one process per file")
         expect(second.message).toMatch(/locked|busy/i)
       }))
       // Closed (as when the process dies): the file opens again.
       const reopened = yield* Effect.map(CheckpointStore.CheckpointStore, (s) => s.backend).pipe(
-        Effect.provide(CheckpointStore.layerSqlite({ filename, busyTimeoutMs: 50 }))
+        Effect.provide(SqliteCheckpointStore.layer({ filename, busyTimeoutMs: 50 }))
       )
       expect(reopened).toBe("sqlite")
     }))
@@ -71,28 +72,28 @@ describe("SQLite store", () => {
     Effect.gen(function*() {
       const filename = freshFile()
       yield* Effect.flatMap(CheckpointStore.CheckpointStore, (store) => store.acquire("r", "dead-worker", { now: 0, leaseMs: 3_600_000 })).pipe(
-        Effect.provide(CheckpointStore.layerSqlite({ filename }))
+        Effect.provide(SqliteCheckpointStore.layer({ filename }))
       )
       const lease = yield* Effect.flatMap(CheckpointStore.CheckpointStore, (store) => store.acquire("r", "new-worker", { now: 1, leaseMs: 60_000 })).pipe(
-        Effect.provide(CheckpointStore.layerSqlite({ filename }))
+        Effect.provide(SqliteCheckpointStore.layer({ filename }))
       )
       expect(lease).toEqual({ runId: "r", owner: "new-worker", epoch: 2 })
       // Without the exclusive lock nothing proves the holder dead: the lease stands.
       const filename2 = freshFile()
       yield* Effect.flatMap(CheckpointStore.CheckpointStore, (store) => store.acquire("r", "worker-1", { now: 0, leaseMs: 3_600_000 })).pipe(
-        Effect.provide(CheckpointStore.layerSqlite({ filename: filename2, exclusive: false }))
+        Effect.provide(SqliteCheckpointStore.layer({ filename: filename2, exclusive: false }))
       )
       const locked = yield* Effect.flip(Effect.flatMap(CheckpointStore.CheckpointStore, (store) => store.acquire("r", "worker-2", { now: 1, leaseMs: 60_000 })).pipe(
-        Effect.provide(CheckpointStore.layerSqlite({ filename: filename2, exclusive: false }))
+        Effect.provide(SqliteCheckpointStore.layer({ filename: filename2, exclusive: false }))
       ))
       expect(locked._tag).toBe("RunLocked")
     }))
 
   it.effect("a bad table prefix or an unusable path is a typed StoreError", () =>
     Effect.gen(function*() {
-      const prefix = yield* Effect.flip(Layer.build(CheckpointStore.layerSqlite({ filename: freshFile(), tablePrefix: "x; DROP TABLE" })).pipe(Effect.scoped))
+      const prefix = yield* Effect.flip(Layer.build(SqliteCheckpointStore.layer({ filename: freshFile(), tablePrefix: "x; DROP TABLE" })).pipe(Effect.scoped))
       expect(prefix.message).toContain("invalid table prefix")
-      const missing = yield* Effect.flip(Layer.build(CheckpointStore.layerSqlite({ filename: path.join(dir, "no", "such", "dir", "x.db") })).pipe(Effect.scoped))
+      const missing = yield* Effect.flip(Layer.build(SqliteCheckpointStore.layer({ filename: path.join(dir, "no", "such", "dir", "x.db") })).pipe(Effect.scoped))
       expect(missing._tag).toBe("StoreError")
     }))
 
@@ -119,7 +120,7 @@ describe("SQLite store", () => {
         Effect.provide(Layer.mergeAll(
           Agent.layer(),
           LlmClient.layerWithState({ routes: [{ name: "primary", provider, model: "gpt-test" }] })
-        ).pipe(Layer.provideMerge(CheckpointStore.layerSqlite({ filename }))))
+        ).pipe(Layer.provideMerge(SqliteCheckpointStore.layer({ filename }))))
       )
       expect(text).toBe("say something")
       const bytes = [filename, `${filename}-wal`].filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f).toString("latin1")).join("")
@@ -127,7 +128,7 @@ describe("SQLite store", () => {
       expect(bytes).not.toContain(secret)
       expect(bytes).not.toContain("SECRETKEY")
       const report = yield* Effect.flatMap(CheckpointStore.CheckpointStore, (store) => store.steps("secret-run")).pipe(
-        Effect.provide(CheckpointStore.layerSqlite({ filename }))
+        Effect.provide(SqliteCheckpointStore.layer({ filename }))
       )
       expect(report.map((s) => s.kind)).toEqual(["model", "tool"])
       expect(Option.isSome(Option.fromNullable(report[0]!.result))).toBe(true)

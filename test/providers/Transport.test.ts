@@ -4,6 +4,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
+import * as Tracer from "effect/Tracer"
 import * as OpenAi from "../../src/providers/OpenAi.js"
 import type { GenerateRequest } from "../../src/Provider.js"
 import * as Transport from "../../src/Transport.js"
@@ -38,4 +39,33 @@ describe("Transport", () => {
       expect(server.requests).toHaveLength(8)
       expect(server.sockets.maxOpen).toBe(2)
     }).pipe(Effect.scoped, Effect.provide(Transport.layer({ connections: 2 }))))
+
+  it.live("creates the platform's HTTP span (and sends traceparent) only under a real tracer, unless told", () =>
+    Effect.gen(function*() {
+      const server = yield* wireServer(ok)
+      const provider = yield* OpenAi.make({ apiKey: Redacted.make("sk-transport-3"), baseUrl: `${server.url}/v1` })
+      const native = yield* Effect.tracer
+      const spans: Array<string> = []
+      // A tracer that is not Effect's built-in one, as an OpenTelemetry tracer would be.
+      const recording = Tracer.make({
+        span: (name, parent, context, links, startTime, kind, options) => {
+          spans.push(name)
+          return native.span(name, parent, context, links, startTime, kind, options)
+        },
+        context: native.context
+      })
+      yield* provider.generate(request)
+      expect(server.requests[0]!.headers["traceparent"]).toBeUndefined()
+      yield* Effect.withTracer(provider.generate(request), recording)
+      expect(server.requests[1]!.headers["traceparent"]).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/)
+      expect(spans).toContain("http.client POST")
+    }).pipe(Effect.scoped, Effect.provide(Transport.layer())))
+
+  it.live("`tracing: \"always\"` keeps the platform span under Effect's built-in tracer", () =>
+    Effect.gen(function*() {
+      const server = yield* wireServer(ok)
+      const provider = yield* OpenAi.make({ apiKey: Redacted.make("sk-transport-4"), baseUrl: `${server.url}/v1` })
+      yield* provider.generate(request)
+      expect(server.requests[0]!.headers["traceparent"]).toBeDefined()
+    }).pipe(Effect.scoped, Effect.provide(Transport.layer({ tracing: "always" }))))
 })

@@ -13,7 +13,6 @@ import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as Reactivity from "@effect/experimental/Reactivity"
-import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -319,13 +318,13 @@ export const makeSqliteStore = (
     })
   }).pipe(Effect.mapError(explainLock(options.filename)))
 
-/** The Postgres store over the `PgClient` in context. */
+/** The Postgres store over a connected client (the `PgClient` of `PgCheckpointStore`). */
 export const makePostgresStore = (
+  sql: SqlClient.SqlClient,
   options: { readonly tablePrefix: string | undefined }
-): Effect.Effect<CheckpointStoreShape, StoreError, PgClient.PgClient> =>
+): Effect.Effect<CheckpointStoreShape, StoreError> =>
   Effect.gen(function*() {
     const prefix = yield* checkPrefix("postgres", options.tablePrefix)
-    const sql: SqlClient.SqlClient = yield* PgClient.PgClient
     yield* migrate("postgres", sql, prefix)
     const commit = yield* Effect.mapError(
       sql.unsafe<Row>("SHOW synchronous_commit"),

@@ -10,6 +10,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { pathToFileURL } from "node:url"
 import * as CheckpointStore from "../../agent/CheckpointStore.js"
+import * as PgCheckpointStore from "../../agent/PgCheckpointStore.js"
+import * as SqliteCheckpointStore from "../../agent/SqliteCheckpointStore.js"
 import * as Report from "../../Report.js"
 import * as ChaosServer from "../../testing/ChaosServer.js"
 import * as Transport from "../../Transport.js"
@@ -58,12 +60,12 @@ const storeLayer = (flags: DemoFlags, config: ConfigFile.Config): StoreChoice =>
     return { layer: CheckpointStore.layerMemory, label: "memory (shared by both processes)", prepare: Effect.void, shared: true }
   }
   if (store?.kind === "postgres") {
-    return { layer: CheckpointStore.layerPostgres({ url: store.url }).pipe(mapError), label: "postgres", prepare: Effect.void }
+    return { layer: PgCheckpointStore.layer({ url: store.url }).pipe(mapError), label: "postgres", prepare: Effect.void }
   }
   const filename = store?.kind === "sqlite" ? store.path : Option.getOrElse(flags.store, () => DEFAULT_STORE)
   return {
     // Built once per "process" of the demo: both open the same file.
-    layer: CheckpointStore.layerSqlite({ filename }).pipe(mapError),
+    layer: SqliteCheckpointStore.layer({ filename }).pipe(mapError),
     label: filename,
     prepare: Effect.try({
       try: () => {
