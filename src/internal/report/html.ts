@@ -61,6 +61,13 @@ const niceStep = (span: number, target: number): number => {
 
 const WIDTH = 1000
 const LABEL = 170
+/** What fits in the LABEL gutter at the chart's font size; longer names keep their full text in a tooltip. */
+const LABEL_CHARS = 24
+
+const laneLabel = (y: number, text: string): string => {
+  const shown = text.length > LABEL_CHARS ? `${text.slice(0, LABEL_CHARS - 1)}…` : text
+  return `<text x="${LABEL - 8}" y="${y + 14}" class="label" text-anchor="end"><title>${escapeHtml(text)}</title>${escapeHtml(shown)}</text>`
+}
 const ROW = 26
 const AXIS = 28
 
@@ -120,7 +127,7 @@ const timeline = (record: RunRecord, scrub: Scrub): string => {
   for (const route of rows) {
     const y = laneY(lane++)
     parts.push(
-      `<text x="${LABEL - 8}" y="${y + 14}" class="label" text-anchor="end">${escapeHtml(scrub(route))}</text>`,
+      laneLabel(y, scrub(route)),
       `<line x1="${LABEL}" y1="${y + ROW - 2}" x2="${WIDTH - 12}" y2="${y + ROW - 2}" class="lane"/>`
     )
     for (const a of sent.filter((s) => s.route === route)) {
@@ -151,7 +158,7 @@ const breakerChart = (record: RunRecord, scrub: Scrub): string => {
   const parts: Array<string> = [timeAxis(end, x, 6, bottom)]
   keys.forEach((key, i) => {
     const y = 10 + i * ROW
-    parts.push(`<text x="${LABEL - 8}" y="${y + 14}" class="label" text-anchor="end">${escapeHtml(scrub(key))}</text>`)
+    parts.push(laneLabel(y, scrub(key)))
     const transitions = record.breakers.filter((b) => b.key === key).sort((a, b) => a.at - b.at)
     let state: string = transitions[0]?.from ?? "closed"
     let from = 0
