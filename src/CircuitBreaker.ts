@@ -22,9 +22,10 @@
  * - A permit taken in one state reports into that state only: an answer that arrives after the breaker
  *   has moved on (a slow call that started before it opened) is ignored, so it cannot close or re-trip a
  *   breaker on stale evidence.
- * - Manual `isolate` (open until `reset`) and `reset`; transitions as a `Stream` of events, a bounded
- *   history (for reports) and metrics; an optional background health probe that can close an open
- *   breaker without spending a user's request.
+ * - Manual `isolate` (open until `reset`) and `reset`; `tripUntil` (open until a given time, on evidence
+ *   from elsewhere — another process's breaker, see `effect-llm-resilience/redis`); transitions as a
+ *   `Stream` of events, a bounded history (for reports) and metrics; an optional background health
+ *   probe that can close an open breaker without spending a user's request.
  *
  * Cost: a permit on the closed path is a clock read, a comparison and, when the call ends, an array
  * write — no fiber, no timer, no allocation beyond the permit.
@@ -220,6 +221,15 @@ export interface CircuitBreaker {
    * whether the check succeeded.
    */
   readonly probe: <A, E, R>(check: Effect.Effect<A, E, R>) => Effect.Effect<boolean, never, R>
+  /**
+   * Forces the breaker open until clock time `untilMs`, for evidence gathered elsewhere (another
+   * process's breaker for the same provider opened — see `effect-llm-resilience/redis`'s
+   * `BreakerGossip`). Closed or half-open → open with `reason` (probes in flight lose their vote); an
+   * open period that would end sooner is extended (no new event); an isolated breaker, or an `untilMs`
+   * not in the future, is left alone. It does not count as a re-open for the open-duration backoff.
+   * When the period ends the breaker goes half-open and probes on its own, as after any open.
+   */
+  readonly tripUntil: (untilMs: number, reason: string) => Effect.Effect<void>
   /** Opens the breaker until {@link reset}. */
   readonly isolate: Effect.Effect<void>
   /** Closes the breaker and forgets its history of failures. */
@@ -519,6 +529,19 @@ const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.Pub
         return Effect.as(announce(event), ok)
       }))
 
+  const tripUntil = (untilMs: number, reason: string): Effect.Effect<void> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      if (!(untilMs > now) || state === "isolated") return Effect.void
+      const expired = refresh(now)
+      if (state === "open") {
+        if (untilMs > openUntil) openUntil = untilMs
+        return announce(expired)
+      }
+      openUntil = untilMs
+      const event = transition(now, "open", reason)
+      return expired === undefined ? announce(event) : Effect.zipRight(announce(expired), announce(event))
+    })
+
   return {
     key,
     acquire,
@@ -526,6 +549,7 @@ const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.Pub
     unsafeTryAdmit,
     unsafeReport,
     probe,
+    tripUntil,
     state: Effect.map(stats, (s) => s.state),
     stats,
     isolate: Effect.flatMap(Clock.currentTimeMillis, (now) =>

@@ -207,6 +207,60 @@ describe("CircuitBreaker — health probe", () => {
     }).pipe(Effect.provide(CircuitBreaker.layer)))
 })
 
+describe("CircuitBreaker — tripUntil (evidence from elsewhere)", () => {
+  it.effect("opens a closed breaker until the given time without calling the provider, then probes as usual", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make("r/m", { openDuration: "1 second" })
+      yield* breaker.tripUntil(10_000, "remote: 5 consecutive failures")
+      const mock = Mock.make()
+      const rejected = yield* Effect.flip(breaker.execute(mock.generate(request), site))
+      expect(rejected._tag === "CircuitOpen" && rejected.retryAfterMs).toBe(10_000)
+      expect(mock.calls.length).toBe(0)
+      expect(yield* breaker.stats).toMatchObject({ state: "open", openUntil: 10_000 })
+      yield* TestClock.adjust("10 seconds")
+      expect(yield* callThrough(breaker, mock)).toBe("success")
+      expect((yield* breaker.history).map((e) => [e.to, e.reason])).toEqual([
+        ["open", "remote: 5 consecutive failures"],
+        ["half-open", "open period ended"],
+        ["closed", "probes succeeded"]
+      ])
+    }))
+
+  it.effect("extends an open period that would end sooner (no new event), never shortens one, ignores the past", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make("r/m", { consecutiveFailures: 1, openDuration: "5 seconds" })
+      yield* callThrough(breaker, Mock.make({ otherwise: Mock.fail(Mock.errors.serverError()) }))
+      yield* breaker.tripUntil(3_000, "remote: shorter")
+      expect((yield* breaker.stats).openUntil).toBe(5_000)
+      yield* breaker.tripUntil(8_000, "remote: longer")
+      expect((yield* breaker.stats).openUntil).toBe(8_000)
+      yield* TestClock.adjust("8 seconds")
+      yield* breaker.tripUntil(8_000, "remote: already over")
+      expect(yield* breaker.state).toBe("half-open")
+      expect((yield* breaker.history).map((e) => e.to)).toEqual(["open", "half-open"])
+    }))
+
+  it.effect("a half-open breaker re-opens and its probe in flight loses its vote; an isolated one is left alone", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make("r/m", { consecutiveFailures: 1, openDuration: "1 second" })
+      yield* callThrough(breaker, Mock.make({ otherwise: Mock.fail(Mock.errors.serverError()) }))
+      yield* TestClock.adjust("1 second")
+      const probe = yield* Effect.fork(callThrough(breaker, Mock.make({ otherwise: Mock.succeed("ok", { delay: "1 second" }) })))
+      yield* Effect.yieldNow()
+      yield* breaker.tripUntil(11_000, "remote: failure rate 60% of 20 calls")
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(probe)).toBe("success") // the call succeeded…
+      expect(yield* breaker.stats).toMatchObject({ state: "open", openUntil: 11_000 }) // …but could not close it
+
+      const isolated = yield* CircuitBreaker.make("r/n")
+      yield* isolated.isolate
+      yield* isolated.tripUntil(60_000, "remote: x")
+      expect(yield* isolated.state).toBe("isolated")
+      yield* isolated.reset
+      expect(yield* isolated.state).toBe("closed")
+    }))
+})
+
 describe("CircuitBreaker — panic", () => {
   it.effect("in panic an open breaker admits one call as a half-open probe; outside panic it refuses", () =>
     Effect.gen(function*() {

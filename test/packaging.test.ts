@@ -1,8 +1,8 @@
 /**
  * What a user of the package gets: every entry point of `exports` exists, and the root entry point
  * loads nothing beyond the required peers (`effect`, `@effect/platform`, `@effect/platform-node`) — the
- * SQL drivers, the CLI and telemetry packages are optional peers, reachable only from their own entry
- * points, so an application that never uses them need not install them.
+ * SQL drivers, Redis (ioredis), the CLI and telemetry packages are optional peers, reachable only from
+ * their own entry points, so an application that never uses them need not install them.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as fs from "node:fs"
@@ -12,6 +12,7 @@ const root = path.resolve(import.meta.dirname, "..")
 const pkg = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")) as {
   readonly exports: Record<string, string>
   readonly peerDependencies: Record<string, string>
+  readonly devDependencies: Record<string, string>
   readonly peerDependenciesMeta: Record<string, { readonly optional?: boolean }>
 }
 
@@ -68,5 +69,15 @@ describe("packaging", () => {
     expect(packagesReachableFrom(path.join(root, pkg.exports["./agent"]!))).not.toContain("@effect/sql-pg")
     expect(packagesReachableFrom(path.join(root, pkg.exports["./agent/sqlite"]!))).toContain("@effect/sql-sqlite-node")
     expect(packagesReachableFrom(path.join(root, pkg.exports["./agent/postgres"]!))).toContain("@effect/sql-pg")
+  })
+
+  it("ioredis is an optional peer, reachable only from ./redis", () => {
+    expect(pkg.peerDependencies["ioredis"]).toBe(pkg.devDependencies["ioredis"])
+    expect(pkg.peerDependenciesMeta["ioredis"]?.optional).toBe(true)
+    expect(packagesReachableFrom(path.join(root, pkg.exports["."]!))).not.toContain("ioredis")
+    const redis = packagesReachableFrom(path.join(root, pkg.exports["./redis"]!))
+    expect(redis).toContain("ioredis")
+    const allowed = new Set([...Object.keys(pkg.peerDependencies)])
+    expect([...redis].filter((name) => !allowed.has(name))).toEqual([])
   })
 })

@@ -13,6 +13,7 @@ import * as CheckpointStore from "../../src/agent/CheckpointStore.js"
 import * as PgCheckpointStore from "../../src/agent/PgCheckpointStore.js"
 import * as SqliteCheckpointStore from "../../src/agent/SqliteCheckpointStore.js"
 import type { StoreError } from "../../src/agent/AgentError.js"
+import { serviceGate } from "../utils/serviceGate.js"
 
 export interface Backend {
   readonly name: "memory" | "sqlite" | "postgres"
@@ -97,17 +98,5 @@ export const postgres = (): Backend => {
  * Registers the Postgres gate: in CI an unreachable Postgres is a failing test; elsewhere the tests are
  * skipped with the reason printed. Returns whether to run them.
  */
-export const postgresGate = async (
-  register: (name: string, fn: () => void) => void
-): Promise<boolean> => {
-  const probe = await probePostgres()
-  if (probe.available) return true
-  if (process.env["CI"] === "true") {
-    register("Postgres is reachable (required when CI=true)", () => {
-      throw new Error(probe.reason)
-    })
-  } else {
-    console.warn(`[test/agent] skipping the Postgres tests: ${probe.reason} (set CI=true to make this a failure)`)
-  }
-  return false
-}
+export const postgresGate = (register: (name: string, fn: () => void) => void): Promise<boolean> =>
+  serviceGate("Postgres", "test/agent", probePostgres, register)
