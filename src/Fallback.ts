@@ -19,7 +19,7 @@
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import * as JSONSchema from "effect/JSONSchema"
@@ -38,6 +38,7 @@ import {
   ContentFiltered,
   InvalidOutput,
   type InvalidOutputReason,
+  retryAfterOf,
   type RouteError
 } from "./Errors.js"
 import { estimatePromptTokens } from "./internal/estimateTokens.js"
@@ -51,6 +52,7 @@ import {
   type StreamEvent,
   type Usage
 } from "./Provider.js"
+import { backoffDelay } from "./Retry.js"
 import { RetryBudgets } from "./RetryBudget.js"
 
 /**
@@ -120,6 +122,17 @@ export interface FallbackOptions {
    * `generate` / `generateObject` only. Default true.
    */
   readonly panicWhenAllOpen?: boolean | undefined
+  /**
+   * How many times one call may walk the chain. When every route failed and at least one failed
+   * transiently (overloaded, 5xx, 429, timeout, connection, cut stream, open breaker, invalid output),
+   * the chain waits — the shortest Retry-After / breaker wait among those routes, else a full-jitter
+   * backoff (base 500 ms, cap 5 s) — and walks again, skipping routes that failed for good (quota,
+   * auth, unknown model, retry budget). A later pass never sleeps past the deadline, and each route
+   * it calls spends one token of that route's retry budget, so passes cannot become a retry storm.
+   * Default: 3 when the call has a deadline (this option's or an enclosing `Deadline`), else 1 — the
+   * deadline is what says how long the caller is willing to wait. `generate` / `generateObject` only.
+   */
+  readonly passes?: number | undefined
 }
 
 /**
@@ -478,6 +491,23 @@ const onlyBreakerRefusals = (records: ReadonlyArray<AttemptRecord>): boolean => 
   return refused
 }
 
+/** Failures another walk of the chain may cure: the provider may be healthy again in a moment. */
+const transientTags: ReadonlySet<RouteError["_tag"]> = new Set<RouteError["_tag"]>([
+  "Overloaded",
+  "ServerError",
+  "RateLimited",
+  "Timeout",
+  "ConnectionError",
+  "StreamInterrupted",
+  "CircuitOpen",
+  "InvalidOutput"
+])
+
+/** Defaults of the chain's passes (see {@link FallbackOptions.passes}). */
+const PASSES_WITH_DEADLINE = 3
+const PASS_BACKOFF_BASE_MS = 500
+const PASS_BACKOFF_CAP_MS = 5_000
+
 /** The failure when the chain ran out of routes. */
 const endOfChain = (call: Call): AllRoutesFailed =>
   call.lastError === undefined
@@ -632,51 +662,96 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
       repairable: boolean
     ): Effect.Effect<ChainResult<A>, AllRoutesFailed> =>
       Effect.flatMap(startCall, (call) => {
-        const pass = Effect.gen(function*() {
-          const routes = yield* orderRoutes(options.routes)
-          let minContextWindow = 0
-          for (const route of routes) {
-            const checked = preflight(route, request, minContextWindow)
-            if (checked._tag === "Skip") {
-              call.log.skip(route.name, checked.message)
-              continue
-            }
-            let routeRequest = checked.request
-            const provider = wrapped.get(route.name)!
-            const repairBudget = repairable ? repairAttempts : 0
-            let repairs = 0
-            let error: RouteError
-            while (true) {
-              call.log.beginCall(route.name, repairs > 0 ? `repair ${repairs}/${repairBudget}` : undefined)
-              const outcome = yield* Effect.either(provider.generate(routeRequest))
-              if (outcome._tag === "Right") {
-                const response = outcome.right
-                return yield* accept(call, route, response, extract(response), { repaired: repairs > 0, restarted: false })
+        /** Routes that failed for good in an earlier pass; later passes skip them. */
+        const settled = new Map<string, string>()
+        /** The failure of each route tried in the current pass. */
+        let passErrors: Array<RouteError> = []
+        const pass = (passNumber: number) =>
+          Effect.gen(function*() {
+            const routes = yield* orderRoutes(options.routes)
+            let minContextWindow = 0
+            for (const route of routes) {
+              const settledBy = settled.get(route.name)
+              if (settledBy !== undefined) {
+                call.log.skip(route.name, `not tried again after ${settledBy}`)
+                continue
               }
-              error = outcome.left
-              call.lastError = error
-              const canRepair = error._tag === "InvalidOutput" && repairs < repairBudget &&
-                (error.reason === "unparsable" || error.reason === "schema" || error.reason === "validator")
-              if (!canRepair) break
-              // A repair is a retry: it spends the route's retry budget like one.
-              const budget = yield* budgets.get(route.name)
-              if (!(yield* budget.withdraw)) break
-              repairs++
-              routeRequest = repairRequest(routeRequest, error as InvalidOutput)
+              const checked = preflight(route, request, minContextWindow)
+              if (checked._tag === "Skip") {
+                call.log.skip(route.name, checked.message)
+                continue
+              }
+              // A later pass is a retry of the route: it spends the route's retry budget like one.
+              if (passNumber > 1 && !(yield* (yield* budgets.get(route.name)).withdraw)) {
+                call.log.skip(route.name, "retry budget exhausted: not tried again")
+                continue
+              }
+              let routeRequest = checked.request
+              const provider = wrapped.get(route.name)!
+              const repairBudget = repairable ? repairAttempts : 0
+              let repairs = 0
+              let error: RouteError
+              while (true) {
+                call.log.beginCall(route.name, repairs > 0 ? `repair ${repairs}/${repairBudget}` : undefined)
+                const outcome = yield* Effect.either(provider.generate(routeRequest))
+                if (outcome._tag === "Right") {
+                  const response = outcome.right
+                  return yield* accept(call, route, response, extract(response), { repaired: repairs > 0, restarted: false })
+                }
+                error = outcome.left
+                call.lastError = error
+                const canRepair = error._tag === "InvalidOutput" && repairs < repairBudget &&
+                  (error.reason === "unparsable" || error.reason === "schema" || error.reason === "validator")
+                if (!canRepair) break
+                // A repair is a retry: it spends the route's retry budget like one.
+                const budget = yield* budgets.get(route.name)
+                if (!(yield* budget.withdraw)) break
+                repairs++
+                routeRequest = repairRequest(routeRequest, error as InvalidOutput)
+              }
+              passErrors.push(error)
+              if (!transientTags.has(error._tag)) settled.set(route.name, error._tag)
+              const decision = yield* next(error, route, minContextWindow)
+              if (decision._tag === "Stop") return yield* Effect.fail(call.fail(decision.reason, decision.summary))
+              minContextWindow = decision.minContextWindow
             }
-            const decision = yield* next(error, route, minContextWindow)
-            if (decision._tag === "Stop") return yield* Effect.fail(call.fail(decision.reason, decision.summary))
-            minContextWindow = decision.minContextWindow
-          }
-          return yield* Effect.fail(endOfChain(call))
-        })
-        const body = panicWhenAllOpen
-          ? Effect.catchIf(
-            pass,
-            (error) => error.reason === "exhausted" && onlyBreakerRefusals(call.log.records),
-            () => Effect.locally(pass, CircuitBreaker.currentPanic, true)
-          )
-          : pass
+            return yield* Effect.fail(endOfChain(call))
+          })
+
+        /** The wait before another pass, or `undefined` when no pass can help or the deadline forbids it. */
+        const pauseBeforePass = (passNumber: number): Effect.Effect<number | undefined> =>
+          Effect.gen(function*() {
+            const hopeful = passErrors.filter((error) => transientTags.has(error._tag))
+            if (hopeful.length === 0) return undefined
+            let wait = Number.POSITIVE_INFINITY
+            for (const error of hopeful) {
+              const hint = retryAfterOf(error) ??
+                (yield* backoffDelay("full", passNumber - 1, PASS_BACKOFF_BASE_MS, PASS_BACKOFF_CAP_MS, 0))
+              wait = Math.min(wait, hint)
+            }
+            return wait < (yield* Deadline.remaining) ? wait : undefined
+          })
+
+        const walk = (passNumber: number, passes: number): Effect.Effect<ChainResult<A>, AllRoutesFailed> => {
+          const from = call.log.records.length
+          passErrors = []
+          const attempt = panicWhenAllOpen
+            ? Effect.catchIf(
+              pass(passNumber),
+              (error) => error.reason === "exhausted" && onlyBreakerRefusals(call.log.records.slice(from)),
+              () => Effect.locally(pass(passNumber), CircuitBreaker.currentPanic, true)
+            )
+            : pass(passNumber)
+          if (passNumber >= passes) return attempt
+          return Effect.catchIf(attempt, (error) => error.reason === "exhausted", (error) =>
+            Effect.flatMap(pauseBeforePass(passNumber), (wait) =>
+              wait === undefined
+                ? Effect.fail(error)
+                : Effect.zipRight(Effect.sleep(Duration.millis(wait)), walk(passNumber + 1, passes))))
+        }
+
+        const body = Effect.flatMap(Deadline.remaining, (left) =>
+          walk(1, Math.max(1, Math.floor(options.passes ?? (left < Number.POSITIVE_INFINITY ? PASSES_WITH_DEADLINE : 1)))))
         const bounded = deadline === undefined
           ? body
           : Effect.mapError(Deadline.withDeadline(body, deadline, { provider: "*", model: "*", route: "*" }), onDeadline(call))

@@ -524,7 +524,8 @@ describe("Fallback — properties", () => {
           fc.integer({ min: 0, max: 2 }),
           fc.constantFrom(4_000, 20_000),
           fc.boolean(),
-          async (scripts, maxAttempts, repairAttempts, deadlineMs, breaker) => {
+          fc.integer({ min: 1, max: 3 }),
+          async (scripts, maxAttempts, repairAttempts, deadlineMs, breaker, passes) => {
             const program = Effect.gen(function*() {
               const mocks = scripts.map((script) => Mock.make({ script: script.map(stepOf), otherwise: Mock.fail(Mock.errors.overloaded()) }))
               const chain = yield* Fallback.make({
@@ -537,7 +538,8 @@ describe("Fallback — properties", () => {
                   })
                 ),
                 deadline: `${deadlineMs} millis`,
-                repairAttempts
+                repairAttempts,
+                passes
               })
               const fiber = yield* Effect.fork(Effect.zip(Effect.either(chain.generateObject(Answer, request)), Clock.currentTimeMillis))
               yield* TestClock.adjust("10 minutes")
@@ -547,9 +549,9 @@ describe("Fallback — properties", () => {
               expect(endedAt).toBeLessThanOrEqual(deadlineMs)
               for (const mock of mocks) for (const call of mock.calls) expect(call.at).toBeLessThan(deadlineMs)
 
-              // Bounds: per route at most maxAttempts per provider call, and 1 + repairAttempts calls.
+              // Bounds: per route and pass at most maxAttempts per provider call, and 1 + repairAttempts calls.
               const history = outcome._tag === "Right" ? outcome.right.attempts : outcome.left.attempts
-              const bound = maxAttempts * (1 + repairAttempts)
+              const bound = passes * maxAttempts * (1 + repairAttempts)
               mocks.forEach((mock, i) => {
                 const records = history.filter((a) => a.route === `r${i}`)
                 // Skipped and breaker-refused routes were never called; a deadline record may or may not be a call.
@@ -775,4 +777,91 @@ describe("LlmClient.stream", () => {
       expect(textOf(events)).toBe("via the client")
       expect(completed(events).route).toBe("primary")
     }))
+})
+
+describe("Fallback — passes within the deadline", () => {
+  const overloaded = Mock.fail(Mock.errors.overloaded())
+  const noRetry = { policy: { retry: false as const } }
+
+  it.effect("every route overloaded once: a second pass after a full-jitter pause answers, within the deadline", () =>
+    Effect.gen(function*() {
+      const primary = Mock.make({ script: [overloaded], otherwise: Mock.succeed(valid) })
+      const secondary = Mock.make({ script: [overloaded], otherwise: Mock.succeed(valid) })
+      const chain = yield* Fallback.make({
+        routes: [route("primary", primary, noRetry), route("secondary", secondary, noRetry)],
+        deadline: "10 seconds"
+      })
+      const fiber = yield* Effect.fork(chain.generateObject(Answer, request))
+      yield* TestClock.adjust("1 minute")
+      const result = yield* Fiber.join(fiber)
+      expect(result.route).toBe("primary")
+      expect(result.attempts.map((a) => [a.route, a.outcome])).toEqual([
+        ["primary", "Overloaded"],
+        ["secondary", "Overloaded"],
+        ["primary", "success"]
+      ])
+      // The pause is random(0, 500 ms) (first pass backoff, full jitter).
+      const pause = primary.calls[1]!.at - secondary.calls[0]!.at
+      expect(pause).toBeGreaterThanOrEqual(0)
+      expect(pause).toBeLessThanOrEqual(500)
+    }).pipe(Effect.provide(State)))
+
+  it.effect("without a deadline the default is one pass: every route failing is final", () =>
+    Effect.gen(function*() {
+      const primary = Mock.make({ script: [overloaded], otherwise: Mock.succeed(valid) })
+      const chain = yield* Fallback.make({ routes: [route("primary", primary, noRetry)] })
+      const error = yield* Effect.flip(chain.generateObject(Answer, request))
+      expect(error.reason).toBe("exhausted")
+      expect(primary.calls).toHaveLength(1)
+    }).pipe(Effect.provide(State)))
+
+  it.effect("the pause honours the shortest Retry-After, and a route that failed for good is not tried again", () =>
+    Effect.gen(function*() {
+      const quota = Mock.make({ otherwise: Mock.fail(Mock.errors.quotaExhausted()) })
+      const limited = Mock.make({ script: [Mock.fail(Mock.errors.rateLimited(3_000))], otherwise: Mock.succeed(valid) })
+      const chain = yield* Fallback.make({
+        routes: [route("quota", quota, noRetry), route("limited", limited, noRetry)],
+        deadline: "10 seconds"
+      })
+      const fiber = yield* Effect.fork(chain.generateObject(Answer, request))
+      yield* TestClock.adjust("1 minute")
+      const result = yield* Fiber.join(fiber)
+      expect(result.route).toBe("limited")
+      expect(limited.calls.map((c) => c.at)).toEqual([0, 3_000])
+      expect(quota.calls).toHaveLength(1)
+      expect(result.attempts.map((a) => [a.route, a.outcome])).toEqual([
+        ["quota", "QuotaExhausted"],
+        ["limited", "RateLimited"],
+        ["quota", "Skipped"],
+        ["limited", "success"]
+      ])
+    }).pipe(Effect.provide(State)))
+
+  it.effect("a pause that would cross the deadline is not taken: the call fails at once", () =>
+    Effect.gen(function*() {
+      const limited = Mock.make({ script: [Mock.fail(Mock.errors.rateLimited(8_000))], otherwise: Mock.succeed(valid) })
+      const chain = yield* Fallback.make({ routes: [route("limited", limited, noRetry)], deadline: "5 seconds" })
+      const fiber = yield* Effect.fork(Effect.zip(Effect.flip(chain.generateObject(Answer, request)), Clock.currentTimeMillis))
+      yield* TestClock.adjust("1 minute")
+      const [error, endedAt] = yield* Fiber.join(fiber)
+      expect(error.reason).toBe("exhausted")
+      expect(endedAt).toBe(0)
+      expect(limited.calls).toHaveLength(1)
+    }).pipe(Effect.provide(State)))
+
+  it.effect("later passes spend the route's retry budget: an empty budget ends the call", () =>
+    Effect.gen(function*() {
+      const primary = Mock.make({ otherwise: overloaded })
+      const chain = yield* Fallback.make({
+        routes: [route("primary", primary, { policy: { retry: { maxAttempts: 1 }, budget: { ratio: 0, minPerSecond: 0 } } })],
+        deadline: "10 seconds",
+        passes: 3
+      })
+      const fiber = yield* Effect.fork(chain.generateObject(Answer, request))
+      yield* TestClock.adjust("1 minute")
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error.reason).toBe("exhausted")
+      expect(primary.calls).toHaveLength(1)
+      expect(error.attempts.map((a) => a.outcome)).toEqual(["Overloaded", "Skipped"])
+    }).pipe(Effect.provide(State)))
 })
