@@ -201,9 +201,9 @@ const budgetCases: ReadonlyArray<BudgetCase> = [
   { name: "5 attempts + budget", short: "5 + budget", policy: { ...noBreaker, retry: { maxAttempts: 5 } } },
   { name: "Policy.default (3 + budget + breaker)", short: "default (+ breaker)", policy: Policy.default },
   {
-    name: "Policy.default, breaker open a constant 5 s",
-    short: "default, 5 s open",
-    policy: { breaker: { backoffFactor: 1 } }
+    name: "Policy.default, breaker open period doubling (5 s → 60 s)",
+    short: "default, doubling open",
+    policy: { breaker: { backoffFactor: 2 } }
   }
 ]
 

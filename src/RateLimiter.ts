@@ -40,6 +40,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
+import { isTagged } from "effect/Predicate"
 import * as Stream from "effect/Stream"
 import * as Deadline from "./Deadline.js"
 import { RateLimited } from "./Errors.js"
@@ -314,10 +315,9 @@ const unsafeMake = (key: string, options: RateLimiterOptions, now: number): Rate
       if (d.bucket === undefined) continue
       const cost = costs[d.name]
       Bucket.take(d.bucket, cost)
-      if (d.name !== "requests") {
-        if (charges === EMPTY_CHARGES) charges = []
-        ;(charges as Array<Charge>).push({ dim: d.name, bucket: d.bucket, cost })
-      }
+      // Every charge is kept, the request's too: a call the breaker refuses gives all of them back.
+      if (charges === EMPTY_CHARGES) charges = []
+      ;(charges as Array<Charge>).push({ dim: d.name, bucket: d.bucket, cost })
     }
     inFlight++
     return { _tag: "LimiterTicket", charges, released: false, settled: false }
@@ -360,6 +360,14 @@ const unsafeMake = (key: string, options: RateLimiterOptions, now: number): Rate
       if (delta > 0) refunded = true
     }
     if (refunded) wakeHead()
+  }
+
+  /** Gives back every charge of a call that never reached the provider. */
+  const refund = (permit: Permit, at: number): void => {
+    if (permit.settled) return
+    permit.settled = true
+    for (const charge of permit.charges) Bucket.give(charge.bucket, charge.cost, at)
+    wakeHead()
   }
 
   const block = (until: number): void => {
@@ -530,11 +538,12 @@ const unsafeMake = (key: string, options: RateLimiterOptions, now: number): Rate
   /** After a call: free the slot, correct usage, learn the headers (or the provider's 429). */
   const onExit = (permit: Permit, exit: Exit.Exit<GenerateResponse, unknown>, at: number): void => {
     release(permit)
-    if (Exit.isSuccess(exit)) onResponse(permit, exit.value, at)
-    else if (learn) {
-      const failure = Cause.failureOption(exit.cause)
-      if (Option.isSome(failure)) learnFromFailure(failure.value, at)
-    }
+    if (Exit.isSuccess(exit)) return onResponse(permit, exit.value, at)
+    const failure = Cause.failureOption(exit.cause)
+    if (Option.isNone(failure)) return
+    // The breaker below refused the call: nothing was sent, so nothing was spent.
+    if (isTagged(failure.value, "CircuitOpen")) return refund(permit, at)
+    if (learn) learnFromFailure(failure.value, at)
   }
 
   const generate = <E, R>(

@@ -7,7 +7,7 @@ import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as Deadline from "../src/Deadline.js"
-import { isRetryable, RateLimited } from "../src/Errors.js"
+import { CircuitOpen, isRetryable, RateLimited } from "../src/Errors.js"
 import { estimatePromptTokens, estimateRequestTokens } from "../src/internal/estimateTokens.js"
 import type { GenerateRequest, GenerateResponse, StreamEvent, Usage } from "../src/Provider.js"
 import * as RateLimiter from "../src/RateLimiter.js"
@@ -96,6 +96,18 @@ describe("RateLimiter — requests per minute", () => {
       yield* TestClock.adjust("1 second")
       yield* Fiber.join(next.fiber)
       expect(next.startedAt).toEqual([31_000])
+    }))
+  it.effect("a call the breaker below refused (CircuitOpen: nothing was sent) gives its request and tokens back", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter.make("k", { requestsPerMinute: 2, tokensPerMinute: 1_000 })
+      const refused = Effect.fail(new CircuitOpen({ provider: "p", model: "m", route: "r", attempt: 1, message: "open" }))
+      for (let i = 0; i < 5; i++) yield* Effect.either(limiter.generate(request, refused, site))
+      const stats = yield* limiter.stats
+      expect(stats.requestTokens).toBe(2)
+      expect(stats.tokenTokens).toBe(1_000)
+      // A call that reached the provider and failed did spend its request.
+      yield* Effect.either(limiter.generate(request, Effect.fail("boom"), site))
+      expect((yield* limiter.stats).requestTokens).toBe(1)
     }))
 })
 

@@ -211,8 +211,14 @@ const portkey: Peer = {
 }
 
 /** Ours: the schema-gated chain over two routes of the OpenAI adapter. */
-type Variant = "default" | "no-breaker" | "constant-open"
-const variants: Record<Variant, { readonly name: string; readonly short: string; readonly note: string; readonly policy: Policy.PolicyOptions }> = {
+type Variant = "default" | "no-breaker" | "one-pass"
+const variants: Record<Variant, {
+  readonly name: string
+  readonly short: string
+  readonly note: string
+  readonly policy: Policy.PolicyOptions
+  readonly passes?: number
+}> = {
   default: { name: "ours: LlmClient chain (defaults)", short: "ours", note: "", policy: {} },
   "no-breaker": {
     name: "ours: LlmClient chain, breaker off",
@@ -220,11 +226,12 @@ const variants: Record<Variant, { readonly name: string; readonly short: string;
     note: ", `breaker: false`",
     policy: { breaker: false }
   },
-  "constant-open": {
-    name: "ours: LlmClient chain, breaker open a constant 5 s",
-    short: "ours, 5 s open",
-    note: ", `breaker: { backoffFactor: 1 }` (each open period 5 s instead of doubling to 60 s)",
-    policy: { breaker: { backoffFactor: 1 } }
+  "one-pass": {
+    name: "ours: LlmClient chain, one pass",
+    short: "ours, one pass",
+    note: ", chain `passes: 1` (no second walk of the chain within the deadline)",
+    policy: {},
+    passes: 1
   }
 }
 
@@ -251,7 +258,8 @@ const ours = (variant: Variant): Peer => ({
               { name: "fallback", provider, model: FALLBACK, policy }
             ],
             deadline: `${b.deadlineMs} millis`,
-            repairAttempts: 1
+            repairAttempts: 1,
+            ...(variants[variant].passes === undefined ? {} : { passes: variants[variant].passes })
           })
       )
     ).pipe(Layer.provide(Transport.layer()))
@@ -270,5 +278,5 @@ export const peers: ReadonlyArray<Peer> = [
   portkey,
   ours("default"),
   ours("no-breaker"),
-  ours("constant-open")
+  ours("one-pass")
 ]

@@ -35,6 +35,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
+import { isTagged } from "effect/Predicate"
 import * as Stream from "effect/Stream"
 import type { Redis } from "ioredis"
 import * as Deadline from "../Deadline.js"
@@ -457,11 +458,19 @@ const makeLimiter = (
     usage: Usage | undefined,
     snapshot: RateLimitSnapshot | undefined,
     retryAfterMs: number | undefined,
-    now: number
+    now: number,
+    refundAll = false
   ): { readonly args: ReadonlyArray<string | number>; readonly refund: boolean } | undefined => {
     const deltas = [0, 0, 0, 0]
     let refund = false
-    if (usage !== undefined && usage.totalTokens > 0) {
+    if (refundAll) {
+      // Nothing was sent: every charge, the request's included, goes back.
+      for (let i = 0; i < 4; i++) {
+        if ((charged & (1 << i)) === 0 || !(costs[i]! > 0)) continue
+        deltas[i] = costs[i]!
+        refund = true
+      }
+    } else if (usage !== undefined && usage.totalTokens > 0) {
       // A response reporting totalTokens 0 (usage omitted) leaves the estimate charged.
       const real = [undefined, usage.totalTokens, usage.inputTokens, usage.outputTokens]
       for (let i = 1; i < 4; i++) {
@@ -515,7 +524,8 @@ const makeLimiter = (
     usage: Usage | undefined,
     newSnapshot: RateLimitSnapshot | undefined,
     errorRetryAfterMs: number | undefined,
-    always = false
+    always = false,
+    refundAll = false
   ): Effect.Effect<void> =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
       const snapshot = (learn || always) && newSnapshot !== undefined && newSnapshot !== lastSnapshot ? newSnapshot : undefined
@@ -526,7 +536,7 @@ const makeLimiter = (
         : retryAfterMs !== undefined
         ? local.observe({ retryAfterMs, observedAt: now })
         : Effect.void
-      const plan = planUpdate(costs, charged, usage, snapshot, retryAfterMs, now)
+      const plan = planUpdate(costs, charged, usage, snapshot, retryAfterMs, now, refundAll)
       if (plan === undefined) return mirror
       return Effect.zipRight(
         mirror,
@@ -539,6 +549,10 @@ const makeLimiter = (
   const afterExit = (costs: Costs, charged: number, exit: Exit.Exit<GenerateResponse, unknown>): Effect.Effect<void> => {
     if (Exit.isSuccess(exit)) return settle(costs, charged, exit.value.usage, exit.value.rateLimit, undefined)
     const failure = Cause.failureOption(exit.cause)
+    // The breaker below refused the call: nothing was sent, so nothing was spent.
+    if (Option.isSome(failure) && isTagged(failure.value, "CircuitOpen")) {
+      return settle(costs, charged, undefined, undefined, undefined, false, true)
+    }
     const lesson = Option.isSome(failure) ? failureLesson(failure.value) : undefined
     return lesson === undefined ? Effect.void : settle(costs, charged, undefined, lesson.snapshot, lesson.retryAfterMs)
   }

@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as Stream from "effect/Stream"
-import { RateLimited } from "../../src/Errors.js"
+import { CircuitOpen, RateLimited } from "../../src/Errors.js"
 import type { GenerateRequest, GenerateResponse, StreamEvent, Usage } from "../../src/Provider.js"
 import * as RateLimiter from "../../src/RateLimiter.js"
 import type { RateLimitSnapshot } from "../../src/RateLimitSnapshot.js"
@@ -69,6 +69,22 @@ const limiterOf = (
 const redisUp = await redisGate((name, fn) => describe("RedisRateLimiter", () => it(name, fn)))
 
 describe.runIf(redisUp)("RedisRateLimiter — one budget for every worker", () => {
+  it.scopedLive("a call the breaker refused (CircuitOpen: nothing was sent) gives its request and tokens back to the shared buckets", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoWorkers("refund")
+      const options = { requestsPerMinute: 2, tokensPerMinute: 100_000, maxWait: 0 }
+      const [la, lb] = [yield* limiterOf(a, options), yield* limiterOf(b, options)]
+      const refused = Effect.fail(new CircuitOpen({ ...site, message: "open" }))
+      for (let i = 0; i < 4; i++) yield* Effect.either(la.generate(request, refused, site))
+      // Both requests of the minute are still there, for either worker.
+      const { call, counter } = counted()
+      yield* la.generate(request, call, site)
+      yield* lb.generate(request, call, site)
+      const third = yield* Effect.either(lb.generate(request, call, site))
+      expect(third._tag).toBe("Left")
+      expect(counter.n).toBe(2)
+    }))
+
   it.scopedLive("RPM 10 shared by two workers: 10 admitted in all, the 11th fails fast with RateLimited", () =>
     Effect.gen(function*() {
       const { a, b } = yield* twoWorkers("rpm")
