@@ -38,14 +38,13 @@ import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
 import { isTagged } from "effect/Predicate"
 import * as Stream from "effect/Stream"
 import * as Deadline from "./Deadline.js"
 import { RateLimited } from "./Errors.js"
 import * as Estimate from "./internal/estimateTokens.js"
-import * as Metrics from "./internal/metrics.js"
+import { formatMs, limiterMetrics, requestCosts } from "./internal/limiter.js"
 import { millisOf } from "./internal/timer.js"
 import * as Bucket from "./internal/tokenBucket.js"
 import type { GenerateRequest, GenerateResponse, StreamEvent, Usage } from "./Provider.js"
@@ -170,8 +169,6 @@ export const defaults = {
  */
 export const estimatePromptTokens: (request: GenerateRequest) => number = Estimate.estimatePromptTokens
 
-const waitBoundaries = MetricBoundaries.exponential({ start: 1, factor: 2, count: 18 })
-
 type Dimension = "requests" | "tokens" | "inputTokens" | "outputTokens"
 
 const DIMENSIONS: ReadonlyArray<Dimension> = ["requests", "tokens", "inputTokens", "outputTokens"]
@@ -227,11 +224,6 @@ const realUsage = (dim: Dimension, usage: Usage): number | undefined => {
   }
 }
 
-const positiveOr = (value: number | undefined, fallback: number): number =>
-  value !== undefined && Number.isFinite(value) && value > 0 ? value : fallback
-
-const formatMs = (ms: number): string => (Number.isFinite(ms) ? `${Math.ceil(ms)} ms` : "an unbounded time")
-
 const unsafeMake = (key: string, options: RateLimiterOptions, now: number): RateLimiter => {
   const maxConcurrency = options.maxConcurrency === undefined
     ? Number.POSITIVE_INFINITY
@@ -262,26 +254,9 @@ const unsafeMake = (key: string, options: RateLimiterOptions, now: number): Rate
   const queue: Array<Ticket> = []
   let lastSnapshot: RateLimitSnapshot | undefined
 
-  // Tagged once per limiter (see internal/metrics.ts).
-  const waitMetric = Metrics.histogram(
-    "llm_ratelimiter_wait_ms",
-    "Milliseconds callers waited for client-side rate-limit capacity (callers that had to wait)",
-    waitBoundaries,
-    { key }
-  )
-  const rejectionMetric = Metrics.counterFamily(
-    "llm_ratelimiter_rejections_total",
-    "Callers the client-side rate limiter failed fast, by key and reason",
-    { key },
-    "reason"
-  )
+  const { wait: waitMetric, rejections: rejectionMetric } = limiterMetrics(key)
 
-  const costsOf = (request: GenerateRequest): Costs => {
-    const prompt = Estimate.estimatePromptTokens(request)
-    const tokens = estimate === undefined ? prompt + request.maxTokens : positiveOr(estimate(request), 0)
-    // Output is charged when it is known (at the end): providers count it as it is generated.
-    return { requests: 1, tokens, inputTokens: prompt, outputTokens: 0 }
-  }
+  const costsOf = (request: GenerateRequest): Costs => requestCosts(request, estimate)
 
   // ---- capacity (synchronous; every mutation of the state happens in one step) ----
 

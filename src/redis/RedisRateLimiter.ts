@@ -33,13 +33,13 @@ import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
 import { isTagged } from "effect/Predicate"
 import * as Stream from "effect/Stream"
 import type { Redis } from "ioredis"
 import * as Deadline from "../Deadline.js"
 import { RateLimited } from "../Errors.js"
+import { formatMs, limiterMetrics, positiveOr, requestCosts } from "../internal/limiter.js"
 import * as Metrics from "../internal/metrics.js"
 import type { GenerateRequest, GenerateResponse, StreamEvent, Usage } from "../Provider.js"
 import * as RateLimiterModule from "../RateLimiter.js"
@@ -153,18 +153,11 @@ type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, 
 
 const LOCAL: Admission = { _tag: "Local" }
 
-const waitBoundaries = MetricBoundaries.exponential({ start: 1, factor: 2, count: 18 })
-
 const errorsMetric = Metrics.counter(
   "llm_ratelimiter_shared_state_errors_total",
   "Redis commands of the shared rate limiter that failed or timed out",
   {}
 )
-
-const formatMs = (ms: number): string => (Number.isFinite(ms) ? `${Math.ceil(ms)} ms` : "an unbounded time")
-
-const positiveOr = (value: number | undefined, fallback: number): number =>
-  value !== undefined && Number.isFinite(value) && value > 0 ? value : fallback
 
 /** Whether Redis answered lately, shared by every limiter of a registry (they share one connection). */
 interface Health {
@@ -268,24 +261,11 @@ const makeLimiter = (
   const queue: Array<Waiter> = []
   let lastSnapshot: RateLimitSnapshot | undefined
 
-  const waitMetric = Metrics.histogram(
-    "llm_ratelimiter_wait_ms",
-    "Milliseconds callers waited for client-side rate-limit capacity (callers that had to wait)",
-    waitBoundaries,
-    { key }
-  )
-  const rejectionMetric = Metrics.counterFamily(
-    "llm_ratelimiter_rejections_total",
-    "Callers the client-side rate limiter failed fast, by key and reason",
-    { key },
-    "reason"
-  )
+  const { wait: waitMetric, rejections: rejectionMetric } = limiterMetrics(key)
 
   const costsOf = (request: GenerateRequest): Costs => {
-    const prompt = RateLimiterModule.estimatePromptTokens(request)
-    const tokens = estimate === undefined ? prompt + request.maxTokens : positiveOr(estimate(request), 0)
-    // Output is charged when it is known (at the end): providers count it as it is generated.
-    return [1, tokens, prompt, 0]
+    const costs = requestCosts(request, estimate)
+    return [costs.requests, costs.tokens, costs.inputTokens, costs.outputTokens]
   }
 
   // ---- the local bulkhead and queue ----
