@@ -44,7 +44,7 @@ import * as Stream from "effect/Stream"
 import * as Deadline from "./Deadline.js"
 import { RateLimited } from "./Errors.js"
 import * as Estimate from "./internal/estimateTokens.js"
-import { formatMs, limiterMetrics, requestCosts } from "./internal/limiter.js"
+import { clientRateLimited, formatMs, limiterMetrics, requestCosts } from "./internal/limiter.js"
 import { millisOf } from "./internal/timer.js"
 import * as Bucket from "./internal/tokenBucket.js"
 import type { GenerateRequest, GenerateResponse, StreamEvent, Usage } from "./Provider.js"
@@ -394,17 +394,7 @@ const unsafeMake = (key: string, options: RateLimiterOptions, now: number): Rate
   const rejection = (site: Site, reason: Reason, waitMs: number, detail: string): Effect.Effect<never, RateLimited> =>
     Effect.zipRight(
       Metric.increment(rejectionMetric(reason)),
-      Effect.fail(
-        new RateLimited({
-          provider: site.provider,
-          model: site.model,
-          route: site.route,
-          attempt: site.attempt,
-          message: `client-side rate limit: ${detail}`,
-          providerType: "client_rate_limit",
-          ...(Number.isFinite(waitMs) && waitMs > 0 ? { retryAfterMs: Math.ceil(waitMs) } : {})
-        }, true)
-      )
+      Effect.fail(clientRateLimited(site, detail, waitMs))
     )
 
   const budgetReason = (deadlineLeft: number): Reason => (deadlineLeft < maxWaitMs ? "deadline" : "max_wait")

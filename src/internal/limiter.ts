@@ -6,6 +6,7 @@
  * @internal
  */
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import { RateLimited } from "../Errors.js"
 import type { GenerateRequest } from "../Provider.js"
 import { estimatePromptTokens } from "./estimateTokens.js"
 import * as Metrics from "./metrics.js"
@@ -55,3 +56,32 @@ export const limiterMetrics = (key: string) => ({
     "reason"
   )
 })
+
+/** Where a limited call runs, for the error. */
+export interface LimiterSite {
+  readonly provider: string
+  readonly model: string
+  readonly route: string
+  readonly attempt: number
+}
+
+/**
+ * The `RateLimited` a client-side limiter fails a caller with (`providerType: "client_rate_limit"`,
+ * so nothing mistakes it for the provider's own 429), carrying the wait it computed when it knows one.
+ */
+export const clientRateLimited = (
+  site: LimiterSite,
+  detail: string,
+  waitMs: number,
+  providerCode?: string
+): RateLimited =>
+  new RateLimited({
+    provider: site.provider,
+    model: site.model,
+    route: site.route,
+    attempt: site.attempt,
+    message: `client-side rate limit: ${detail}`,
+    providerType: "client_rate_limit",
+    ...(providerCode !== undefined ? { providerCode } : {}),
+    ...(Number.isFinite(waitMs) && waitMs > 0 ? { retryAfterMs: Math.ceil(waitMs) } : {})
+  }, true)

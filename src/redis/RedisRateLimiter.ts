@@ -39,7 +39,7 @@ import * as Stream from "effect/Stream"
 import type { Redis } from "ioredis"
 import * as Deadline from "../Deadline.js"
 import { RateLimited } from "../Errors.js"
-import { formatMs, limiterMetrics, positiveOr, requestCosts } from "../internal/limiter.js"
+import { clientRateLimited, formatMs, limiterMetrics, positiveOr, requestCosts } from "../internal/limiter.js"
 import * as Metrics from "../internal/metrics.js"
 import type { GenerateRequest, GenerateResponse, StreamEvent, Usage } from "../Provider.js"
 import * as RateLimiterModule from "../RateLimiter.js"
@@ -293,18 +293,7 @@ const makeLimiter = (
   const rejection = (site: Site, reason: Reason, waitMs: number, detail: string): Effect.Effect<never, RateLimited> =>
     Effect.zipRight(
       Metric.increment(rejectionMetric(reason)),
-      Effect.fail(
-        new RateLimited({
-          provider: site.provider,
-          model: site.model,
-          route: site.route,
-          attempt: site.attempt,
-          message: `client-side rate limit: ${detail}`,
-          providerType: "client_rate_limit",
-          ...(reason === SHARED_STATE_UNAVAILABLE ? { providerCode: SHARED_STATE_UNAVAILABLE } : {}),
-          ...(Number.isFinite(waitMs) && waitMs > 0 ? { retryAfterMs: Math.ceil(waitMs) } : {})
-        }, true)
-      )
+      Effect.fail(clientRateLimited(site, detail, waitMs, reason === SHARED_STATE_UNAVAILABLE ? SHARED_STATE_UNAVAILABLE : undefined))
     )
 
   const unavailable = (site: Site, detail: string): Effect.Effect<never, RateLimited> =>
