@@ -11,28 +11,17 @@ import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as Stream from "effect/Stream"
 import { CircuitOpen, RateLimited } from "../../src/Errors.js"
-import type { GenerateRequest, GenerateResponse, StreamEvent, Usage } from "../../src/Provider.js"
+import type { GenerateRequest, GenerateResponse, StreamEvent } from "../../src/Provider.js"
 import * as RateLimiter from "../../src/RateLimiter.js"
 import type { RateLimitSnapshot } from "../../src/RateLimitSnapshot.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
 import * as RedisRateLimiter from "../../src/redis/RedisRateLimiter.js"
 import { cleanup, keysUnder, pttl, redisGate, redisUrl, uniquePrefix, unreachableUrl } from "./helpers.js"
+import { response, usageOf } from "../utils/limiterFixtures.js"
 
 const request: GenerateRequest = { model: "m", messages: [{ role: "user", content: "hi" }], maxTokens: 500 }
 const site = { provider: "p", model: "m", route: "r", attempt: 1 }
 const KEY = "r/m"
-
-const usageOf = (totalTokens: number): Usage => ({ inputTokens: Math.floor(totalTokens / 2), outputTokens: Math.ceil(totalTokens / 2), totalTokens })
-
-const response = (options: { readonly usage?: Usage; readonly rateLimit?: RateLimitSnapshot } = {}): GenerateResponse => ({
-  provider: "p",
-  model: "m",
-  text: "ok",
-  toolCalls: [],
-  finishReason: "stop",
-  usage: options.usage ?? usageOf(10),
-  ...(options.rateLimit !== undefined ? { rateLimit: options.rateLimit } : {})
-})
 
 /** A provider call that counts how often it ran. */
 const counted = (result: Effect.Effect<GenerateResponse, RateLimited> = Effect.succeed(response())) => {
