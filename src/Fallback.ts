@@ -125,12 +125,13 @@ export interface FallbackOptions {
   /**
    * How many times one call may walk the chain. When every route failed and at least one failed
    * transiently (overloaded, 5xx, 429, timeout, connection, cut stream, open breaker, invalid output),
-   * the chain waits — the shortest Retry-After / breaker wait among those routes, else a full-jitter
-   * backoff (base 500 ms, cap 5 s) — and walks again, skipping routes that failed for good (quota,
+   * the chain waits — the shortest Retry-After / breaker wait among those routes, or one full-jitter
+   * backoff (base 500 ms, cap 5 s) when sooner and some route gave no such hint — and walks again, skipping routes that failed for good (quota,
    * auth, unknown model, retry budget). A later pass never sleeps past the deadline, and each route
    * it calls spends one token of that route's retry budget, so passes cannot become a retry storm.
    * Default: 3 when the call has a deadline (this option's or an enclosing `Deadline`), else 1 — the
-   * deadline is what says how long the caller is willing to wait. `generate` / `generateObject` only.
+   * deadline is what says how long the caller is willing to wait. A value that is not a number ≥ 1
+   * means 1. `generate` / `generateObject` only.
    */
   readonly passes?: number | undefined
 }
@@ -508,6 +509,14 @@ const PASSES_WITH_DEADLINE = 3
 const PASS_BACKOFF_BASE_MS = 500
 const PASS_BACKOFF_CAP_MS = 5_000
 
+/** Walks per call: the option when it is a number ≥ 1 (floored), else the default for the call's deadline. */
+const passesOf = (option: number | undefined, hasDeadline: boolean): number =>
+  option !== undefined && Number.isFinite(option) && option >= 1
+    ? Math.floor(option)
+    : option === undefined && hasDeadline
+    ? PASSES_WITH_DEADLINE
+    : 1
+
 /** The failure when the chain ran out of routes. */
 const endOfChain = (call: Call): AllRoutesFailed =>
   call.lastError === undefined
@@ -723,11 +732,16 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
           Effect.gen(function*() {
             const hopeful = passErrors.filter((error) => transientTags.has(error._tag))
             if (hopeful.length === 0) return undefined
+            // The soonest any hopeful route said it may answer; a route that said nothing may try after one backoff.
             let wait = Number.POSITIVE_INFINITY
+            let unhinted = false
             for (const error of hopeful) {
-              const hint = retryAfterOf(error) ??
-                (yield* backoffDelay("full", passNumber - 1, PASS_BACKOFF_BASE_MS, PASS_BACKOFF_CAP_MS, 0))
-              wait = Math.min(wait, hint)
+              const hint = retryAfterOf(error)
+              if (hint === undefined) unhinted = true
+              else wait = Math.min(wait, hint)
+            }
+            if (unhinted) {
+              wait = Math.min(wait, yield* backoffDelay("full", passNumber - 1, PASS_BACKOFF_BASE_MS, PASS_BACKOFF_CAP_MS, 0))
             }
             return wait < (yield* Deadline.remaining) ? wait : undefined
           })
@@ -751,7 +765,7 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
         }
 
         const body = Effect.flatMap(Deadline.remaining, (left) =>
-          walk(1, Math.max(1, Math.floor(options.passes ?? (left < Number.POSITIVE_INFINITY ? PASSES_WITH_DEADLINE : 1)))))
+          walk(1, passesOf(options.passes, left < Number.POSITIVE_INFINITY)))
         const bounded = deadline === undefined
           ? body
           : Effect.mapError(Deadline.withDeadline(body, deadline, { provider: "*", model: "*", route: "*" }), onDeadline(call))

@@ -505,10 +505,14 @@ const unsafeMake = (key: string, options: RateLimiterOptions, now: number): Rate
     release(permit)
     if (Exit.isSuccess(exit)) return onResponse(permit, exit.value, at)
     const failure = Cause.failureOption(exit.cause)
-    if (Option.isNone(failure)) return
-    // The breaker below refused the call: nothing was sent, so nothing was spent.
-    if (isTagged(failure.value, "CircuitOpen")) return refund(permit, at)
-    if (learn) learnFromFailure(failure.value, at)
+    if (Option.isSome(failure)) onFailure(permit, failure.value, at)
+  }
+
+  /** A call (or stream) failed: a breaker refusal below gives everything back; a provider 429 teaches. */
+  const onFailure = (permit: Permit, error: unknown, at: number): void => {
+    // The breaker refused the call: nothing was sent, so nothing was spent.
+    if (isTagged(error, "CircuitOpen")) return refund(permit, at)
+    if (learn) learnFromFailure(error, at)
   }
 
   const generate = <E, R>(
@@ -559,9 +563,7 @@ const unsafeMake = (key: string, options: RateLimiterOptions, now: number): Rate
       }
       return chunk
     })
-    return learn
-      ? Stream.tapError(events, (error) => Effect.sync(() => learnFromFailure(error, clock.unsafeCurrentTimeMillis())))
-      : events
+    return Stream.tapError(events, (error) => Effect.sync(() => onFailure(permit, error, clock.unsafeCurrentTimeMillis())))
   }
 
   const observe = (snapshot: RateLimitSnapshot): Effect.Effect<void> =>

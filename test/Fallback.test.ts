@@ -815,6 +815,18 @@ describe("Fallback — passes within the deadline", () => {
       expect(primary.calls).toHaveLength(1)
     }).pipe(Effect.provide(State)))
 
+  it.effect("a passes value that is not a number ≥ 1 means one pass (never an endless loop)", () =>
+    Effect.gen(function*() {
+      for (const passes of [Number.NaN, 0, -3]) {
+        const primary = Mock.make({ otherwise: overloaded })
+        const chain = yield* Fallback.make({ routes: [route("primary", primary, noRetry)], deadline: "10 seconds", passes })
+        const fiber = yield* Effect.fork(Effect.flip(chain.generateObject(Answer, request)))
+        yield* TestClock.adjust("1 minute")
+        expect((yield* Fiber.join(fiber)).reason).toBe("exhausted")
+        expect(primary.calls).toHaveLength(1)
+      }
+    }).pipe(Effect.provide(State)))
+
   it.effect("the pause honours the shortest Retry-After, and a route that failed for good is not tried again", () =>
     Effect.gen(function*() {
       const quota = Mock.make({ otherwise: Mock.fail(Mock.errors.quotaExhausted()) })

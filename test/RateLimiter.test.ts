@@ -13,21 +13,10 @@ import type { GenerateRequest, GenerateResponse, StreamEvent, Usage } from "../s
 import * as RateLimiter from "../src/RateLimiter.js"
 import type { RateLimitSnapshot } from "../src/RateLimitSnapshot.js"
 import * as Mock from "../src/testing/MockProvider.js"
+import { response, usageOf } from "./utils/limiterFixtures.js"
 
 const request: GenerateRequest = { model: "m", messages: [{ role: "user", content: "hi" }], maxTokens: 16 }
 const site = { provider: "p", model: "m", route: "r", attempt: 1 }
-
-const usageOf = (totalTokens: number): Usage => ({ inputTokens: Math.floor(totalTokens / 2), outputTokens: Math.ceil(totalTokens / 2), totalTokens })
-
-const response = (options: { readonly usage?: Usage; readonly rateLimit?: RateLimitSnapshot } = {}): GenerateResponse => ({
-  provider: "p",
-  model: "m",
-  text: "ok",
-  toolCalls: [],
-  finishReason: "stop",
-  usage: options.usage ?? usageOf(10),
-  ...(options.rateLimit !== undefined ? { rateLimit: options.rateLimit } : {})
-})
 
 const ok = Effect.succeed(response())
 
@@ -97,7 +86,7 @@ describe("RateLimiter — requests per minute", () => {
       yield* Fiber.join(next.fiber)
       expect(next.startedAt).toEqual([31_000])
     }))
-  it.effect("a call the breaker below refused (CircuitOpen: nothing was sent) gives its request and tokens back", () =>
+  it.effect("a call or stream the breaker below refused (CircuitOpen: nothing was sent) gives its request and tokens back", () =>
     Effect.gen(function*() {
       const limiter = yield* RateLimiter.make("k", { requestsPerMinute: 2, tokensPerMinute: 1_000 })
       const refused = Effect.fail(new CircuitOpen({ provider: "p", model: "m", route: "r", attempt: 1, message: "open" }))
@@ -105,6 +94,9 @@ describe("RateLimiter — requests per minute", () => {
       const stats = yield* limiter.stats
       expect(stats.requestTokens).toBe(2)
       expect(stats.tokenTokens).toBe(1_000)
+      // The same for a stream the breaker refused before its first event.
+      yield* Effect.either(Stream.runDrain(limiter.stream(request, Stream.fail(new CircuitOpen({ ...site, message: "open" })), site)))
+      expect((yield* limiter.stats).requestTokens).toBe(2)
       // A call that reached the provider and failed did spend its request.
       yield* Effect.either(limiter.generate(request, Effect.fail("boom"), site))
       expect((yield* limiter.stats).requestTokens).toBe(1)

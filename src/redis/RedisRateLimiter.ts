@@ -518,11 +518,14 @@ const makeLimiter = (
   const afterExit = (costs: Costs, charged: number, exit: Exit.Exit<GenerateResponse, unknown>): Effect.Effect<void> => {
     if (Exit.isSuccess(exit)) return settle(costs, charged, exit.value.usage, exit.value.rateLimit, undefined)
     const failure = Cause.failureOption(exit.cause)
-    // The breaker below refused the call: nothing was sent, so nothing was spent.
-    if (Option.isSome(failure) && isTagged(failure.value, "CircuitOpen")) {
-      return settle(costs, charged, undefined, undefined, undefined, false, true)
-    }
-    const lesson = Option.isSome(failure) ? failureLesson(failure.value) : undefined
+    return Option.isSome(failure) ? afterFailure(costs, charged, failure.value) : Effect.void
+  }
+
+  /** A call (or stream) failed: a breaker refusal below gives everything back; a provider 429 teaches. */
+  const afterFailure = (costs: Costs, charged: number, error: unknown): Effect.Effect<void> => {
+    // The breaker refused the call: nothing was sent, so nothing was spent.
+    if (isTagged(error, "CircuitOpen")) return settle(costs, charged, undefined, undefined, undefined, false, true)
+    const lesson = failureLesson(error)
     return lesson === undefined ? Effect.void : settle(costs, charged, undefined, lesson.snapshot, lesson.retryAfterMs)
   }
 
@@ -560,10 +563,7 @@ const makeLimiter = (
       }
       return effect === Effect.void ? Effect.succeed(chunk) : Effect.as(effect, chunk)
     })
-    return Stream.tapError(events, (error) => {
-      const lesson = failureLesson(error)
-      return lesson === undefined ? Effect.void : settle(costs, charged, undefined, lesson.snapshot, lesson.retryAfterMs)
-    })
+    return Stream.tapError(events, (error) => afterFailure(costs, charged, error))
   }
 
   const stream = <E, R>(
