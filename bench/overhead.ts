@@ -13,7 +13,7 @@
  *   design (`Effect.timeoutFail`) for before/after.
  * - effect (async): the same provider resolving through a Promise (one event-loop turn, like the
  *   promise family's bare call), where a preemptible attempt timeout needs its own fiber.
- * - primitives: `Effect.timeoutFail` against the attempt timer the policies use (`internal/timer.ts`).
+ * - primitives: `Effect.timeoutFail` against the attempt timer the policies use (`Timeouts.generate`).
  * - stream: a 100-chunk stream (each chunk one event-loop turn away, like network data) bare, through
  *   a `Stream.interruptWhen` watchdog (the previous phase-timeout design: `Channel.mergeWith` forks per
  *   pull) and through `Timeouts.stream` (one producer fiber, one timer).
@@ -49,11 +49,13 @@ import { PerformanceObserver } from "node:perf_hooks"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
 import CircuitBreaker from "opossum"
-import { Timeout } from "../src/Errors.js"
-import { within } from "../src/internal/timer.js"
-import * as Policy from "../src/Policy.js"
-import type { GenerateRequest, GenerateResponse, ProviderShape, StreamEvent } from "../src/Provider.js"
-import * as Timeouts from "../src/Timeouts.js"
+// The library as it ships: the package's own name resolves to the compiled dist/ (the script builds it
+// first). Under tsx the TypeScript sources would be measured with esbuild's keep-names helper wrapped
+// around every closure the hot path creates, a cost no user of the package pays.
+import { Timeout } from "effect-llm-resilience/Errors"
+import * as Policy from "effect-llm-resilience/Policy"
+import type { GenerateRequest, GenerateResponse, ProviderShape, StreamEvent } from "effect-llm-resilience/Provider"
+import * as Timeouts from "effect-llm-resilience/Timeouts"
 import { banner, fmt, median, pinSelf, quick, table, writeResults } from "./lib/report.js"
 
 const ROUNDS = quick ? 1 : 5
@@ -202,9 +204,12 @@ const main = async () => {
     full: await wrapped(policies.full, asyncProvider, "async-full"),
     before: await wrapped(policies.before, withTimeoutFail(asyncProvider), "async-before")
   }
+  const site = { provider: "noop", model: "m", route: "bench", attempt: 1 }
   const syncCall = syncProvider.generate(request)
   const asyncCall = asyncProvider.generate(request)
   const onTimeout = attemptTimeout(syncProvider)
+  // The attempt timer alone: what `Policy` arms around each attempt.
+  const attemptOnly = Timeouts.make({ attempt: 600_000 })
 
   const chunks = () =>
     Stream.concat(
@@ -212,7 +217,6 @@ const main = async () => {
       Stream.mapEffect(Stream.range(1, 100), () => Effect.promise(() => Promise.resolve<StreamEvent>({ _tag: "TextDelta", text: "x" })))
     )
   const phaseTimeouts = Timeouts.make({})
-  const site = { provider: "noop", model: "m", route: "bench", attempt: 1 }
 
   const cases: ReadonlyArray<Case> = [
     { name: "promise: bare call", family: "promise", base: "promise: bare call", run: bareAsync },
@@ -228,9 +232,9 @@ const main = async () => {
     { name: "effect async: full stack (+ rate limiter)", family: "effect-async", base: "effect async: bare provider call", run: async_.full },
     { name: "effect async: full stack, Effect.timeoutFail attempt timeout (before)", family: "effect-async", base: "effect async: bare provider call", run: async_.before },
     { name: "timer: Effect.timeoutFail, sync effect", family: "primitive", base: "effect sync: bare provider call", run: () => run(Effect.timeoutFail(syncCall, { duration: 600_000, onTimeout })) },
-    { name: "timer: attempt timer (internal/timer), sync effect", family: "primitive", base: "effect sync: bare provider call", run: () => run(within(syncCall, 600_000, onTimeout)) },
+    { name: "timer: attempt timer (Timeouts), sync effect", family: "primitive", base: "effect sync: bare provider call", run: () => run(attemptOnly.generate(syncCall, site)) },
     { name: "timer: Effect.timeoutFail, async effect", family: "primitive", base: "effect async: bare provider call", run: () => run(Effect.timeoutFail(asyncCall, { duration: 600_000, onTimeout })) },
-    { name: "timer: attempt timer (internal/timer), async effect", family: "primitive", base: "effect async: bare provider call", run: () => run(within(asyncCall, 600_000, onTimeout)) },
+    { name: "timer: attempt timer (Timeouts), async effect", family: "primitive", base: "effect async: bare provider call", run: () => run(attemptOnly.generate(asyncCall, site)) },
     { name: "stream: 100 chunks, bare", family: "stream", base: "stream: 100 chunks, bare", run: () => run(Stream.runDrain(chunks())) },
     { name: "stream: 100 chunks, Stream.interruptWhen watchdog (before)", family: "stream", base: "stream: 100 chunks, bare", run: () => run(Stream.runDrain(Stream.interruptWhen(chunks(), Effect.never))) },
     { name: "stream: 100 chunks, Timeouts.stream (all phases)", family: "stream", base: "stream: 100 chunks, bare", run: () => run(Stream.runDrain(phaseTimeouts.stream(chunks(), site))) }

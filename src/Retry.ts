@@ -202,28 +202,32 @@ const afterContent = (error: RouteError, attempt: number, text: string): StreamI
       message: `stream failed after partial output: ${error._tag}: ${error.message}`
     }, true)
 
-/** Random bytes drawn in bulk: one `getRandomValues` call serves 512 keys. */
-const pool = new Uint8Array(12 * 512)
-let poolOffset = pool.length
-
 /**
- * One key per logical call: 96 random bits as 24 hex digits. Not drawn from Effect's `Random` on
- * purpose — a key must be unique across processes and runs even when a test seeds `Random` (jitter,
- * which tests do want reproducible, does draw from it) — and drawing from a pre-filled pool keeps it
- * off the hot path (≈0.1 µs instead of an effect per call).
+ * One key per logical call: 24 hex digits, a random 64-bit prefix drawn once per process (again after
+ * 2^32 keys) followed by a 32-bit counter. Unique across processes and runs by the prefix, and within a
+ * process by the counter — without drawing randomness per call (the key is on every call's path). Not
+ * drawn from Effect's `Random` on purpose: a key must stay unique even when a test seeds `Random`
+ * (jitter, which tests do want reproducible, does draw from it). Keys are not secrets; that they are
+ * sequential within a process is harmless.
  */
 const idempotencyKey = (): string => {
-  if (poolOffset + 12 > pool.length) {
-    globalThis.crypto.getRandomValues(pool)
-    poolOffset = 0
+  if (keyCounter >= 0x1_0000_0000) {
+    keyPrefix = randomPrefix()
+    keyCounter = 0
   }
-  let key = "llmr-"
-  for (let i = poolOffset; i < poolOffset + 12; i++) key += HEX[pool[i]!]!
-  poolOffset += 12
-  return key
+  return keyPrefix + (keyCounter++).toString(16).padStart(8, "0")
+}
+
+const randomPrefix = (): string => {
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(8))
+  let prefix = "llmr-"
+  for (const byte of bytes) prefix += HEX[byte]!
+  return prefix
 }
 
 const HEX: ReadonlyArray<string> = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"))
+let keyPrefix = randomPrefix()
+let keyCounter = 0
 
 /**
  * Builds a retry policy. `budget` (optional) is the route's {@link RetryBudget}; `observe` (optional)

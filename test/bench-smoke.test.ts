@@ -2,7 +2,9 @@
  * CI smoke of the benchmarks: every `bench/*.ts --quick` run completes and its results hold the
  * invariants that do not depend on the machine's speed (no errors on the happy path, no invalid
  * output accepted by our chain, the herd simulation reproducing the published figures, a flat heap).
- * Timing figures are not asserted here — they belong to the full runs in docs/benchmarks.md.
+ * Timing figures are not asserted here — they belong to the full runs in docs/benchmarks.md. The
+ * package's own name resolves to the TypeScript sources here (`llmr-source` condition): the smoke
+ * exercises the code under test, where the full runs measure the compiled build.
  */
 import { spawn } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
@@ -16,7 +18,7 @@ afterAll(() => rmSync(outDir, { recursive: true, force: true }))
 /** Runs `bench/<name>.ts --quick` and returns its results JSON. */
 const runQuick = (name: string): Promise<{ readonly data: Record<string, unknown> }> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join("bench", `${name}.ts`), "--quick"], {
+    const child = spawn(process.execPath, ["--conditions=llmr-source", "--import", "tsx", join("bench", `${name}.ts`), "--quick"], {
       env: { ...process.env, BENCH_RESULTS_DIR: outDir },
       stdio: ["ignore", "pipe", "pipe"]
     })

@@ -1,16 +1,27 @@
 /**
- * What a user of the package gets: every entry point of `exports` exists, and the root entry point
+ * What a user of the package gets: every entry point of `exports` ships compiled JavaScript and
+ * declarations (dist/, built by `prepare` on every `npm ci` / `npm install`) that load in plain Node,
+ * and the root entry point
  * loads nothing beyond the required peers (`effect`, `@effect/platform`, `@effect/platform-node`) — the
  * SQL drivers, Redis (ioredis), the CLI and telemetry packages are optional peers, reachable only from
  * their own entry points, so an application that never uses them need not install them.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 
 const root = path.resolve(import.meta.dirname, "..")
+/** One entry point: the TypeScript source (for this repository's own tools) and what consumers load. */
+interface Entry {
+  readonly "llmr-source": string
+  readonly types: string
+  readonly default: string
+}
+
 const pkg = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")) as {
-  readonly exports: Record<string, string>
+  readonly exports: Record<string, Entry>
+  readonly scripts: Record<string, string>
   readonly peerDependencies: Record<string, string>
   readonly devDependencies: Record<string, string>
   readonly peerDependenciesMeta: Record<string, { readonly optional?: boolean }>
@@ -51,31 +62,49 @@ const packagesReachableFrom = (entry: string): Set<string> => {
   return packages
 }
 
+const sourceOf = (name: string): string => pkg.exports[name]!["llmr-source"]
+
 describe("packaging", () => {
-  it("every entry point in package.json exports exists", () => {
-    for (const [name, target] of Object.entries(pkg.exports)) {
-      expect(fs.existsSync(path.join(root, target)), `${name} → ${target}`).toBe(true)
+  it("every entry point maps a source file to its compiled JavaScript and declarations", () => {
+    expect(pkg.scripts["prepare"]).toBe("npm run build")
+    for (const [name, entry] of Object.entries(pkg.exports)) {
+      const compiled = entry["llmr-source"].replace(/^\.\/src\//, "./dist/").replace(/\.ts$/, "")
+      expect(fs.existsSync(path.join(root, entry["llmr-source"])), `${name} → ${entry["llmr-source"]}`).toBe(true)
+      expect(entry.default, name).toBe(`${compiled}.js`)
+      expect(entry.types, name).toBe(`${compiled}.d.ts`)
+      for (const file of [entry.default, entry.types]) {
+        expect(fs.existsSync(path.join(root, file)), `${name} → ${file} (missing: run npm run build)`).toBe(true)
+      }
     }
+  })
+
+  it("the compiled root entry point loads in plain Node (no TypeScript loader)", () => {
+    const out = execFileSync(
+      process.execPath,
+      ["--input-type=module", "-e", "const m = await import('effect-llm-resilience'); console.log(typeof m.Policy.apply, typeof m.LlmClient.make)"],
+      { cwd: root, encoding: "utf8" }
+    )
+    expect(out.trim()).toBe("function function")
   })
 
   it("the root entry point reaches only the required peers", () => {
     const required = Object.keys(pkg.peerDependencies).filter((name) => pkg.peerDependenciesMeta[name]?.optional !== true)
-    const reached = [...packagesReachableFrom(path.join(root, pkg.exports["."]!))].sort()
+    const reached = [...packagesReachableFrom(path.join(root, sourceOf(".")))].sort()
     expect(reached.filter((name) => !required.includes(name))).toEqual([])
     expect(reached).toContain("effect")
   })
 
   it("the SQL backends are reachable only from their own entry points", () => {
-    expect(packagesReachableFrom(path.join(root, pkg.exports["./agent"]!))).not.toContain("@effect/sql-pg")
-    expect(packagesReachableFrom(path.join(root, pkg.exports["./agent/sqlite"]!))).toContain("@effect/sql-sqlite-node")
-    expect(packagesReachableFrom(path.join(root, pkg.exports["./agent/postgres"]!))).toContain("@effect/sql-pg")
+    expect(packagesReachableFrom(path.join(root, sourceOf("./agent")))).not.toContain("@effect/sql-pg")
+    expect(packagesReachableFrom(path.join(root, sourceOf("./agent/sqlite")))).toContain("@effect/sql-sqlite-node")
+    expect(packagesReachableFrom(path.join(root, sourceOf("./agent/postgres")))).toContain("@effect/sql-pg")
   })
 
   it("ioredis is an optional peer, reachable only from ./redis", () => {
     expect(pkg.peerDependencies["ioredis"]).toBe(pkg.devDependencies["ioredis"])
     expect(pkg.peerDependenciesMeta["ioredis"]?.optional).toBe(true)
-    expect(packagesReachableFrom(path.join(root, pkg.exports["."]!))).not.toContain("ioredis")
-    const redis = packagesReachableFrom(path.join(root, pkg.exports["./redis"]!))
+    expect(packagesReachableFrom(path.join(root, sourceOf(".")))).not.toContain("ioredis")
+    const redis = packagesReachableFrom(path.join(root, sourceOf("./redis")))
     expect(redis).toContain("ioredis")
     const allowed = new Set([...Object.keys(pkg.peerDependencies)])
     expect([...redis].filter((name) => !allowed.has(name))).toEqual([])

@@ -126,17 +126,27 @@ export const guard = <A, E, R, E2>(
       expired = true
       child.unsafeInterruptAsFork(timerFiberId)
     })
-    return Effect.async<A, E | E2>((resume) => {
+    const wait = Effect.async<A, E | E2>((resume) => {
       child.addObserver((exit) => {
         disarm()
         resume(expired && Exit.isFailure(exit) ? Effect.fail(limit.onTimeout()) : exit)
       })
-      // The caller was interrupted: stop the work and wait for its finalizers (the socket is closed).
-      return Effect.suspend(() => {
-        disarm()
-        return Fiber.interrupt(child)
-      })
     })
+    // The caller was interrupted: stop the work and wait for its finalizers (the socket is closed).
+    // Not a canceller returned from `Effect.async`: Effect wraps those in `onInterrupt`, whose
+    // bookkeeping runs on every *successful* wait too; a failure handler costs nothing until it runs.
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.catchAllCause(restore(wait), (cause) =>
+        Cause.isInterruptedOnly(cause)
+          ? Effect.zipRight(
+            Effect.suspend(() => {
+              disarm()
+              return Fiber.interrupt(child)
+            }),
+            Effect.failCause(cause)
+          )
+          : Effect.failCause(cause))
+    )
   })
 
 /**
@@ -227,13 +237,14 @@ export const startPump = <A, E, R>(
     if (end === undefined) return undefined
     return Exit.isSuccess(end) ? Effect.fail(Option.none()) : Effect.failCause(Cause.map(end.cause, Option.some))
   }
+  // The consumer's wait has no canceller (Effect wraps cancellers in `onInterrupt`, paid on every pull):
+  // it is woken with an effect that takes the chunk *when it runs*, so waking a consumer that was
+  // interrupted meanwhile (its resume is then ignored) loses nothing.
   const wakeConsumer = () => {
     const waiting = consumer
-    if (waiting === undefined) return
-    const next = take()
-    if (next === undefined) return
+    if (waiting === undefined || (buffer.length === 0 && end === undefined)) return
     consumer = undefined
-    waiting(next)
+    waiting(pull)
   }
   const finish = (exit: Exit.Exit<void, E>) => {
     if (end !== undefined) return
@@ -255,18 +266,16 @@ export const startPump = <A, E, R>(
           producerWaiting = resume
         })
     }))
+  const pull: Effect.Effect<Chunk.Chunk<A>, Option.Option<E>> = Effect.suspend(() =>
+    take() ?? Effect.async<Chunk.Chunk<A>, Option.Option<E>>((resume) => {
+      consumer = resume
+    })
+  )
   const producer = Runtime.runFork(runtimeOf<R>(parent, flags))(body)
   producer.addObserver((exit) => finish(Exit.isSuccess(exit) ? Exit.void : exit))
 
   return {
-    pull: Effect.suspend(() =>
-      take() ?? Effect.async<Chunk.Chunk<A>, Option.Option<E>>((resume) => {
-        consumer = resume
-        return Effect.sync(() => {
-          consumer = undefined
-        })
-      })
-    ),
+    pull,
     fail: (error) => {
       if (end !== undefined) return
       finish(Exit.fail(error))

@@ -23,9 +23,12 @@ export interface Run {
   readonly stderr: string
 }
 
-/** Environment for the child: no inherited keys or telemetry settings, no colour. */
+/**
+ * Environment for the child: no inherited keys or telemetry settings, no colour, and the TypeScript
+ * sources (not a possibly stale dist/ build) — the code under test.
+ */
 const baseEnv = (): NodeJS.ProcessEnv => {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" }
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1", LLM_RESILIENCE_FROM_SOURCE: "1" }
   for (const name of Object.keys(env)) {
     if (/_API_KEY$/.test(name) || name.startsWith("OTEL_")) delete env[name]
   }
