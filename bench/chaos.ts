@@ -16,7 +16,7 @@
  * sent to the primary during its outage, and time to recover: from the outage's end to the first
  * healthy answer served by the primary.
  *
- * Run: npm run bench:chaos            (~7 min: 7 peers × 50 s + drains)
+ * Run: npm run bench:chaos            (~8 min: 8 clients × 50 s + drains)
  *      npm run bench:chaos -- --quick (1.5 s per peer, outage 0.5–1 s, 1 s deadline; a smoke run, not a measurement)
  */
 import { writeFileSync } from "node:fs"

@@ -17,6 +17,12 @@
  * - stream: a 100-chunk stream (each chunk one event-loop turn away, like network data) bare, through
  *   a `Stream.interruptWhen` watchdog (the previous phase-timeout design: `Channel.mergeWith` forks per
  *   pull) and through `Timeouts.stream` (one producer fiber, one timer).
+ * - chain: what an application calls — a structured answer through a two-route fallback chain whose
+ *   primary answers. Ours: `Fallback` (= `LlmClient`) `generateObject` with the quickstart's settings
+ *   (a 30 s deadline, one repair), each route under `Policy.default`, over the async provider; it also
+ *   keeps the attempt history and publishes `DegradedMode`. The peer: cockatiel's `fallback` over two
+ *   routes, each `wrap(retry, circuitBreaker, timeout)`, then `JSON.parse` and the same Effect Schema
+ *   decode (synchronous) — the same work a hand-rolled chain must do, with nothing recorded.
  *
  * Per case and round: mitata's median and p99 (wall clock), CPU time per call over a fixed loop
  * (`process.cpuUsage`, which a busy machine disturbs less than wall time), and bytes allocated per call
@@ -34,6 +40,7 @@ import {
   circuitBreaker,
   ConsecutiveBreaker,
   ExponentialBackoff,
+  fallback,
   handleAll,
   retry,
   timeout,
@@ -41,8 +48,10 @@ import {
   wrap
 } from "cockatiel"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Runtime from "effect/Runtime"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { measure } from "mitata"
 import { PerformanceObserver } from "node:perf_hooks"
@@ -52,7 +61,9 @@ import CircuitBreaker from "opossum"
 // The library as it ships: the package's own name resolves to the compiled dist/ (the script builds it
 // first). Under tsx the TypeScript sources would be measured with esbuild's keep-names helper wrapped
 // around every closure the hot path creates, a cost no user of the package pays.
+import * as DegradedMode from "effect-llm-resilience/DegradedMode"
 import { Timeout } from "effect-llm-resilience/Errors"
+import * as Fallback from "effect-llm-resilience/Fallback"
 import * as Policy from "effect-llm-resilience/Policy"
 import type { GenerateRequest, GenerateResponse, ProviderShape, StreamEvent } from "effect-llm-resilience/Provider"
 import * as Timeouts from "effect-llm-resilience/Timeouts"
@@ -82,6 +93,29 @@ const cockatiel = wrap(
 )
 const opossum = new CircuitBreaker(bareAsync, { timeout: 600_000, resetTimeout: 5_000, errorThresholdPercentage: 50 })
 
+// ---- the chain family: a structured answer through a two-route fallback chain ----
+
+const Triage = Schema.Struct({ severity: Schema.Literal("low", "high"), summary: Schema.String })
+const triageJson = JSON.stringify({ severity: "high", summary: "checkout returns 502 for 3% of users" })
+const chainRequest: Fallback.ChainRequest = { messages: [{ role: "user", content: "Triage: checkout returns 502." }], maxTokens: 300 }
+const jsonResponse: GenerateResponse = { ...response, text: triageJson }
+const decodeTriage = Schema.decodeUnknownSync(Triage)
+
+const routePolicy = () =>
+  wrap(
+    retry(handleAll, { maxAttempts: 2, backoff: new ExponentialBackoff() }),
+    circuitBreaker(handleAll, { halfOpenAfter: 5_000, breaker: new ConsecutiveBreaker(5) }),
+    timeout(30_000, TimeoutStrategy.Aggressive)
+  )
+const cockatielPrimary = routePolicy()
+const cockatielSecondary = routePolicy()
+const jsonAnswer = () => Promise.resolve(jsonResponse)
+const cockatielChain = fallback(handleAll, () => cockatielSecondary.execute(jsonAnswer))
+const cockatielChainCall = async () => {
+  const answer = await cockatielChain.execute(() => cockatielPrimary.execute(jsonAnswer))
+  return decodeTriage(JSON.parse(answer.text))
+}
+
 // ---- the effect families ----
 
 const syncProvider: ProviderShape = {
@@ -92,6 +126,10 @@ const syncProvider: ProviderShape = {
 const asyncProvider: ProviderShape = {
   ...syncProvider,
   generate: () => Effect.promise(() => Promise.resolve(response))
+}
+const jsonProvider: ProviderShape = {
+  ...syncProvider,
+  generate: () => Effect.promise(() => Promise.resolve(jsonResponse))
 }
 const attemptTimeout = (provider: ProviderShape) => () =>
   new Timeout({ provider: provider.name, model: "m", route: "bench", attempt: 1, phase: "attempt", timeoutMs: 600_000, message: "timeout" })
@@ -112,7 +150,7 @@ const policies = {
 
 interface Case {
   readonly name: string
-  readonly family: "promise" | "effect-sync" | "effect-async" | "primitive" | "stream"
+  readonly family: "promise" | "effect-sync" | "effect-async" | "primitive" | "stream" | "chain"
   /** The bare call this case's overhead is measured against. */
   readonly base: string
   readonly run: () => Promise<unknown>
@@ -185,7 +223,7 @@ const main = async () => {
   const pinned = process.argv.includes("--no-pin") ? undefined : pinSelf(0)
   if (pinned !== undefined) console.log(`pinned to CPU ${pinned}\n`)
 
-  const managed = ManagedRuntime.make(Policy.layerState)
+  const managed = ManagedRuntime.make(Layer.merge(Policy.layerState, DegradedMode.layer))
   const runtime = await managed.runtime()
   const run = Runtime.runPromise(runtime)
   const wrapped = async (policy: Policy.PolicyOptions, provider: ProviderShape, route: string) => {
@@ -204,6 +242,14 @@ const main = async () => {
     full: await wrapped(policies.full, asyncProvider, "async-full"),
     before: await wrapped(policies.before, withTimeoutFail(asyncProvider), "async-before")
   }
+  const chain = await run(Fallback.make({
+    deadline: "30 seconds",
+    repairAttempts: 1,
+    routes: [
+      { name: "chain-primary", provider: jsonProvider, model: "primary" },
+      { name: "chain-fallback", provider: jsonProvider, model: "fallback" }
+    ]
+  }))
   const site = { provider: "noop", model: "m", route: "bench", attempt: 1 }
   const syncCall = syncProvider.generate(request)
   const asyncCall = asyncProvider.generate(request)
@@ -235,6 +281,8 @@ const main = async () => {
     { name: "timer: attempt timer (Timeouts), sync effect", family: "primitive", base: "effect sync: bare provider call", run: () => run(attemptOnly.generate(syncCall, site)) },
     { name: "timer: Effect.timeoutFail, async effect", family: "primitive", base: "effect async: bare provider call", run: () => run(Effect.timeoutFail(asyncCall, { duration: 600_000, onTimeout })) },
     { name: "timer: attempt timer (Timeouts), async effect", family: "primitive", base: "effect async: bare provider call", run: () => run(attemptOnly.generate(asyncCall, site)) },
+    { name: "chain: cockatiel fallback(2 × wrap(retry, breaker, timeout)) + JSON.parse + Schema decode", family: "chain", base: "promise: bare call", run: cockatielChainCall },
+    { name: "chain: ours, generateObject over 2 routes (Policy.default each, 30 s deadline, schema gate)", family: "chain", base: "effect async: bare provider call", run: () => run(chain.generateObject(Triage, chainRequest)) },
     { name: "stream: 100 chunks, bare", family: "stream", base: "stream: 100 chunks, bare", run: () => run(Stream.runDrain(chunks())) },
     { name: "stream: 100 chunks, Stream.interruptWhen watchdog (before)", family: "stream", base: "stream: 100 chunks, bare", run: () => run(Stream.runDrain(Stream.interruptWhen(chunks(), Effect.never))) },
     { name: "stream: 100 chunks, Timeouts.stream (all phases)", family: "stream", base: "stream: 100 chunks, bare", run: () => run(Stream.runDrain(phaseTimeouts.stream(chunks(), site))) }
@@ -265,10 +313,12 @@ const main = async () => {
   }))
 
   const cockatielCase = byName("promise: cockatiel wrap(retry, breaker, timeout)")
-  const ratio = (name: string, metric: "p50" | "cpu") =>
-    perRound((r) => overhead(byName(name), metric, r) / overhead(cockatielCase, metric, r))
+  const cockatielChainCase = byName("chain: cockatiel fallback(2 × wrap(retry, breaker, timeout)) + JSON.parse + Schema decode")
+  const ratio = (name: string, metric: "p50" | "cpu", peer: Case = cockatielCase) =>
+    perRound((r) => overhead(byName(name), metric, r) / overhead(peer, metric, r))
   const fullSync = "effect sync: full stack (+ rate limiter)"
   const fullAsync = "effect async: full stack (+ rate limiter)"
+  const oursChain = "chain: ours, generateObject over 2 routes (Policy.default each, 30 s deadline, schema gate)"
   const row = (name: string) => rows.find((r) => r.name === name)!
   const figures = (name: string) => ({
     p50Us: row(name).p50Us,
@@ -282,8 +332,17 @@ const main = async () => {
     opossumOverheadUs: row("promise: opossum (breaker + timeout)").overheadUs,
     fullSync: figures(fullSync),
     fullAsync: figures(fullAsync),
+    chain: {
+      p50Us: row(oursChain).p50Us,
+      overheadUs: row(oursChain).overheadUs,
+      cpuOverheadUs: row(oursChain).cpuOverheadUs,
+      cockatielChainOverheadUs: row(cockatielChainCase.name).overheadUs,
+      vsCockatielChain: ratio(oursChain, "p50", cockatielChainCase),
+      vsCockatielChainCpu: ratio(oursChain, "cpu", cockatielChainCase)
+    },
     targets: {
       overheadAtMostHalfOfCockatiel: ratio(fullSync, "p50") <= 0.5,
+      asyncOverheadAtMostHalfOfCockatiel: ratio(fullAsync, "p50") <= 0.5,
       medianAtMost25Us: row(fullSync).p50Us <= 25
     }
   }
@@ -314,7 +373,12 @@ const main = async () => {
       ` (CPU time: ${fmt(summary.fullAsync.vsCockatielCpu, 2)}×)`
   )
   console.log(
-    `targets: overhead ≤ 0.5× cockatiel: ${summary.targets.overheadAtMostHalfOfCockatiel ? "met" : "NOT met"};` +
+    `chain (generateObject, 2 routes): overhead ${fmt(summary.chain.overheadUs, 2)} µs = ${fmt(summary.chain.vsCockatielChain, 2)}×` +
+      ` cockatiel's fallback chain + decode (${fmt(summary.chain.cockatielChainOverheadUs, 2)} µs; CPU time: ${fmt(summary.chain.vsCockatielChainCpu, 2)}×)`
+  )
+  console.log(
+    `targets: overhead ≤ 0.5× cockatiel: sync ${summary.targets.overheadAtMostHalfOfCockatiel ? "met" : "NOT met"},` +
+      ` async ${summary.targets.asyncOverheadAtMostHalfOfCockatiel ? "met" : "NOT met"};` +
       ` median ≤ 25 µs: ${summary.targets.medianAtMost25Us ? "met" : "NOT met"}`
   )
 

@@ -569,6 +569,7 @@ export const restamp = <E extends RouteError>(error: E, fields: { readonly route
     (fields.attempt === undefined || fields.attempt === error.attempt)
   ) return error
   const Ctor = error.constructor as new(props: object, disableValidation?: boolean) => E
-  // `message` is an own but non-enumerable property of an Error: a spread alone would drop it.
-  return new Ctor({ ...error, message: error.message, ...fields }, true)
+  // `message` is an own but non-enumerable property of an Error: a copy alone would drop it.
+  // Object.assign, not a spread: see internal/object.ts.
+  return new Ctor(Object.assign({}, error, { message: error.message }, fields), true)
 }

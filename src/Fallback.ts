@@ -21,7 +21,6 @@
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as FiberRef from "effect/FiberRef"
 import * as JSONSchema from "effect/JSONSchema"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
@@ -42,7 +41,10 @@ import {
   type RouteError
 } from "./Errors.js"
 import { estimatePromptTokens } from "./internal/estimateTokens.js"
-import { millisOf } from "./internal/timer.js"
+import { extend, type Mutable } from "./internal/object.js"
+import * as RouteCalls from "./internal/routeCall.js"
+import type { RouteCall, RouteProvider } from "./internal/routeCall.js"
+import { clockOf, millisOf } from "./internal/timer.js"
 import * as Policy from "./Policy.js"
 import {
   type GenerateRequest,
@@ -254,7 +256,7 @@ export interface Chain {
 // ---------------------------------------------------------------------------------------------------
 
 /**
- * The history of one call. Policy's `observe` appends every attempt to it (through `currentLog`); the
+ * The history of one call. The retry loop of each route appends every attempt to it; the
  * chain adds the routes it skipped, numbers repair calls after the route's earlier attempts, and
  * attaches to each record the usage of the response it was about (the output gate sees the response
  * before the retry loop records the attempt).
@@ -282,12 +284,10 @@ class CallLog {
       ? this.takeUsage(record.requestId)
       : undefined
     const message = this.note === undefined ? record.message : record.message === undefined ? this.note : `${this.note}: ${record.message}`
-    this.records.push({
-      ...record,
-      attempt: record.attempt + this.attemptOffset,
-      ...(message !== undefined ? { message } : {}),
-      ...(usage !== undefined ? { usage } : {})
-    })
+    const logged: Mutable<AttemptRecord> = extend(record, { attempt: record.attempt + this.attemptOffset })
+    if (message !== undefined) logged.message = message
+    if (usage !== undefined) logged.usage = usage
+    this.records.push(logged)
   }
 
   skip(route: string, message: string): void {
@@ -321,12 +321,9 @@ class CallLog {
   }
 }
 
-const currentLog = FiberRef.unsafeMake<Option.Option<CallLog>>(Option.none())
-
-const logAttempt = (record: AttemptRecord): Effect.Effect<void> =>
-  Effect.map(FiberRef.get(currentLog), (log) => {
-    if (Option.isSome(log)) log.value.add(record)
-  })
+/** The attempt observer that writes into a call's log. */
+const logTo = (log: CallLog) => (record: AttemptRecord): Effect.Effect<void> =>
+  Effect.sync(() => log.add(record))
 
 const noUsage: Usage = { inputTokens: 0, outputTokens: 0, totalTokens: 0 }
 
@@ -386,13 +383,10 @@ const basicGate = (acceptTruncated: boolean): Policy.Acceptor => (response, requ
 }
 
 /** Runs the gate and notes the response's usage for the attempt record, accepted or not. */
-const metered = (acceptor: Policy.Acceptor): Policy.Acceptor => (response, request) =>
-  Effect.zipRight(
-    Effect.map(FiberRef.get(currentLog), (log) => {
-      if (Option.isSome(log)) log.value.responseSeen(response)
-    }),
-    acceptor(response, request)
-  )
+const metered = (log: CallLog, acceptor: Policy.Acceptor): Policy.Acceptor => (response, request) => {
+  log.responseSeen(response)
+  return acceptor(response, request)
+}
 
 const parseJson = (text: string): Option.Option<unknown> => {
   const trimmed = text.trim()
@@ -403,6 +397,26 @@ const parseJson = (text: string): Option.Option<unknown> => {
   } catch {
     return Option.none()
   }
+}
+
+/** A schema's decoder and JSON Schema, built once per schema (applications reuse theirs on every call). */
+interface Compiled<A> {
+  readonly decode: (input: unknown) => Effect.Effect<A, ParseResult.ParseError>
+  readonly jsonSchema: Record<string, unknown>
+}
+
+const compiledSchemas = new WeakMap<Schema.Schema.Any, Compiled<unknown>>()
+
+const compiled = <A, I>(schema: Schema.Schema<A, I>): Compiled<A> => {
+  let entry = compiledSchemas.get(schema)
+  if (entry === undefined) {
+    entry = {
+      decode: Schema.decodeUnknown(schema) as (input: unknown) => Effect.Effect<unknown, ParseResult.ParseError>,
+      jsonSchema: JSONSchema.make(schema) as unknown as Record<string, unknown>
+    }
+    compiledSchemas.set(schema, entry)
+  }
+  return entry as Compiled<A>
 }
 
 /** The follow-up that feeds the decode errors back to the same route. */
@@ -433,11 +447,19 @@ const withoutRejectedOutput = (error: RouteError): RouteError => {
 // Routing
 // ---------------------------------------------------------------------------------------------------
 
-/** Orders routes for one call: groups are shuffled by weight, everything else keeps its place. */
-const orderRoutes = (routes: ReadonlyArray<Route>): Effect.Effect<ReadonlyArray<Route>> =>
+/**
+ * Orders routes for one call: groups are shuffled by weight, everything else keeps its place. A chain
+ * without groups has one order, built once.
+ */
+const routeOrder = (routes: ReadonlyArray<Route>): Effect.Effect<ReadonlyArray<Route>> => {
+  const grouped = positions(routes)
+  return grouped.every((members) => members.length === 1) ? Effect.succeed(routes) : shuffled(grouped)
+}
+
+const shuffled = (grouped: ReadonlyArray<ReadonlyArray<Route>>): Effect.Effect<ReadonlyArray<Route>> =>
   Effect.gen(function*() {
     const out: Array<Route> = []
-    for (const members of positions(routes)) {
+    for (const members of grouped) {
       // Weighted shuffle without replacement (Efraimidis–Spirakis keys), drawn from Effect's Random.
       const keyed: Array<{ readonly route: Route; readonly key: number }> = []
       for (const route of members) {
@@ -478,6 +500,8 @@ type Next =
 interface Call {
   readonly log: CallLog
   readonly startedAt: number
+  /** The call's deadline (absolute, on the Clock; `Infinity` for none): the chain's own or the caller's, the tighter. */
+  readonly deadline: number
   lastError: RouteError | undefined
   readonly fail: (reason: AllRoutesFailed["reason"], summary: string) => AllRoutesFailed
 }
@@ -539,11 +563,12 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
     const budgets = yield* RetryBudgets
     // Load spread over the first position (several keys of the primary model) is not degradation.
     const primaries = new Set(positions(options.routes)[0]!.map((route) => route.name))
+    const orderRoutes = routeOrder(options.routes)
     const repairAttempts = Math.max(0, options.repairAttempts ?? 0)
     const panicWhenAllOpen = options.panicWhenAllOpen ?? true
     const deadline = millisOf(options.deadline)
     const estimate = options.estimateTokens ?? estimatePromptTokens
-    const wrapped = new Map<string, ProviderShape>()
+    const wrapped = new Map<string, RouteProvider>()
     for (const [index, route] of options.routes.entries()) {
       const base = route.policy ?? {}
       const hasAlternative = index < options.routes.length - 1 ||
@@ -553,14 +578,16 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
         retry: base.retry === false
           ? false
           : { ...base.retry, hasAlternative: hasAlternative || base.retry?.hasAlternative === true },
-        observe: base.observe === undefined ? logAttempt : (record) => Effect.zipRight(logAttempt(record), base.observe!(record))
+        observe: base.observe
       }
-      wrapped.set(route.name, yield* Policy.apply(policy, route.provider, route.name))
+      const routeCall = RouteCalls.lookup(yield* Policy.apply(policy, route.provider, route.name))
+      if (routeCall === undefined) return yield* Effect.dieMessage("Fallback.make: Policy.apply returned an unregistered route")
+      wrapped.set(route.name, routeCall)
     }
 
     const preflight = (route: Route, request: ChainRequest, minContextWindow: number): Preflight => {
       const maxTokens = route.maxTokens === undefined ? request.maxTokens : Math.min(request.maxTokens, route.maxTokens)
-      const routeRequest: GenerateRequest = { ...request, model: route.model, maxTokens }
+      const routeRequest: GenerateRequest = extend(request, { model: route.model, maxTokens })
       if (route.contextWindow !== undefined) {
         const needed = estimate(routeRequest) + maxTokens
         if (needed > route.contextWindow) {
@@ -575,11 +602,11 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
       return { _tag: "Call", request: routeRequest }
     }
 
-    const next = (error: RouteError, route: Route, minContextWindow: number): Effect.Effect<Next> => {
+    const next = (call: Call, error: RouteError, route: Route, minContextWindow: number): Effect.Effect<Next> => {
       if (error._tag === "DeadlineExceeded") {
         // The route's own policy deadline is a per-route bound: the chain moves on while it has time.
-        return Effect.map(Deadline.remaining, (left) =>
-          left > 0
+        return Effect.map(Clock.currentTimeMillis, (now) =>
+          call.deadline - now > 0
             ? { _tag: "Next", minContextWindow }
             : { _tag: "Stop", reason: "deadline", summary: "the deadline passed" })
       }
@@ -595,11 +622,15 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
       return Effect.succeed({ _tag: "Next", minContextWindow })
     }
 
-    const startCall: Effect.Effect<Call> = Effect.map(Clock.currentTimeMillis, (startedAt) => {
+    const startCall: Effect.Effect<Call> = Effect.withFiberRuntime((fiber) => {
+      const startedAt = clockOf(fiber).unsafeCurrentTimeMillis()
+      const inherited = fiber.getFiberRef(Deadline.currentDeadline)
+      const enclosing = Option.isSome(inherited) ? inherited.value : Number.POSITIVE_INFINITY
       const log = new CallLog()
       const call: Call = {
         log,
         startedAt,
+        deadline: deadline === undefined ? enclosing : Math.min(enclosing, startedAt + deadline),
         lastError: undefined,
         fail: (reason, summary) =>
           new AllRoutesFailed({
@@ -609,7 +640,7 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
             message: `${summary} (${log.records.map((a) => `${a.route}#${a.attempt}:${a.outcome}`).join(", ") || "no attempt"})`
           })
       }
-      return call
+      return Effect.succeed(call)
     })
 
     /** Publishes the outcome of a call to `DegradedMode` and builds the result. */
@@ -620,23 +651,10 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
       value: A,
       flags: { readonly repaired: boolean; readonly restarted: boolean }
     ): Effect.Effect<ChainResult<A>> =>
-      Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
+      Effect.withFiberRuntime((fiber) => {
+        const now = clockOf(fiber).unsafeCurrentTimeMillis()
         const degraded = !primaries.has(route.name) || flags.repaired || flags.restarted
-        yield* DegradedMode.publish({
-          degraded,
-          route: route.name,
-          ...(degraded
-            ? {
-              reason: flags.repaired
-                ? `repaired on ${route.name}`
-                : flags.restarted
-                ? `stream restarted on ${route.name}`
-                : `served by fallback route ${route.name}`
-            }
-            : {})
-        }, now)
-        return {
+        const result: ChainResult<A> = {
           value,
           response,
           route: route.name,
@@ -646,6 +664,22 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
           usage: call.log.totalUsage(),
           durationMs: now - call.startedAt
         }
+        return Effect.as(
+          DegradedMode.publish({
+            degraded,
+            route: route.name,
+            ...(degraded
+              ? {
+                reason: flags.repaired
+                  ? `repaired on ${route.name}`
+                  : flags.restarted
+                  ? `stream restarted on ${route.name}`
+                  : `served by fallback route ${route.name}`
+              }
+              : {})
+          }, now),
+          result
+        )
       })
 
     /** A chain failure; when every route failed or time ran out, the system is degraded too. */
@@ -671,13 +705,14 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
       repairable: boolean
     ): Effect.Effect<ChainResult<A>, AllRoutesFailed> =>
       Effect.flatMap(startCall, (call) => {
+        const context: RouteCall = { deadline: call.deadline, acceptor: metered(call.log, acceptor), observe: logTo(call.log) }
         /** Routes that failed for good in an earlier pass; later passes skip them. */
         const settled = new Map<string, string>()
         /** The failure of each route tried in the current pass. */
         let passErrors: Array<RouteError> = []
         const pass = (passNumber: number) =>
           Effect.gen(function*() {
-            const routes = yield* orderRoutes(options.routes)
+            const routes = yield* orderRoutes
             let minContextWindow = 0
             for (const route of routes) {
               const settledBy = settled.get(route.name)
@@ -702,7 +737,7 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
               let error: RouteError
               while (true) {
                 call.log.beginCall(route.name, repairs > 0 ? `repair ${repairs}/${repairBudget}` : undefined)
-                const outcome = yield* Effect.either(provider.generate(routeRequest))
+                const outcome = yield* Effect.either(provider.generate(routeRequest, context))
                 if (outcome._tag === "Right") {
                   const response = outcome.right
                   return yield* accept(call, route, response, extract(response), { repaired: repairs > 0, restarted: false })
@@ -720,7 +755,7 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
               }
               passErrors.push(error)
               if (!transientTags.has(error._tag)) settled.set(route.name, error._tag)
-              const decision = yield* next(error, route, minContextWindow)
+              const decision = yield* next(call, error, route, minContextWindow)
               if (decision._tag === "Stop") return yield* Effect.fail(call.fail(decision.reason, decision.summary))
               minContextWindow = decision.minContextWindow
             }
@@ -743,7 +778,7 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
             if (unhinted) {
               wait = Math.min(wait, yield* backoffDelay("full", passNumber - 1, PASS_BACKOFF_BASE_MS, PASS_BACKOFF_CAP_MS, 0))
             }
-            return wait < (yield* Deadline.remaining) ? wait : undefined
+            return wait < call.deadline - (yield* Clock.currentTimeMillis) ? wait : undefined
           })
 
         const walk = (passNumber: number, passes: number): Effect.Effect<ChainResult<A>, AllRoutesFailed> => {
@@ -764,16 +799,10 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
                 : Effect.zipRight(Effect.sleep(Duration.millis(wait)), walk(passNumber + 1, passes))))
         }
 
-        const body = Effect.flatMap(Deadline.remaining, (left) =>
-          walk(1, passesOf(options.passes, left < Number.POSITIVE_INFINITY)))
-        const bounded = deadline === undefined
-          ? body
-          : Effect.mapError(Deadline.withDeadline(body, deadline, { provider: "*", model: "*", route: "*" }), onDeadline(call))
-        return bounded.pipe(
-          Effect.catchAll(reject),
-          Effect.locally(currentLog, Option.some(call.log)),
-          Effect.locally(Policy.currentAcceptor, Option.some(metered(acceptor)))
-        )
+        // No timer of its own for the deadline: every wait below refuses to cross it (the pauses
+        // between passes here, each route's retry sleeps and limiter queues) and every attempt's one
+        // timer is clipped to it, so it fires where the time is spent, as `DeadlineExceeded`.
+        return Effect.catchAll(walk(1, passesOf(options.passes, call.deadline < Number.POSITIVE_INFINITY)), reject)
       })
 
     const textGate = basicGate(options.acceptTruncated === true)
@@ -781,9 +810,8 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
     const generate: Chain["generate"] = (request) => run(request, textGate, (response) => response.text, false)
 
     const generateObject: Chain["generateObject"] = (schema, request, objectOptions) => {
-      const decode = Schema.decodeUnknown(schema)
+      const { decode, jsonSchema } = compiled(schema)
       const name = objectOptions?.name ?? "response"
-      const jsonSchema = JSONSchema.make(schema) as unknown as Record<string, unknown>
       const validate = objectOptions?.validate
       const decoded = new WeakMap<GenerateResponse, unknown>()
       const objectGate = basicGate(false)
@@ -812,7 +840,7 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
           )
         })
       return run(
-        { ...request, responseFormat: { type: "json_schema", name, schema: jsonSchema, strict: false } },
+        extend(request, { responseFormat: { type: "json_schema", name, schema: jsonSchema, strict: false } }),
         acceptor,
         // The acceptor decoded this very response object before the chain accepted it.
         (response) => decoded.get(response) as typeof schema.Type,
@@ -824,8 +852,8 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
       Stream.unwrapScoped(Effect.gen(function*() {
         const call = yield* startCall
         const mode = streamOptions?.onPartialOutputFailure ?? options.onPartialOutputFailure ?? "fail"
-        const routes = yield* orderRoutes(options.routes)
-        yield* Effect.locallyScoped(currentLog, Option.some(call.log))
+        const routes = yield* orderRoutes
+        const observe = logTo(call.log)
         // Set when a route failed after partial output in `restart` mode; emitted before the next output.
         let restart: Omit<Restarted, "to"> | undefined
 
@@ -875,7 +903,7 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
               held.push(event)
               return Effect.succeed([])
             }
-            return wrapped.get(route.name)!.stream(routeRequest).pipe(
+            return wrapped.get(route.name)!.stream(routeRequest, { observe }).pipe(
               Stream.mapConcatEffect(onEvent),
               Stream.catchAll((error): Stream.Stream<ChainStreamEvent, AllRoutesFailed> =>
                 Stream.unwrap(Effect.gen(function*() {
@@ -883,7 +911,7 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
                   if (flowing && mode === "fail") {
                     return Stream.fail(call.fail("stopped", `${route.name} failed after partial output`))
                   }
-                  const decision = yield* next(error, route, minContextWindow)
+                  const decision = yield* next(call, error, route, minContextWindow)
                   if (decision._tag === "Stop") return Stream.fail(call.fail(decision.reason, decision.summary))
                   if (flowing) restart = { _tag: "Restarted", from: route.name, discardedText: text.join(""), error }
                   return fromRoute(position + 1, decision.minContextWindow)

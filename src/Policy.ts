@@ -53,7 +53,9 @@ import {
   restamp
 } from "./Errors.js"
 import * as Hedge from "./Hedge.js"
-import { clockOf } from "./internal/timer.js"
+import * as RouteCalls from "./internal/routeCall.js"
+import type { RouteCall } from "./internal/routeCall.js"
+import { clockOf, millisOf } from "./internal/timer.js"
 import * as Metrics from "./internal/metrics.js"
 import { type GenerateRequest, type GenerateResponse, Provider, type ProviderShape, type StreamEvent } from "./Provider.js"
 import { type RateLimiter, type RateLimiterOptions, RateLimiters } from "./RateLimiter.js"
@@ -238,6 +240,7 @@ export const apply = (
       ? undefined
       : yield* budgets.get(route, policy.budget ?? {})
     const deadline = policy.deadline
+    const deadlineMs = millisOf(deadline)
     const metrics = routeMetrics(route)
     const tracing = policy.tracing
 
@@ -245,6 +248,10 @@ export const apply = (
     const stateOf = (model: string): Effect.Effect<ModelState> => {
       const key = `${route}/${model}`
       return Effect.gen(function*() {
+        // An effect built before the first call of this model and run later (or run many times)
+        // finds the state made meanwhile: one retry loop, breaker and hedger per model, ever.
+        const existing = models.get(model)
+        if (existing !== undefined) return existing
         const state: ModelState = {
           breaker: policy.breaker === false
             ? undefined
@@ -255,6 +262,9 @@ export const apply = (
           retry: Retry.make(retryOptions, { route, budget, observe: policy.observe }),
           hedge: hedgeOptions === undefined ? undefined : Hedge.make(hedgeOptions, { budget, label: route })
         }
+        // Another fiber may have made it while this one looked up the shared registries.
+        const made = models.get(model)
+        if (made !== undefined) return made
         models.set(model, state)
         return state
       })
@@ -316,17 +326,26 @@ export const apply = (
       return layeredCall
     }
 
-    const generateAttempt = (state: ModelState, request: GenerateRequest, attempt: number, delayMs: number, hedged: boolean) =>
+    const generateAttempt = (
+      state: ModelState,
+      request: GenerateRequest,
+      attempt: number,
+      delayMs: number,
+      hedged: boolean,
+      context: ResolvedCall
+    ) =>
       Effect.withFiberRuntime<GenerateResponse, RouteError>((fiber) => {
         const site = siteOf(request, attempt)
-        const acceptor = fiber.getFiberRef(currentAcceptor)
-        let call: Effect.Effect<GenerateResponse, RouteError> = provider.generate(request)
-        if (Option.isSome(acceptor)) call = Effect.flatMap(call, (response) => acceptor.value(response, request))
-        call = guard.generate(call, site)
+        const acceptor = context === inherited ? Option.getOrUndefined(fiber.getFiberRef(currentAcceptor)) : context.acceptor
+        let unguarded: Effect.Effect<GenerateResponse, RouteError> = provider.generate(request)
+        if (acceptor !== undefined) unguarded = Effect.flatMap(unguarded, (response) => acceptor(response, request))
+        const call = guard.generate(unguarded, site, context.deadline)
         const done = (exit: Exit.Exit<GenerateResponse, RouteError>) => finish(fiber, attempt, exit)
+        /** The general form; its waits (a limiter's queue) read the deadline from the fiber. */
+        const general = () => published(fiber, context.deadline, layered(state, request, call, site))
 
         if (spansOn(tracing, fiber.currentTracer)) {
-          const counted = Effect.flatMap(Effect.exit(layered(state, request, call, site)), done)
+          const counted = Effect.flatMap(Effect.exit(general()), done)
           return Effect.flatMap(
             attributesOf(state, request, attempt, delayMs, hedged, false),
             (attributes) =>
@@ -346,7 +365,7 @@ export const apply = (
         // step per strategy. Anything else (open breaker, a queue) takes the general form.
         const { breaker, limiter } = state
         const ticket = breaker?.unsafeTryAdmit()
-        if (breaker !== undefined && ticket === undefined) return Effect.flatMap(Effect.exit(layered(state, request, call, site)), done)
+        if (breaker !== undefined && ticket === undefined) return Effect.flatMap(Effect.exit(general()), done)
         const clock = clockOf(fiber)
         const settle = (exit: Exit.Exit<GenerateResponse, RouteError>, now: number) => {
           const announced = breaker === undefined || ticket === undefined ? Effect.void : breaker.unsafeReport(ticket, exit, now)
@@ -358,8 +377,9 @@ export const apply = (
         // Uninterruptible from taking the limiter's slot until the call's exit is seen: it is always freed.
         return Effect.uninterruptibleMask((restore) => {
           const admitted = limiter.unsafeTryAdmit(request, clock.unsafeCurrentTimeMillis())
-          if (admitted === undefined) return Effect.flatMap(Effect.exit(restore(layered(state, request, call, site))), done)
-          return Effect.flatMap(Effect.exit(restore(call)), (exit) => {
+          if (admitted === undefined) return Effect.flatMap(Effect.exit(restore(general())), done)
+          // The attempt waits interruptibly inside this region rather than in one of its own.
+          return Effect.flatMap(Effect.exit(guard.generate(unguarded, site, context.deadline, restore)), (exit) => {
             const now = clock.unsafeCurrentTimeMillis()
             limiter.unsafeRelease(admitted, exit, now)
             return settle(exit, now)
@@ -402,12 +422,12 @@ export const apply = (
       ))
     }
 
-    const generateStep = (state: ModelState) => (request: GenerateRequest, attempt: number, delayMs: number) =>
+    const generateStep = (state: ModelState, context: ResolvedCall) => (request: GenerateRequest, attempt: number, delayMs: number) =>
       state.hedge === undefined
-        ? generateAttempt(state, request, attempt, delayMs, false)
+        ? generateAttempt(state, request, attempt, delayMs, false, context)
         : state.hedge.generate(
-          generateAttempt(state, request, attempt, delayMs, false),
-          generateAttempt(state, request, attempt, delayMs, true)
+          generateAttempt(state, request, attempt, delayMs, false, context),
+          generateAttempt(state, request, attempt, delayMs, true, context)
         )
 
     const streamStep = (state: ModelState) => (request: GenerateRequest, attempt: number, delayMs: number) =>
@@ -418,20 +438,67 @@ export const apply = (
           streamAttempt(state, request, attempt, delayMs, true)
         )
 
-    return {
+    /**
+     * One call's context, resolved at its start: the tighter of the given (or inherited) deadline and
+     * the policy's own, and the given output gate (or the fiber's `currentAcceptor`).
+     */
+    const resolve = (fiber: Fiber.RuntimeFiber<unknown, unknown>, given: RouteCall | undefined): ResolvedCall => {
+      const enclosing = fiber.getFiberRef(Deadline.currentDeadline)
+      let deadline = Option.isSome(enclosing) ? enclosing.value : Number.POSITIVE_INFINITY
+      if (given?.deadline !== undefined) deadline = Math.min(deadline, given.deadline)
+      if (deadlineMs !== undefined) deadline = Math.min(deadline, clockOf(fiber).unsafeCurrentTimeMillis() + deadlineMs)
+      const acceptor = given === undefined ? Option.getOrUndefined(fiber.getFiberRef(currentAcceptor)) : given.acceptor
+      return { deadline, acceptor, observe: given?.observe }
+    }
+
+    const generate = (request: GenerateRequest, given: RouteCall | undefined) =>
+      // Nothing to resolve: every part reads the fiber's deadline and gate where it needs them.
+      given === undefined && deadlineMs === undefined
+        ? withState(request.model, (state) => state.retry.generate(request, generateStep(state, inherited)))
+        : Effect.withFiberRuntime<GenerateResponse, RouteError>((fiber) => {
+          const context = resolve(fiber, given)
+          return withState(request.model, (state) => state.retry.generate(request, generateStep(state, context), context))
+        })
+
+    const stream = (request: GenerateRequest, given: Pick<RouteCall, "observe"> | undefined) => {
+      const events = Stream.unwrap(
+        withState(request.model, (state) => Effect.succeed(state.retry.stream(request, streamStep(state), given)))
+      )
+      return deadline === undefined ? events : Deadline.propagateStream(events, deadline)
+    }
+
+    const wrapped: ProviderShape = {
       name: provider.name,
-      generate: (request) => {
-        const call = withState(request.model, (state) => state.retry.generate(request, generateStep(state)))
-        return deadline === undefined ? call : Deadline.propagate(call, deadline)
-      },
-      stream: (request) => {
-        const stream = Stream.unwrap(
-          withState(request.model, (state) => Effect.succeed(state.retry.stream(request, streamStep(state))))
-        )
-        return deadline === undefined ? stream : Deadline.propagateStream(stream, deadline)
-      }
-    } satisfies ProviderShape as ProviderShape
+      generate: (request) => generate(request, undefined),
+      stream: (request) => stream(request, undefined)
+    }
+    RouteCalls.register(wrapped, { generate, stream })
+    return wrapped
   })
+
+/** A call's context once resolved (see `resolve` in {@link apply}); `deadline` undefined = the fiber's. */
+interface ResolvedCall extends Retry.CallOptions {
+  readonly acceptor: Acceptor | undefined
+}
+
+/** The context of a call that brought none: the deadline and output gate are the fiber's. */
+const inherited: ResolvedCall = { acceptor: undefined }
+
+/**
+ * Runs `effect` with `deadline` published as the fiber's current deadline when it is the tighter one
+ * (for the general attempt path, whose waits read it there).
+ */
+const published = <A, E, R>(
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  deadline: number | undefined,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> => {
+  if (deadline === undefined) return effect
+  const enclosing = fiber.getFiberRef(Deadline.currentDeadline)
+  return deadline < (Option.isSome(enclosing) ? enclosing.value : Number.POSITIVE_INFINITY)
+    ? Effect.locally(effect, Deadline.currentDeadline, Option.some(deadline))
+    : effect
+}
 
 /**
  * Runs a stream through a breaker: one permit per attempt, reported exactly once — success on

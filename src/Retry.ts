@@ -23,7 +23,9 @@
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
@@ -42,7 +44,8 @@ import {
   StreamInterrupted
 } from "./Errors.js"
 import * as Metrics from "./internal/metrics.js"
-import { millisOf } from "./internal/timer.js"
+import { extend } from "./internal/object.js"
+import { clockOf, millisOf } from "./internal/timer.js"
 import type { GenerateRequest, GenerateResponse, StreamEvent } from "./Provider.js"
 import type { RetryBudget } from "./RetryBudget.js"
 
@@ -163,6 +166,22 @@ export const schedule = (
 export type AttemptObserver = (record: AttemptRecord) => Effect.Effect<void>
 
 /**
+ * What one logical call adds to the policy: its own deadline and attempt observer.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CallOptions {
+  /**
+   * The call's deadline (absolute, on Effect's `Clock`), for a caller that tracks it itself; the
+   * tighter of it and `Deadline.currentDeadline` is honoured. Default: `Deadline.currentDeadline`.
+   */
+  readonly deadline?: number | undefined
+  /** Hears about every finished attempt of this call (before the policy's own observer). */
+  readonly observe?: AttemptObserver | undefined
+}
+
+/**
  * A configured retry policy.
  *
  * @since 0.1.0
@@ -175,11 +194,13 @@ export interface Retry {
    */
   readonly generate: <E extends RouteError, R>(
     request: GenerateRequest,
-    attempt: (request: GenerateRequest, attempt: number, delayMs: number) => Effect.Effect<GenerateResponse, E, R>
+    attempt: (request: GenerateRequest, attempt: number, delayMs: number) => Effect.Effect<GenerateResponse, E, R>,
+    call?: CallOptions
   ) => Effect.Effect<GenerateResponse, E | RetryBudgetExhausted, R>
   readonly stream: <E extends RouteError, R>(
     request: GenerateRequest,
-    attempt: (request: GenerateRequest, attempt: number, delayMs: number) => Stream.Stream<StreamEvent, E, R>
+    attempt: (request: GenerateRequest, attempt: number, delayMs: number) => Stream.Stream<StreamEvent, E, R>,
+    call?: CallOptions
   ) => Stream.Stream<StreamEvent, E | RetryBudgetExhausted | StreamInterrupted, R>
 }
 
@@ -269,7 +290,9 @@ export const make = (
     error: E,
     attempt: number,
     previousDelay: number,
-    reroutesUsed: number
+    reroutesUsed: number,
+    deadline: number,
+    clock: Clock.Clock
   ): Effect.Effect<{ readonly delay: number; readonly reroute: boolean }, E | RetryBudgetExhausted> => {
     if (attempt >= maxAttempts) return Effect.fail(error)
     const action = actionOf(error)
@@ -280,12 +303,10 @@ export const make = (
     if (hint !== undefined && hint > maxRetryAfterMs) return Effect.fail(error)
     return Effect.flatMap(backoffDelay(jitter, attempt - 1, baseMs, capMs, previousDelay), (backoff) => {
       const delay = hint !== undefined ? Math.max(backoff, hint) : backoff
-      return Effect.flatMap(Deadline.remaining, (left): Effect.Effect<{ readonly delay: number; readonly reroute: boolean }, E | RetryBudgetExhausted> => {
-        // Retrying after the deadline is pointless, and retrying before a Retry-After would only
-        // be refused again: surface the failure while the caller still has time to reroute.
-        if (delay >= left) return Effect.fail(error)
-        return Effect.as(spend(error), { delay, reroute })
-      })
+      // Retrying after the deadline is pointless, and retrying before a Retry-After would only
+      // be refused again: surface the failure while the caller still has time to reroute.
+      if (delay >= deadline - clock.unsafeCurrentTimeMillis()) return Effect.fail(error)
+      return Effect.as(spend(error), { delay, reroute })
     })
   }
 
@@ -310,38 +331,60 @@ export const make = (
     })
   }
 
+  /** The observers of one call: its own, then the policy's. */
+  const observersOf = (call: CallOptions | undefined): AttemptObserver | undefined =>
+    call?.observe === undefined
+      ? observe
+      : observe === undefined
+      ? call.observe
+      : (record) => Effect.zipRight(call.observe!(record), observe(record))
+
   const record = (
+    observer: AttemptObserver | undefined,
+    clock: Clock.Clock,
     attempt: number,
     delayMs: number,
     startedAt: number,
     outcome: { readonly tag: string; readonly error?: RouteError; readonly requestId?: string | undefined }
   ): Effect.Effect<void> => {
-    if (observe === undefined) return Effect.void
+    if (observer === undefined) return Effect.void
     const requestId = outcome.error?.requestId ?? outcome.requestId
-    return Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      observe({
+    return Effect.suspend(() =>
+      observer({
         route,
         attempt,
         outcome: outcome.tag,
         ...(outcome.error?.status !== undefined ? { status: outcome.error.status } : {}),
         ...(requestId !== undefined ? { requestId } : {}),
         delayMs,
-        durationMs: now - startedAt,
+        durationMs: clock.unsafeCurrentTimeMillis() - startedAt,
         ...(outcome.error !== undefined ? { message: outcome.error.message } : {})
-      }))
+      })
+    )
+  }
+
+  /** The deadline one call honours: its own or the fiber's, whichever is sooner. */
+  const deadlineOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>, call: CallOptions | undefined): number => {
+    const inherited = fiber.getFiberRef(Deadline.currentDeadline)
+    const fromFiber = Option.isSome(inherited) ? inherited.value : Number.POSITIVE_INFINITY
+    return call?.deadline === undefined ? fromFiber : Math.min(call.deadline, fromFiber)
   }
 
   /** Starts a logical call: one budget deposit and one idempotency key, at the clock time `now`. */
   const begin = (request: GenerateRequest, now: number): GenerateRequest => {
     budget?.unsafeDeposit(now)
-    return !useKey || request.idempotencyKey !== undefined ? request : { ...request, idempotencyKey: idempotencyKey() }
+    return !useKey || request.idempotencyKey !== undefined ? request : extend(request, { idempotencyKey: idempotencyKey() })
   }
 
   const generate = <E extends RouteError, R>(
     request: GenerateRequest,
-    attempt: (request: GenerateRequest, attempt: number, delayMs: number) => Effect.Effect<GenerateResponse, E, R>
+    attempt: (request: GenerateRequest, attempt: number, delayMs: number) => Effect.Effect<GenerateResponse, E, R>,
+    call?: CallOptions
   ): Effect.Effect<GenerateResponse, E | RetryBudgetExhausted, R> =>
-    Effect.clockWith((clock) => {
+    Effect.withFiberRuntime((fiber) => {
+      const clock = clockOf(fiber)
+      const deadline = deadlineOf(fiber, call)
+      const observer = observersOf(call)
       const loop = (
         keyed: GenerateRequest,
         n: number,
@@ -349,15 +392,16 @@ export const make = (
         reroutesUsed: number
       ): Effect.Effect<GenerateResponse, E | RetryBudgetExhausted, R> => {
         const startedAt = clock.unsafeCurrentTimeMillis()
-        const call = attempt(keyed, n, delayMs)
-        const observed = observe === undefined
-          ? call
-          : Effect.tap(call, (response) => record(n, delayMs, startedAt, { tag: "success", requestId: response.requestId }))
+        const attempted = attempt(keyed, n, delayMs)
+        const observed = observer === undefined
+          ? attempted
+          : Effect.tap(attempted, (response) =>
+            record(observer, clock, n, delayMs, startedAt, { tag: "success", requestId: response.requestId }))
         return Effect.catchAll(observed, (raw) => {
           const error = restamp(raw, { attempt: n })
           return Effect.zipRight(
-            record(n, delayMs, startedAt, { tag: error._tag, error }),
-            Effect.flatMap(decide(error, n, delayMs, reroutesUsed), ({ delay, reroute }) =>
+            record(observer, clock, n, delayMs, startedAt, { tag: error._tag, error }),
+            Effect.flatMap(decide(error, n, delayMs, reroutesUsed, deadline, clock), ({ delay, reroute }) =>
               Effect.zipRight(
                 Effect.sleep(Duration.millis(delay)),
                 // Suspended: the next attempt's start time must be read after the sleep, not before.
@@ -371,9 +415,13 @@ export const make = (
 
   const stream = <E extends RouteError, R>(
     request: GenerateRequest,
-    attempt: (request: GenerateRequest, attempt: number, delayMs: number) => Stream.Stream<StreamEvent, E, R>
+    attempt: (request: GenerateRequest, attempt: number, delayMs: number) => Stream.Stream<StreamEvent, E, R>,
+    call?: CallOptions
   ): Stream.Stream<StreamEvent, E | RetryBudgetExhausted | StreamInterrupted, R> =>
-    Stream.unwrap(Effect.clockWith((clock) => {
+    Stream.unwrap(Effect.withFiberRuntime((fiber) => {
+      const clock = clockOf(fiber)
+      const deadline = deadlineOf(fiber, call)
+      const observer = observersOf(call)
       const loop = (
         keyed: GenerateRequest,
         n: number,
@@ -395,7 +443,7 @@ export const make = (
                 else if (event._tag === "Finish") finished = event
               }
               return finished?._tag === "Finish"
-                ? Effect.as(record(n, delayMs, startedAt, { tag: "success", requestId: finished.response.requestId }), chunk)
+                ? Effect.as(record(observer, clock, n, delayMs, startedAt, { tag: "success", requestId: finished.response.requestId }), chunk)
                 : Effect.succeed(chunk)
             }),
             Stream.catchAll((raw): Stream.Stream<StreamEvent, E | RetryBudgetExhausted | StreamInterrupted, R> => {
@@ -404,12 +452,12 @@ export const make = (
                 // The consumer has seen output: a transparent retry would splice two answers.
                 const surfaced = afterContent(error, n, partial.join(""))
                 return Stream.fromEffect(
-                  Effect.zipRight(record(n, delayMs, startedAt, { tag: surfaced._tag, error: surfaced }), Effect.fail(surfaced))
+                  Effect.zipRight(record(observer, clock, n, delayMs, startedAt, { tag: surfaced._tag, error: surfaced }), Effect.fail(surfaced))
                 )
               }
               return Stream.unwrap(Effect.zipRight(
-                record(n, delayMs, startedAt, { tag: error._tag, error }),
-                Effect.map(decide(error, n, delayMs, reroutesUsed), ({ delay, reroute }) =>
+                record(observer, clock, n, delayMs, startedAt, { tag: error._tag, error }),
+                Effect.map(decide(error, n, delayMs, reroutesUsed, deadline, clock), ({ delay, reroute }) =>
                   Stream.unwrap(Effect.as(
                     Effect.sleep(Duration.millis(delay)),
                     loop(keyed, n + 1, delay, reroutesUsed + (reroute ? 1 : 0))

@@ -23,11 +23,12 @@ import * as Chunk from "effect/Chunk"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
+import * as FiberRefs from "effect/FiberRefs"
 import * as Option from "effect/Option"
 import type * as Stream from "effect/Stream"
 import * as Deadline from "./Deadline.js"
 import { type DeadlineExceeded, Timeout, type TimeoutPhase } from "./Errors.js"
-import { type Bound, type Expiry, guard, millisOf, watchStream } from "./internal/timer.js"
+import { type Bound, type ChildRefs, type Expiry, guard, millisOf, type Restore, watchStream } from "./internal/timer.js"
 import type { GenerateResponse, StreamEvent } from "./Provider.js"
 
 /**
@@ -108,9 +109,21 @@ const phaseText: Readonly<Record<TimeoutPhase, string>> = {
  * @category models
  */
 export interface Timeouts {
+  /**
+   * Bounds one non-streamed attempt. `deadline` (absolute, on Effect's `Clock`) is the call's deadline
+   * when the caller tracks it itself rather than in `Deadline.currentDeadline`; the attempt then runs
+   * with it published there (when it is the tighter one), so the provider sees what is left. Default:
+   * the fiber's current deadline.
+   *
+   * `restore`: for a caller already in an uninterruptible region (to release a rate-limit slot
+   * whatever happens), its `uninterruptibleMask` restore; the attempt then runs interruptibly within
+   * that region instead of entering one of its own.
+   */
   readonly generate: <E, R>(
     call: Effect.Effect<GenerateResponse, E, R>,
-    site: Site
+    site: Site,
+    deadline?: number,
+    restore?: Restore
   ) => Effect.Effect<GenerateResponse, E | Timeout | DeadlineExceeded, R>
   readonly stream: <E, R>(
     call: Stream.Stream<StreamEvent, E, R>,
@@ -123,6 +136,10 @@ const deadlineOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number => {
   const deadline = fiber.getFiberRef(Deadline.currentDeadline)
   return Option.isSome(deadline) ? deadline.value : Number.POSITIVE_INFINITY
 }
+
+/** Fiber refs that carry `deadline` as the current deadline. */
+const publish = (deadline: number): ChildRefs => (refs, child) =>
+  FiberRefs.updateAs(refs, { fiberId: child, fiberRef: Deadline.currentDeadline, value: Option.some(deadline) })
 
 /** The deadline passed during this attempt (`deadlineMs`: what was left of it when the attempt began). */
 const deadlinePassed = (site: Site, startedAt: number, deadline: number): DeadlineExceeded =>
@@ -137,16 +154,18 @@ const deadlinePassed = (site: Site, startedAt: number, deadline: number): Deadli
 export const make = (options: TimeoutOptions = {}): Timeouts => {
   const limits = resolve(options)
   return {
-    generate: (call, site) =>
+    generate: (call, site, explicit, restore) =>
       guard(call, (fiber, now): Bound<Timeout | DeadlineExceeded> | undefined => {
-        const deadline = deadlineOf(fiber)
+        const inherited = deadlineOf(fiber)
+        const deadline = explicit === undefined ? inherited : Math.min(explicit, inherited)
+        const childRefs = deadline < inherited ? publish(deadline) : undefined
         if (deadline - now < limits.attempt) {
-          return { ms: deadline - now, onTimeout: () => deadlinePassed(site, now, deadline) }
+          return { ms: deadline - now, onTimeout: () => deadlinePassed(site, now, deadline), childRefs }
         }
         return limits.attempt === Number.POSITIVE_INFINITY
           ? undefined
-          : { ms: limits.attempt, onTimeout: () => timeout(site, "attempt", limits.attempt) }
-      }),
+          : { ms: limits.attempt, onTimeout: () => timeout(site, "attempt", limits.attempt), childRefs }
+      }, restore),
     stream: (call, site) => watchStream(call, (fiber, startedAt) => watch(site, limits, startedAt, deadlineOf(fiber)))
   }
 }

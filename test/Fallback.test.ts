@@ -15,11 +15,13 @@ import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as TestClock from "effect/TestClock"
 import * as TestContext from "effect/TestContext"
 import * as fc from "fast-check"
+import * as Deadline from "../src/Deadline.js"
 import * as DegradedMode from "../src/DegradedMode.js"
 import type { AllRoutesFailed } from "../src/Errors.js"
 import * as Fallback from "../src/Fallback.js"
 import * as LlmClient from "../src/LlmClient.js"
 import * as Policy from "../src/Policy.js"
+import type { ProviderShape } from "../src/Provider.js"
 import * as Mock from "../src/testing/MockProvider.js"
 
 const Answer = Schema.Struct({ city: Schema.String, population: Schema.Number.pipe(Schema.positive()) })
@@ -317,6 +319,41 @@ describe("Fallback — action routing details", () => {
       const result = yield* Fiber.join(fiber)
       expect(result.value).toBe("from secondary")
       expect(secondary.calls.map((c) => c.at)).toEqual([1000])
+    }).pipe(Effect.provide(State)))
+
+  it.effect("the chain deadline reaches every route's provider with one timer per attempt, and stays off the caller's fiber", () =>
+    Effect.gen(function*() {
+      const seen: Array<number> = []
+      const reading = (name: string, fails: boolean): ProviderShape => ({
+        name,
+        generate: (routeRequest) =>
+          Effect.zipRight(
+            Effect.sleep("1 second"),
+            Effect.flatMap(Deadline.remaining, (left) => {
+              seen.push(left)
+              return fails
+                ? Effect.fail(Mock.errors.overloaded()({ provider: name, model: routeRequest.model, route: name, attempt: 1 }))
+                : Effect.succeed({ provider: name, model: routeRequest.model, text: "ok", toolCalls: [], finishReason: "stop" as const, usage: { inputTokens: 1, outputTokens: 1, totalTokens: 2 } })
+            })
+          ),
+        stream: () => Stream.empty
+      })
+      const chain = yield* Fallback.make({
+        routes: [
+          { name: "primary", provider: reading("primary", true), model: "p" },
+          { name: "secondary", provider: reading("secondary", false), model: "s" }
+        ],
+        deadline: "10 seconds"
+      })
+      const fiber = yield* Effect.fork(chain.generate(request))
+      yield* TestClock.adjust("500 millis")
+      // The provider's own sleep and the attempt's timer, clipped to the deadline: nothing for the chain.
+      expect([...Chunk.toReadonlyArray(yield* TestClock.sleeps())].sort((a, b) => a - b)).toEqual([1000, 10_000])
+      yield* TestClock.adjust("1500 millis")
+      const result = yield* Fiber.join(fiber)
+      expect(result.route).toBe("secondary")
+      expect(seen).toEqual([9000, 8000])
+      expect(yield* Deadline.remaining).toBe(Number.POSITIVE_INFINITY)
     }).pipe(Effect.provide(State)))
 
   it.effect("the chain deadline stops the chain with the history so far", () =>

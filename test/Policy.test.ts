@@ -12,7 +12,7 @@ import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Deadline from "../src/Deadline.js"
 import type { AttemptRecord } from "../src/Errors.js"
 import * as Policy from "../src/Policy.js"
-import type { GenerateRequest } from "../src/Provider.js"
+import type { GenerateRequest, ProviderShape } from "../src/Provider.js"
 import * as Mock from "../src/testing/MockProvider.js"
 
 const request: GenerateRequest = { model: "m", messages: [{ role: "user", content: "hi" }], maxTokens: 16 }
@@ -83,6 +83,34 @@ describe("Policy — deadline", () => {
       // Attempt 1: 0–2 s; sleep 2 s; attempt 2 from 4 s is cut by the deadline at 5 s.
       expect(mock.calls.map((c) => c.at)).toEqual([0, 4000])
       expect(error._tag).toBe("DeadlineExceeded")
+    }).pipe(Effect.provide(State)))
+
+  it.effect("the provider sees what is left of it; the caller's fiber is left as it was", () =>
+    Effect.gen(function*() {
+      const seen: Array<number> = []
+      const reading: ProviderShape = {
+        name: "reading",
+        generate: () =>
+          Effect.zipRight(
+            Effect.sleep("1 second"),
+            Effect.map(Deadline.remaining, (left) => {
+              seen.push(left)
+              return { provider: "reading", model: "m", text: "ok", toolCalls: [], finishReason: "stop" as const, usage: { inputTokens: 1, outputTokens: 1, totalTokens: 2 } }
+            })
+          ),
+        stream: () => Stream.empty
+      }
+      const provider = yield* Policy.apply(Policy.make({ deadline: "3 seconds" }), reading, "deadline-visible")
+      const fiber = yield* Effect.fork(provider.generate(request))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(fiber)
+      expect(seen).toEqual([2000])
+      expect(yield* Deadline.remaining).toBe(Number.POSITIVE_INFINITY)
+      // Inside a sooner enclosing deadline, the enclosing one is what the provider sees.
+      const inner = yield* Effect.fork(Deadline.withDeadline(provider.generate(request), "2 seconds"))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(inner)
+      expect(seen).toEqual([2000, 1000])
     }).pipe(Effect.provide(State)))
 
   it.effect("an enclosing deadline that is sooner wins", () =>

@@ -211,7 +211,7 @@ const portkey: Peer = {
 }
 
 /** Ours: the schema-gated chain over two routes of the OpenAI adapter. */
-type Variant = "default" | "no-breaker" | "one-pass"
+type Variant = "default" | "no-breaker" | "one-pass" | "hedged"
 const variants: Record<Variant, {
   readonly name: string
   readonly short: string
@@ -232,6 +232,12 @@ const variants: Record<Variant, {
     note: ", chain `passes: 1` (no second walk of the chain within the deadline)",
     policy: {},
     passes: 1
+  },
+  hedged: {
+    name: "ours: LlmClient chain, hedging on",
+    short: "ours, hedged",
+    note: ", `hedge: true` (a second attempt after the route's observed p95, paid from the retry budget)",
+    policy: { hedge: true }
   }
 }
 
@@ -278,5 +284,6 @@ export const peers: ReadonlyArray<Peer> = [
   portkey,
   ours("default"),
   ours("no-breaker"),
-  ours("one-pass")
+  ours("one-pass"),
+  ours("hedged")
 ]

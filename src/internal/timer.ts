@@ -40,6 +40,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import type * as FiberRefs from "effect/FiberRefs"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
@@ -98,26 +99,45 @@ export const runtimeOf = <R>(fiber: Fiber.RuntimeFiber<unknown, unknown>, flags:
 
 /**
  * A bound on some work: expire `ms` from now with the error `onTimeout` builds. `undefined` = no bound.
+ * `childRefs`, when given, adjusts the fiber refs the work runs with.
  */
 export interface Bound<E2> {
   readonly ms: number
   readonly onTimeout: () => E2
+  readonly childRefs?: ChildRefs | undefined
 }
+
+/**
+ * Fiber refs the work's fiber gets on top of its parent's (e.g. a deadline the caller tracks itself,
+ * published to the work without a `FiberRef` write on the caller's fiber).
+ */
+export type ChildRefs = (refs: FiberRefs.FiberRefs, child: FiberId.Runtime) => FiberRefs.FiberRefs
+
+/** `uninterruptibleMask`'s `restore`: runs an effect with the interruptibility the region was entered with. */
+export type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 
 /**
  * Runs `effect` under the bound that `bound` computes at start (from the calling fiber and the clock
  * time), failing with the bound's error when it passes. See the module comment for the cost model.
+ *
+ * `restore`: for a caller already in an uninterruptible region (one that must release something
+ * whatever happens, like a rate-limit slot): the wait is made interruptible with it, instead of in a
+ * region of its own — one region per attempt, not two.
  */
 export const guard = <A, E, R, E2>(
   effect: Effect.Effect<A, E, R>,
-  bound: (fiber: Fiber.RuntimeFiber<unknown, unknown>, now: number) => Bound<E2> | undefined
+  bound: (fiber: Fiber.RuntimeFiber<unknown, unknown>, now: number) => Bound<E2> | undefined,
+  restore?: Restore
 ): Effect.Effect<A, E | E2, R> =>
   Effect.withFiberRuntime<A, E | E2, R>((parent, status) => {
     const clock = clockOf(parent)
     const limit = bound(parent, clock.unsafeCurrentTimeMillis())
-    if (limit === undefined || !(limit.ms < Number.POSITIVE_INFINITY)) return effect
+    if (limit === undefined || !(limit.ms < Number.POSITIVE_INFINITY)) return restore === undefined ? effect : restore(effect)
     if (limit.ms <= 0) return Effect.fail(limit.onTimeout())
-    const child = Runtime.runFork(runtimeOf<R>(parent, status.runtimeFlags))(effect)
+    const child = Runtime.runFork(runtimeOf<R>(parent, status.runtimeFlags))(
+      effect,
+      limit.childRefs === undefined ? undefined : { updateRefs: limit.childRefs }
+    )
     // Completed synchronously: no timer was needed, and the caller never suspends.
     const early = child.unsafePoll()
     if (early !== null) return early
@@ -135,8 +155,8 @@ export const guard = <A, E, R, E2>(
     // The caller was interrupted: stop the work and wait for its finalizers (the socket is closed).
     // Not a canceller returned from `Effect.async`: Effect wraps those in `onInterrupt`, whose
     // bookkeeping runs on every *successful* wait too; a failure handler costs nothing until it runs.
-    return Effect.uninterruptibleMask((restore) =>
-      Effect.catchAllCause(restore(wait), (cause) =>
+    const waitOrStop = (interruptible: Restore) =>
+      Effect.catchAllCause(interruptible(wait), (cause) =>
         Cause.isInterruptedOnly(cause)
           ? Effect.zipRight(
             Effect.suspend(() => {
@@ -146,7 +166,7 @@ export const guard = <A, E, R, E2>(
             Effect.failCause(cause)
           )
           : Effect.failCause(cause))
-    )
+    return restore === undefined ? Effect.uninterruptibleMask(waitOrStop) : waitOrStop(restore)
   })
 
 /**
