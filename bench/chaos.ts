@@ -176,6 +176,11 @@ const summarise = (peer: Peer, budget: Budget, run: Awaited<ReturnType<typeof ru
     p50Ms: percentile(ok.map((c) => c.endMs - c.startMs), 50),
     p99Ms: percentile(ok.map((c) => c.endMs - c.startMs), 99),
     failedP50Ms: percentile(calls.filter((c) => c.outcome === "error").map((c) => c.endMs - c.startMs), 50),
+    // What a caller waits for an answer it can use: every call counts, and one that failed (or
+    // answered off-contract) never answered. Percentiles of successes alone favour clients that give
+    // up early — their slow calls are failures and drop out.
+    answerP50Ms: percentile(calls.map(timeToAnswer), 50),
+    answerP90Ms: percentile(calls.map(timeToAnswer), 90),
     successBefore: phase(0, T.outageFromMs),
     successDuring: phase(T.outageFromMs, T.outageToMs),
     successAfter: phase(T.outageToMs, T.runMs),
@@ -193,6 +198,12 @@ const summarise = (peer: Peer, budget: Budget, run: Awaited<ReturnType<typeof ru
 }
 
 const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : "–")
+
+/** A call's time to a valid answer; `Infinity` when it never got one. */
+const timeToAnswer = (call: Call): number => (call.outcome === "valid" ? call.endMs - call.startMs : Number.POSITIVE_INFINITY)
+
+/** A latency for the table: `never` for a percentile that falls among the calls without an answer. */
+const fmtAnswer = (ms: number): string => (ms === Number.POSITIVE_INFINITY ? "never" : fmt(ms, 0))
 
 const main = async () => {
   banner("chaos", "goodput of each client under one seeded chaos scenario")
@@ -243,6 +254,7 @@ const main = async () => {
       "provider calls / success",
       "p50 ms",
       "p99 ms",
+      "answer p50 / p90 ms (all calls)",
       "success before / during / after outage",
       "primary calls in outage",
       "recover s",
@@ -257,6 +269,7 @@ const main = async () => {
       fmt(r.providerCallsPerSuccess, 2),
       fmt(r.p50Ms, 0),
       fmt(r.p99Ms, 0),
+      `${fmtAnswer(r.answerP50Ms)} / ${fmtAnswer(r.answerP90Ms)}`,
       `${pct(r.successBefore)} / ${pct(r.successDuring)} / ${pct(r.successAfter)}`,
       String(r.primaryCallsDuringOutage),
       r.recoveryMs === null ? `> ${((T.runMs - T.outageToMs) / 1000).toFixed(1)}` : fmt(r.recoveryMs / 1000, 2),

@@ -9,8 +9,10 @@
  *
  * Cost: {@link withDeadline} arms one timer per call (no fiber scheduled when the work completes
  * synchronously; see `internal/timer.ts`). {@link propagate} arms none: it only publishes the deadline,
- * for callers that enforce it at every attempt and wait themselves — `Policy` does, so a policy-wrapped
- * call pays for exactly one timer per attempt, deadline included.
+ * for callers that enforce it at every attempt and wait themselves (a policy-wrapped provider does, so
+ * a deadline around it costs no second timer). `Policy`'s and the fallback chain's own deadlines are not
+ * published on the caller's fiber at all: they are handed down as arguments and published on each
+ * attempt's fiber, which saves an `Effect.locally` per call.
  *
  * @since 0.1.0
  */
@@ -104,8 +106,8 @@ const apply = <A, E, R>(
 /**
  * Publishes a deadline `timeout` from now (or the enclosing one, if sooner) to everything under
  * `effect` **without arming a timer**: for layers that enforce it themselves at every wait and every
- * attempt (as `Policy` does — its retry sleeps and limiter queues refuse to cross it, and each attempt's
- * single timer is clipped to it). Plain effects should use {@link withDeadline}.
+ * attempt (as a `Policy`-wrapped provider does — its retry sleeps and limiter queues refuse to cross it,
+ * and each attempt's single timer is clipped to it). Plain effects should use {@link withDeadline}.
  *
  * @since 0.1.0
  * @category combinators

@@ -16,9 +16,11 @@
  * full attempts (each with its own permit, breaker verdict and timeouts) and counts as one step of the
  * retry loop; the second attempt is paid from the route's retry budget.
  *
- * The deadline is published (`Deadline.propagate`) rather than armed: every wait below refuses to cross
- * it and every attempt's single timer is clipped to it, so a policy call costs one timer per attempt,
- * deadline included.
+ * The deadline is neither armed nor written to the caller's fiber: the call takes the tighter of the
+ * policy's and the caller's at its start, every wait below refuses to cross it, every attempt's single
+ * timer is clipped to it, and the attempt's fiber starts with it as `Deadline.currentDeadline` (so the
+ * provider sees what is left). A policy call costs one timer per attempt, deadline included, and no
+ * `Effect.locally` (a runtime-flags change, two fiber-ref map copies and an exit handler per call).
  *
  * Stateful parts (breakers, limiters, budgets) live in registry services keyed by route and model,
  * outside any per-attempt or per-call layer, so every caller of a route shares them.
@@ -339,10 +341,10 @@ export const apply = (
         const acceptor = context === inherited ? Option.getOrUndefined(fiber.getFiberRef(currentAcceptor)) : context.acceptor
         let unguarded: Effect.Effect<GenerateResponse, RouteError> = provider.generate(request)
         if (acceptor !== undefined) unguarded = Effect.flatMap(unguarded, (response) => acceptor(response, request))
-        const call = guard.generate(unguarded, site, context.deadline)
         const done = (exit: Exit.Exit<GenerateResponse, RouteError>) => finish(fiber, attempt, exit)
         /** The general form; its waits (a limiter's queue) read the deadline from the fiber. */
-        const general = () => published(fiber, context.deadline, layered(state, request, call, site))
+        const general = () =>
+          published(fiber, context.deadline, layered(state, request, guard.generate(unguarded, site, context.deadline), site))
 
         if (spansOn(tracing, fiber.currentTracer)) {
           const counted = Effect.flatMap(Effect.exit(general()), done)
@@ -372,7 +374,10 @@ export const apply = (
           return announced === Effect.void ? done(exit) : Effect.zipRight(announced, done(exit))
         }
         if (limiter === undefined) {
-          return Effect.flatMap(Effect.exit(call), (exit) => settle(exit, clock.unsafeCurrentTimeMillis()))
+          return Effect.flatMap(
+            Effect.exit(guard.generate(unguarded, site, context.deadline)),
+            (exit) => settle(exit, clock.unsafeCurrentTimeMillis())
+          )
         }
         // Uninterruptible from taking the limiter's slot until the call's exit is seen: it is always freed.
         return Effect.uninterruptibleMask((restore) => {

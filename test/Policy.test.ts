@@ -123,6 +123,31 @@ describe("Policy — deadline", () => {
     }).pipe(Effect.provide(State)))
 })
 
+describe("Policy — state per model", () => {
+  it.effect("an effect built before the model's first call, run again and again, keeps one state (the hedger learns)", () =>
+    Effect.gen(function*() {
+      const mock = Mock.make({
+        script: [Mock.succeed("a", { delay: "100 millis" }), Mock.succeed("b", { delay: "100 millis" }), Mock.hang],
+        otherwise: Mock.succeed("hedge")
+      })
+      const hedge = { minSamples: 2, initialDelay: "10 seconds", minDelay: "50 millis" } as const
+      const provider = yield* Policy.apply(Policy.make({ hedge }), mock, "stale-effect")
+      // Built once, before any state exists for the model, then run three times.
+      const call = provider.generate(request)
+      for (let run = 0; run < 2; run++) {
+        const fiber = yield* Effect.fork(call)
+        yield* TestClock.adjust("100 millis")
+        yield* Fiber.join(fiber)
+      }
+      const third = yield* Effect.fork(call)
+      // Two latencies of 100 ms were observed: the third call's hedge starts at 100 ms, not at the
+      // 10 s initial delay a fresh hedger would wait.
+      yield* TestClock.adjust("100 millis")
+      expect(mock.calls.map((c) => c.at)).toEqual([0, 100, 200, 300])
+      expect((yield* Fiber.join(third)).text).toBe("hedge")
+    }).pipe(Effect.provide(State)))
+})
+
 describe("Policy — cost", () => {
   it.effect("an attempt that completes synchronously arms no timer", () =>
     Effect.gen(function*() {

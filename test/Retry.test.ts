@@ -162,6 +162,43 @@ describe("Retry — deadline", () => {
       expect(error._tag).toBe("DeadlineExceeded")
     }))
 
+  it.effect("a deadline passed per call bounds the sleeps like the fiber's; the tighter one wins", () =>
+    Effect.gen(function*() {
+      const failing = () => Mock.make({ otherwise: Mock.fail(Mock.errors.serverError()) })
+      const retry = Retry.make({ maxAttempts: 5, jitter: "none", base: "2 seconds" })
+      // Per call: 5 s from now. Attempt 1 at 0, sleep 2 s, attempt 2 at 2 s; the next sleep (4 s) would
+      // end after the deadline, so the failure surfaces at 2 s.
+      const perCall = failing()
+      const first = yield* Effect.fork(retry.generate(request, (req) => perCall.generate(req), { deadline: 5_000 }))
+      yield* TestClock.adjust("10 seconds")
+      expect((yield* Effect.flip(Fiber.join(first)))._tag).toBe("ServerError")
+      expect(perCall.calls.map((c) => c.at)).toEqual([0, 2_000])
+      // The fiber's deadline (2 s from now) is tighter than the one passed (1 minute): no retry fits.
+      const enclosed = failing()
+      const now = yield* TestClock.currentTimeMillis
+      const second = yield* Effect.fork(
+        Deadline.withDeadline(retry.generate(request, (req) => enclosed.generate(req), { deadline: now + 60_000 }), "2 seconds")
+      )
+      yield* TestClock.adjust("10 seconds")
+      expect((yield* Effect.flip(Fiber.join(second)))._tag).toBe("ServerError")
+      expect(enclosed.calls.map((c) => c.at - now)).toEqual([0])
+    }))
+
+  it.effect("a per-call observer hears every attempt before the policy's own", () =>
+    Effect.gen(function*() {
+      const heard: Array<string> = []
+      const mock = Mock.make({ script: [Mock.fail(Mock.errors.serverError())], otherwise: Mock.succeed("ok") })
+      const retry = Retry.make({ jitter: "none", base: "1 second" }, {
+        observe: (record) => Effect.sync(() => heard.push(`policy:${record.attempt}:${record.outcome}`))
+      })
+      const fiber = yield* Effect.fork(retry.generate(request, (req) => mock.generate(req), {
+        observe: (record) => Effect.sync(() => heard.push(`call:${record.attempt}:${record.outcome}`))
+      }))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(fiber)
+      expect(heard).toEqual(["call:1:ServerError", "policy:1:ServerError", "call:2:success", "policy:2:success"])
+    }))
+
   it.effect("nested deadlines only tighten", () =>
     Effect.gen(function*() {
       const left = yield* Deadline.withDeadline(Deadline.withDeadline(Deadline.remaining, "10 seconds"), "2 seconds")
