@@ -16,7 +16,8 @@
  * - primitives: `Effect.timeoutFail` against the attempt timer the policies use (`Timeouts.generate`).
  * - stream: a 100-chunk stream (each chunk one event-loop turn away, like network data) bare, through
  *   a `Stream.interruptWhen` watchdog (the previous phase-timeout design: `Channel.mergeWith` forks per
- *   pull) and through `Timeouts.stream` (one producer fiber, one timer).
+ *   pull), through `Timeouts.stream` (one producer fiber, one timer), through a route's
+ *   `Policy.default` and through a two-route chain with a deadline.
  * - chain: what an application calls — a structured answer through a two-route fallback chain whose
  *   primary answers. Ours: `Fallback` (= `LlmClient`) `generateObject` with the quickstart's settings
  *   (a 30 s deadline, one repair), each route under `Policy.default`, over the async provider; it also
@@ -259,10 +260,23 @@ const main = async () => {
 
   const chunks = () =>
     Stream.concat(
-      Stream.succeed<StreamEvent>({ _tag: "Metadata" }),
-      Stream.mapEffect(Stream.range(1, 100), () => Effect.promise(() => Promise.resolve<StreamEvent>({ _tag: "TextDelta", text: "x" })))
+      Stream.concat(
+        Stream.succeed<StreamEvent>({ _tag: "Metadata" }),
+        Stream.mapEffect(Stream.range(1, 100), () => Effect.promise(() => Promise.resolve<StreamEvent>({ _tag: "TextDelta", text: "x" })))
+      ),
+      Stream.succeed<StreamEvent>({ _tag: "Finish", response })
     )
   const phaseTimeouts = Timeouts.make({})
+  // The same 100 chunks served by a provider, through a route's policy and through a chain.
+  const streamingProvider: ProviderShape = { ...syncProvider, stream: chunks }
+  const streamingPolicy = await run(Policy.apply(policies.default, streamingProvider, "stream-default"))
+  const streamingChain = await run(Fallback.make({
+    deadline: "30 seconds",
+    routes: [
+      { name: "stream-primary", provider: streamingProvider, model: "primary" },
+      { name: "stream-fallback", provider: streamingProvider, model: "fallback" }
+    ]
+  }))
 
   const cases: ReadonlyArray<Case> = [
     { name: "promise: bare call", family: "promise", base: "promise: bare call", run: bareAsync },
@@ -285,7 +299,9 @@ const main = async () => {
     { name: "chain: ours, generateObject over 2 routes (Policy.default each, 30 s deadline, schema gate)", family: "chain", base: "effect async: bare provider call", run: () => run(chain.generateObject(Triage, chainRequest)) },
     { name: "stream: 100 chunks, bare", family: "stream", base: "stream: 100 chunks, bare", run: () => run(Stream.runDrain(chunks())) },
     { name: "stream: 100 chunks, Stream.interruptWhen watchdog (before)", family: "stream", base: "stream: 100 chunks, bare", run: () => run(Stream.runDrain(Stream.interruptWhen(chunks(), Effect.never))) },
-    { name: "stream: 100 chunks, Timeouts.stream (all phases)", family: "stream", base: "stream: 100 chunks, bare", run: () => run(Stream.runDrain(phaseTimeouts.stream(chunks(), site))) }
+    { name: "stream: 100 chunks, Timeouts.stream (all phases)", family: "stream", base: "stream: 100 chunks, bare", run: () => run(Stream.runDrain(phaseTimeouts.stream(chunks(), site))) },
+    { name: "stream: 100 chunks, Policy.default (retry + budget + timeouts + breaker)", family: "stream", base: "stream: 100 chunks, bare", run: () => run(Stream.runDrain(streamingPolicy.stream(request))) },
+    { name: "stream: 100 chunks, chain over 2 routes (Policy.default each, 30 s deadline)", family: "stream", base: "stream: 100 chunks, bare", run: () => run(Stream.runDrain(streamingChain.stream(chainRequest))) }
   ]
 
   const samples = new Map<string, Array<Sample>>(cases.map((c) => [c.name, []]))

@@ -18,6 +18,7 @@
  *
  * @since 0.1.0
  */
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -692,12 +693,6 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
         )
         : Effect.fail(error)
 
-    const onDeadline = (call: Call) => (error: AllRoutesFailed | RouteError): AllRoutesFailed => {
-      if (error._tag === "AllRoutesFailed") return error
-      call.lastError = error
-      return call.fail("deadline", "the deadline passed")
-    }
-
     const run = <A>(
       request: ChainRequest,
       acceptor: Policy.Acceptor,
@@ -854,8 +849,14 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
         const mode = streamOptions?.onPartialOutputFailure ?? options.onPartialOutputFailure ?? "fail"
         const routes = yield* orderRoutes
         const observe = logTo(call.log)
+        // The chain's deadline is published once for the whole stream, not watched by a producer of its
+        // own: every attempt's watch is clipped to it (it fails with DeadlineExceeded at that instant,
+        // after the events already received) and every wait between attempts refuses to cross it.
+        if (deadline !== undefined) yield* Effect.locallyScoped(Deadline.currentDeadline, Option.some(call.deadline))
         // Set when a route failed after partial output in `restart` mode; emitted before the next output.
         let restart: Omit<Restarted, "to"> | undefined
+        /** Ends the stream with the chain's failure (published to `DegradedMode` like `generate`'s). */
+        const failWith = (error: AllRoutesFailed): Stream.Stream<never, AllRoutesFailed> => Stream.fromEffect(reject(error))
 
         const fromRoute = (index: number, minContextWindow: number): Stream.Stream<ChainStreamEvent, AllRoutesFailed> =>
           Stream.suspend(() => {
@@ -867,7 +868,7 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
               call.log.skip(routes[position]!.name, checked.message)
             }
             if (position >= routes.length || checked?._tag !== "Call") {
-              return Stream.fail(endOfChain(call))
+              return failWith(endOfChain(call))
             }
             const route = routes[position]!
             const routeRequest = checked.request
@@ -877,42 +878,57 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
             const held: Array<ChainStreamEvent> = []
             const text: Array<string> = []
             let flowing = false
-            const release = (): Array<ChainStreamEvent> => {
-              if (flowing) return []
+            const release = (out: Array<ChainStreamEvent>): void => {
+              if (flowing) return
               flowing = true
-              const out: Array<ChainStreamEvent> = restartedFrom === undefined ? [] : [{ ...restartedFrom, to: route.name }]
-              out.push(...held)
+              if (restartedFrom !== undefined) out.push(extend(restartedFrom, { to: route.name }))
+              for (const event of held) out.push(event)
               held.length = 0
-              return out
             }
-            const onEvent = (event: StreamEvent): Effect.Effect<ReadonlyArray<ChainStreamEvent>, RouteError> => {
-              if (event._tag === "Finish") {
-                return Effect.flatMap(textGate(event.response, routeRequest), (response) => {
-                  call.log.attachUsage(route.name, response.usage)
-                  return Effect.map(
-                    accept(call, route, response, response.text, { repaired: false, restarted: restartedFrom !== undefined }),
-                    (result): ReadonlyArray<ChainStreamEvent> => [...release(), event, { _tag: "Completed", result }]
-                  )
-                })
+            /** The answer: gated, recorded and published (effects), then the chain's `Completed`. */
+            const finish = (event: Extract<StreamEvent, { readonly _tag: "Finish" }>, out: Array<ChainStreamEvent>) =>
+              Effect.flatMap(textGate(event.response, routeRequest), (response) => {
+                call.log.attachUsage(route.name, response.usage)
+                return Effect.map(
+                  accept(call, route, response, response.text, { repaired: false, restarted: restartedFrom !== undefined }),
+                  (result) => {
+                    release(out)
+                    out.push(event, { _tag: "Completed", result })
+                  }
+                )
+              })
+            // A chunk at a time, synchronously but for the `Finish` (one stage, not one effect per event).
+            const onChunk = (chunk: Chunk.Chunk<StreamEvent>): Effect.Effect<Chunk.Chunk<ChainStreamEvent>, RouteError> => {
+              const events = Chunk.toReadonlyArray(chunk)
+              const out: Array<ChainStreamEvent> = []
+              const from = (start: number): Effect.Effect<Chunk.Chunk<ChainStreamEvent>, RouteError> => {
+                for (let i = start; i < events.length; i++) {
+                  const event = events[i]!
+                  if (event._tag === "Finish") return Effect.flatMap(finish(event, out), () => from(i + 1))
+                  if (isContentEvent(event)) {
+                    if (event._tag === "TextDelta") text.push(event.text)
+                    release(out)
+                    out.push(event)
+                  } else if (flowing) out.push(event)
+                  else held.push(event)
+                }
+                return Effect.succeed(Chunk.unsafeFromArray(out))
               }
-              if (isContentEvent(event)) {
-                if (event._tag === "TextDelta") text.push(event.text)
-                return Effect.succeed([...release(), event])
-              }
-              if (flowing) return Effect.succeed([event])
-              held.push(event)
-              return Effect.succeed([])
+              return from(0)
             }
             return wrapped.get(route.name)!.stream(routeRequest, { observe }).pipe(
-              Stream.mapConcatEffect(onEvent),
+              Stream.mapChunksEffect(onChunk),
               Stream.catchAll((error): Stream.Stream<ChainStreamEvent, AllRoutesFailed> =>
                 Stream.unwrap(Effect.gen(function*() {
                   call.lastError = error
+                  // Past the deadline no route can answer, whatever this one failed with (after partial
+                  // output the retry loop reports the deadline as a broken stream).
+                  if (call.deadline <= (yield* Clock.currentTimeMillis)) return failWith(call.fail("deadline", "the deadline passed"))
                   if (flowing && mode === "fail") {
-                    return Stream.fail(call.fail("stopped", `${route.name} failed after partial output`))
+                    return failWith(call.fail("stopped", `${route.name} failed after partial output`))
                   }
                   const decision = yield* next(call, error, route, minContextWindow)
-                  if (decision._tag === "Stop") return Stream.fail(call.fail(decision.reason, decision.summary))
+                  if (decision._tag === "Stop") return failWith(call.fail(decision.reason, decision.summary))
                   if (flowing) restart = { _tag: "Restarted", from: route.name, discardedText: text.join(""), error }
                   return fromRoute(position + 1, decision.minContextWindow)
                 }))
@@ -920,11 +936,7 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
             )
           })
 
-        const body = fromRoute(0, 0)
-        const bounded = deadline === undefined
-          ? body
-          : Stream.mapError(Deadline.withDeadlineStream(body, deadline, { provider: "*", model: "*", route: "*" }), onDeadline(call))
-        return Stream.catchAll(bounded, (error) => Stream.fromEffect(reject(error)))
+        return fromRoute(0, 0)
       }))
 
     return { generate, generateObject, stream }

@@ -392,7 +392,65 @@ export const apply = (
         })
       })
 
-    const streamAttempt = (state: ModelState, request: GenerateRequest, attempt: number, delayMs: number, hedged: boolean) => {
+    /**
+     * A streamed attempt as one stage: the timeouts' pull, with the breaker's verdict (closed-state
+     * ticket), the metrics and the route stamp done per chunk in the same pull — the same semantics as
+     * {@link layeredStream}, without an operator (a stage of the channel executor, paid on every chunk)
+     * per concern. Anything else (a rate limiter, spans, a breaker not closed) takes the layered form.
+     */
+    const streamAttempt = (
+      state: ModelState,
+      request: GenerateRequest,
+      attempt: number,
+      delayMs: number,
+      hedged: boolean
+    ): Stream.Stream<StreamEvent, RouteError> =>
+      Stream.fromPull(Effect.withFiberRuntime((fiber) => {
+        const { breaker } = state
+        const ticket = breaker?.unsafeTryAdmit()
+        if (
+          state.limiter !== undefined || (breaker !== undefined && ticket === undefined) ||
+          spansOn(tracing, fiber.currentTracer)
+        ) return Stream.toPull(layeredStream(state, request, attempt, delayMs, hedged))
+        const clock = clockOf(fiber)
+        const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
+        // The attempt's verdict is given once: at `Finish`, or at its failure. A stream that ends
+        // otherwise (the consumer stopped, an interruption) gives none, as the layered form's cancel.
+        let settled = false
+        const settle = (error: RouteError | undefined): Effect.Effect<void> => {
+          settled = true
+          metrics.count(attempt, error, labels)
+          return breaker === undefined || ticket === undefined
+            ? Effect.void
+            : breaker.unsafeReport(ticket, error === undefined ? Exit.void : Exit.fail(error), clock.unsafeCurrentTimeMillis())
+        }
+        return Effect.map(guard.streamPull(provider.stream(request), siteOf(request, attempt)), (pull) =>
+          Effect.matchCauseEffect(pull, {
+            onSuccess: (chunk) => {
+              if (!settled) {
+                for (const event of chunk) {
+                  if (event._tag === "Finish") {
+                    const announced = settle(undefined)
+                    return announced === Effect.void ? Effect.succeed(chunk) : Effect.as(announced, chunk)
+                  }
+                }
+              }
+              return Effect.succeed(chunk)
+            },
+            onFailure: (cause) => {
+              const failure = Cause.failureOption(cause)
+              if (Option.isNone(failure) || Option.isNone(failure.value)) return Effect.failCause(cause)
+              const error = restamp(failure.value.value, { route, attempt })
+              const failed = Effect.fail(Option.some(error))
+              if (settled) return failed
+              const announced = settle(error)
+              return announced === Effect.void ? failed : Effect.zipRight(announced, failed)
+            }
+          }))
+      }))
+
+    /** The general form: limiter ▸ breaker ▸ timeouts, each through its own stream operators. */
+    const layeredStream = (state: ModelState, request: GenerateRequest, attempt: number, delayMs: number, hedged: boolean) => {
       const site = siteOf(request, attempt)
       let call: Stream.Stream<StreamEvent, RouteError> = guard.stream(provider.stream(request), site)
       if (state.breaker !== undefined) call = guardStream(state.breaker, call, site)
@@ -466,9 +524,13 @@ export const apply = (
         })
 
     const stream = (request: GenerateRequest, given: Pick<RouteCall, "observe"> | undefined) => {
-      const events = Stream.unwrap(
-        withState(request.model, (state) => Effect.succeed(state.retry.stream(request, streamStep(state), given)))
-      )
+      // Once the model's state exists, no `Stream.unwrap` (a stage every chunk would pass through).
+      const events = Stream.suspend(() => {
+        const state = models.get(request.model)
+        return state !== undefined
+          ? state.retry.stream(request, streamStep(state), given)
+          : Stream.unwrap(Effect.map(stateOf(request.model), (made) => made.retry.stream(request, streamStep(made), given)))
+      })
       return deadline === undefined ? events : Deadline.propagateStream(events, deadline)
     }
 

@@ -20,9 +20,13 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
+import * as Cause from "effect/Cause"
+import type * as Chunk from "effect/Chunk"
+import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -30,6 +34,7 @@ import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleInterval from "effect/ScheduleInterval"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Deadline from "./Deadline.js"
 import {
@@ -413,60 +418,101 @@ export const make = (
       return loop(begin(request, clock.unsafeCurrentTimeMillis()), 1, 0, 0)
     })
 
+  /**
+   * One logical streamed call as a single stage: the pull below runs each attempt's own pull and, on a
+   * failure before content, closes that attempt, sleeps and opens the next — rather than a stream
+   * operator per concern (each one a stage of the channel executor, paid on every chunk).
+   */
   const stream = <E extends RouteError, R>(
     request: GenerateRequest,
     attempt: (request: GenerateRequest, attempt: number, delayMs: number) => Stream.Stream<StreamEvent, E, R>,
     call?: CallOptions
   ): Stream.Stream<StreamEvent, E | RetryBudgetExhausted | StreamInterrupted, R> =>
-    Stream.unwrap(Effect.withFiberRuntime((fiber) => {
+    Stream.fromPull(Effect.withFiberRuntime((fiber) => {
+      type Failure = E | RetryBudgetExhausted | StreamInterrupted
+      type Pull = Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<Failure>, R>
       const clock = clockOf(fiber)
       const deadline = deadlineOf(fiber, call)
       const observer = observersOf(call)
-      const loop = (
-        keyed: GenerateRequest,
-        n: number,
-        delayMs: number,
-        reroutesUsed: number
-      ): Stream.Stream<StreamEvent, E | RetryBudgetExhausted | StreamInterrupted, R> =>
-        Stream.suspend(() => {
-          const startedAt = clock.unsafeCurrentTimeMillis()
-          const partial: Array<string> = []
-          let sawContent = false
-          return attempt(keyed, n, delayMs).pipe(
-            Stream.mapChunksEffect((chunk) => {
-              let finished: StreamEvent | undefined
-              for (const event of chunk) {
-                if (event._tag === "TextDelta") {
-                  sawContent = true
-                  partial.push(event.text)
-                } else if (event._tag === "ToolCallDelta") sawContent = true
-                else if (event._tag === "Finish") finished = event
-              }
-              return finished?._tag === "Finish"
-                ? Effect.as(record(observer, clock, n, delayMs, startedAt, { tag: "success", requestId: finished.response.requestId }), chunk)
-                : Effect.succeed(chunk)
-            }),
-            Stream.catchAll((raw): Stream.Stream<StreamEvent, E | RetryBudgetExhausted | StreamInterrupted, R> => {
-              const error = restamp(raw, { attempt: n })
-              if (sawContent) {
-                // The consumer has seen output: a transparent retry would splice two answers.
-                const surfaced = afterContent(error, n, partial.join(""))
-                return Stream.fromEffect(
-                  Effect.zipRight(record(observer, clock, n, delayMs, startedAt, { tag: surfaced._tag, error: surfaced }), Effect.fail(surfaced))
+      const keyed = begin(request, clock.unsafeCurrentTimeMillis())
+      return Effect.map(Effect.scope, (scope): Pull => {
+        let n = 1
+        let delayMs = 0
+        let reroutesUsed = 0
+        let startedAt = 0
+        let partial: Array<string> = []
+        let sawContent = false
+        let current: { readonly pull: Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<E>, R>; readonly scope: Scope.CloseableScope } | undefined
+
+        // Each attempt runs in a scope of its own, closed as soon as it failed (its socket and timer go
+        // before the backoff sleep), or with the stream's when the consumer is done.
+        const open = Effect.flatMap(Scope.fork(scope, ExecutionStrategy.sequential), (attemptScope) => {
+          startedAt = clock.unsafeCurrentTimeMillis()
+          partial = []
+          sawContent = false
+          return Effect.map(Scope.extend(Stream.toPull(attempt(keyed, n, delayMs)), attemptScope), (attemptPull) => {
+            current = { pull: attemptPull, scope: attemptScope }
+            return attemptPull
+          })
+        })
+
+        const onChunk = (chunk: Chunk.Chunk<StreamEvent>): Effect.Effect<Chunk.Chunk<StreamEvent>> => {
+          let finished: StreamEvent | undefined
+          for (const event of chunk) {
+            if (event._tag === "TextDelta") {
+              sawContent = true
+              partial.push(event.text)
+            } else if (event._tag === "ToolCallDelta") sawContent = true
+            else if (event._tag === "Finish") finished = event
+          }
+          return finished?._tag === "Finish" && observer !== undefined
+            ? Effect.as(record(observer, clock, n, delayMs, startedAt, { tag: "success", requestId: finished.response.requestId }), chunk)
+            : Effect.succeed(chunk)
+        }
+
+        const onError = (raw: E): Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<Failure>, R> => {
+          const error = restamp(raw, { attempt: n })
+          if (sawContent) {
+            // The consumer has seen output: a transparent retry would splice two answers.
+            const surfaced = afterContent(error, n, partial.join(""))
+            return Effect.zipRight(
+              record(observer, clock, n, delayMs, startedAt, { tag: surfaced._tag, error: surfaced }),
+              Effect.fail(Option.some(surfaced))
+            )
+          }
+          return Effect.zipRight(
+            record(observer, clock, n, delayMs, startedAt, { tag: error._tag, error }),
+            Effect.matchEffect(decide(error, n, delayMs, reroutesUsed, deadline, clock), {
+              onFailure: (surfaced) => Effect.fail(Option.some(surfaced)),
+              onSuccess: ({ delay, reroute }) => {
+                const failed = current
+                current = undefined
+                n += 1
+                delayMs = delay
+                reroutesUsed += reroute ? 1 : 0
+                return Effect.zipRight(
+                  failed === undefined ? Effect.void : Scope.close(failed.scope, Exit.void),
+                  Effect.zipRight(Effect.sleep(Duration.millis(delay)), pull)
                 )
               }
-              return Stream.unwrap(Effect.zipRight(
-                record(observer, clock, n, delayMs, startedAt, { tag: error._tag, error }),
-                Effect.map(decide(error, n, delayMs, reroutesUsed, deadline, clock), ({ delay, reroute }) =>
-                  Stream.unwrap(Effect.as(
-                    Effect.sleep(Duration.millis(delay)),
-                    loop(keyed, n + 1, delay, reroutesUsed + (reroute ? 1 : 0))
-                  )))
-              ))
             })
           )
-        })
-      return Effect.sync(() => loop(begin(request, clock.unsafeCurrentTimeMillis()), 1, 0, 0))
+        }
+
+        const step = (attemptPull: Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<E>, R>): Pull =>
+          Effect.matchCauseEffect(attemptPull, {
+            onSuccess: onChunk,
+            onFailure: (cause): Pull => {
+              const failure = Cause.failureOption(cause)
+              // The end of the stream, an interruption or a defect: nothing to retry.
+              if (Option.isNone(failure) || Option.isNone(failure.value)) return Effect.failCause(cause)
+              return onError(failure.value.value)
+            }
+          })
+
+        const pull: Pull = Effect.suspend(() => current === undefined ? Effect.flatMap(open, step) : step(current.pull))
+        return pull
+      })
     }))
 
   return { generate, stream }

@@ -25,10 +25,20 @@ import type * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
 import * as FiberRefs from "effect/FiberRefs"
 import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as Deadline from "./Deadline.js"
 import { type DeadlineExceeded, Timeout, type TimeoutPhase } from "./Errors.js"
-import { type Bound, type ChildRefs, type Expiry, guard, millisOf, type Restore, watchStream } from "./internal/timer.js"
+import {
+  type Bound,
+  type ChildRefs,
+  type Expiry,
+  guard,
+  millisOf,
+  type Restore,
+  watchPull,
+  watchStream
+} from "./internal/timer.js"
 import type { GenerateResponse, StreamEvent } from "./Provider.js"
 
 /**
@@ -129,6 +139,19 @@ export interface Timeouts {
     call: Stream.Stream<StreamEvent, E, R>,
     site: Site
   ) => Stream.Stream<StreamEvent, E | Timeout | DeadlineExceeded, R>
+  /**
+   * {@link stream} as the pull it is made of (run it in the scope of the stream it feeds): for a
+   * composition layer that does its own per-event work in the same stage — `Policy` does — rather than
+   * stacking stream operators, each of which is a stage paid on every chunk.
+   */
+  readonly streamPull: <E, R>(
+    call: Stream.Stream<StreamEvent, E, R>,
+    site: Site
+  ) => Effect.Effect<
+    Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<E | Timeout | DeadlineExceeded>, R>,
+    never,
+    R | Scope.Scope
+  >
 }
 
 /** The absolute deadline of the fiber's call, or `Infinity`. */
@@ -166,7 +189,8 @@ export const make = (options: TimeoutOptions = {}): Timeouts => {
           ? undefined
           : { ms: limits.attempt, onTimeout: () => timeout(site, "attempt", limits.attempt), childRefs }
       }, restore),
-    stream: (call, site) => watchStream(call, (fiber, startedAt) => watch(site, limits, startedAt, deadlineOf(fiber)))
+    stream: (call, site) => watchStream(call, (fiber, startedAt) => watch(site, limits, startedAt, deadlineOf(fiber))),
+    streamPull: (call, site) => watchPull(call, (fiber, startedAt) => watch(site, limits, startedAt, deadlineOf(fiber)))
   }
 }
 

@@ -723,6 +723,28 @@ describe("Fallback.stream — before the first content token", () => {
     }).pipe(Effect.provide(State)))
 })
 
+describe("Fallback.stream — the deadline", () => {
+  it.effect("passing after partial output ends the chain with reason deadline, through the attempt's own timer", () =>
+    Effect.gen(function*() {
+      const primary = Mock.make({ otherwise: Mock.stream(["The quick ", { text: "brown ", delay: "100 seconds" }]) })
+      const secondary = Mock.make({ otherwise: Mock.stream(["never"]) })
+      const chain = yield* Fallback.make({
+        routes: [route("primary", primary), route("secondary", secondary)],
+        deadline: "3 seconds"
+      })
+      const fiber = yield* Effect.fork(collect(chain.stream(storyRequest)))
+      yield* TestClock.adjust("1 second")
+      // The mock's pause before its next chunk and the attempt's watch, clipped to the deadline: the
+      // chain keeps no watch of its own.
+      expect([...Chunk.toReadonlyArray(yield* TestClock.sleeps())].sort((a, b) => a - b)).toEqual([3000, 100_000])
+      yield* TestClock.adjust("2 seconds")
+      const { events, failure } = yield* Fiber.join(fiber)
+      expect(textOf(events)).toBe("The quick ")
+      expect(failure?.reason).toBe("deadline")
+      expect(secondary.calls.length).toBe(0)
+    }).pipe(Effect.provide(State)))
+})
+
 describe("Fallback.stream — after partial output", () => {
   const broken = () => Mock.make({ otherwise: Mock.stream(["The quick ", "brown "], { failWith: Mock.errors.overloaded() }) })
 

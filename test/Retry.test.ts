@@ -1,12 +1,14 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Random from "effect/Random"
+import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as Deadline from "../src/Deadline.js"
-import type { AttemptRecord } from "../src/Errors.js"
-import type { GenerateRequest } from "../src/Provider.js"
+import type { AttemptRecord, ProviderError } from "../src/Errors.js"
+import type { GenerateRequest, StreamEvent } from "../src/Provider.js"
 import * as Retry from "../src/Retry.js"
 import * as RetryBudget from "../src/RetryBudget.js"
 import * as Mock from "../src/testing/MockProvider.js"
@@ -204,6 +206,60 @@ describe("Retry — deadline", () => {
       const left = yield* Deadline.withDeadline(Deadline.withDeadline(Deadline.remaining, "10 seconds"), "2 seconds")
       expect(left).toBe(2000)
       expect(yield* Deadline.remaining).toBe(Number.POSITIVE_INFINITY)
+    }))
+})
+
+describe("Retry — streams", () => {
+  const finish: StreamEvent = {
+    _tag: "Finish",
+    response: { provider: "p", model: "m", text: "ok", toolCalls: [], finishReason: "stop", usage: { inputTokens: 1, outputTokens: 1, totalTokens: 2 } }
+  }
+  /** Attempt `n` of a scripted stream: a finalizer that logs, events, then a failure or the end. */
+  const scripted = (log: Array<string>, script: ReadonlyArray<{ readonly events: ReadonlyArray<StreamEvent>; readonly fail?: boolean }>) =>
+  (_request: GenerateRequest, n: number): Stream.Stream<StreamEvent, ProviderError> =>
+    Stream.suspend(() => {
+      log.push(`open ${n}`)
+      const step = script[n - 1]!
+      const events = Stream.fromIterable(step.events)
+      return Stream.ensuring(
+        step.fail === true ? Stream.concat(events, Stream.fail(Mock.errors.serverError()({ provider: "p", model: "m", route: "r", attempt: n }))) : events,
+        Effect.sync(() => log.push(`closed ${n}`))
+      )
+    })
+
+  it.effect("a failure before content closes that attempt before the backoff, then streams the next one", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const retry = Retry.make({ jitter: "none", base: "1 second" })
+      const attempt = scripted(log, [{ events: [{ _tag: "Metadata" }], fail: true }, { events: [{ _tag: "TextDelta", text: "hi" }, finish] }])
+      const fiber = yield* Effect.fork(Stream.runCollect(retry.stream(request, attempt)))
+      yield* TestClock.adjust("999 millis")
+      expect(log).toEqual(["open 1", "closed 1"])
+      yield* TestClock.adjust("1 millis")
+      const events = Chunk.toReadonlyArray(yield* Fiber.join(fiber))
+      expect(events.map((e) => e._tag)).toEqual(["Metadata", "TextDelta", "Finish"])
+      expect(log).toEqual(["open 1", "closed 1", "open 2", "closed 2"])
+    }))
+
+  it.effect("a failure after content is not retried: StreamInterrupted with the partial text", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const retry = Retry.make({ jitter: "none", base: "1 second" })
+      const attempt = scripted(log, [{ events: [{ _tag: "TextDelta", text: "half an " }], fail: true }])
+      const error = yield* Effect.flip(Stream.runDrain(retry.stream(request, attempt)))
+      expect(error._tag).toBe("StreamInterrupted")
+      expect(error._tag === "StreamInterrupted" && error.partialText).toBe("half an ")
+      expect(log).toEqual(["open 1", "closed 1"])
+    }))
+
+  it.effect("a consumer that stops early closes the attempt", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const retry = Retry.make()
+      const attempt = scripted(log, [{ events: [{ _tag: "TextDelta", text: "a" }, { _tag: "TextDelta", text: "b" }, finish] }])
+      const first = yield* Stream.runCollect(Stream.take(retry.stream(request, attempt), 1))
+      expect(Chunk.size(first)).toBe(1)
+      expect(log).toEqual(["open 1", "closed 1"])
     }))
 })
 

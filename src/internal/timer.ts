@@ -317,58 +317,72 @@ export const startPump = <A, E, R>(
 export const watchStream = <A, E, R, E2>(
   stream: Stream.Stream<A, E, R>,
   makeWatch: (fiber: Fiber.RuntimeFiber<unknown, unknown>, startedAt: number) => Watch<A, E2> | undefined
-): Stream.Stream<A, E | E2, R> =>
-  Stream.fromPull(
-    Effect.withFiberRuntime<Effect.Effect<Chunk.Chunk<A>, Option.Option<E | E2>, R>, never, R | Scope.Scope>(
-      (parent, status) => {
-        const clock = clockOf(parent)
-        const watch = makeWatch(parent, clock.unsafeCurrentTimeMillis())
-        if (watch === undefined) return Stream.toPull(stream)
-        let armedAt = Number.POSITIVE_INFINITY
-        let disarm = noop
-        const rearm = (now: number) => {
-          const next = watch.next(now)
-          if (next === undefined || next.at >= armedAt) return
-          disarm()
+): Stream.Stream<A, E | E2, R> => Stream.fromPull(watchPull(stream, makeWatch))
+
+/**
+ * A pull over a stream's chunks: a chunk, `None` at its end, `Some(error)` when it fails. What
+ * `Stream.fromPull` takes and `Stream.toPull` gives.
+ */
+export type Pull<A, E, R = never> = Effect.Effect<Chunk.Chunk<A>, Option.Option<E>, R>
+
+/**
+ * {@link watchStream} as the pull it is made of (in a scope that stops the producer when it closes),
+ * for a caller that adds its own per-chunk work in the same stage instead of stacking stream
+ * operators (each one a stage of the channel executor, paid on every chunk).
+ */
+export const watchPull = <A, E, R, E2>(
+  stream: Stream.Stream<A, E, R>,
+  makeWatch: (fiber: Fiber.RuntimeFiber<unknown, unknown>, startedAt: number) => Watch<A, E2> | undefined
+): Effect.Effect<Pull<A, E | E2, R>, never, R | Scope.Scope> =>
+  Effect.withFiberRuntime<Effect.Effect<Chunk.Chunk<A>, Option.Option<E | E2>, R>, never, R | Scope.Scope>(
+    (parent, status) => {
+      const clock = clockOf(parent)
+      const watch = makeWatch(parent, clock.unsafeCurrentTimeMillis())
+      if (watch === undefined) return Stream.toPull(stream)
+      let armedAt = Number.POSITIVE_INFINITY
+      let disarm = noop
+      const rearm = (now: number) => {
+        const next = watch.next(now)
+        if (next === undefined || next.at >= armedAt) return
+        disarm()
+        armedAt = next.at
+        disarm = arm(clock, next.at - now, fire)
+      }
+      const fire = () => {
+        armedAt = Number.POSITIVE_INFINITY
+        const now = clock.unsafeCurrentTimeMillis()
+        if (pump.paused()) watch.paused?.(now)
+        const next = watch.next(now)
+        if (next === undefined) return
+        if (next.at > now) {
           armedAt = next.at
           disarm = arm(clock, next.at - now, fire)
+          return
         }
-        const fire = () => {
-          armedAt = Number.POSITIVE_INFINITY
-          const now = clock.unsafeCurrentTimeMillis()
-          if (pump.paused()) watch.paused?.(now)
-          const next = watch.next(now)
-          if (next === undefined) return
-          if (next.at > now) {
-            armedAt = next.at
-            disarm = arm(clock, next.at - now, fire)
-            return
-          }
-          pump.fail(next.fail())
-        }
-        const pump: Pump<A, E | E2> = startPump<A, E | E2, R>(
-          parent,
-          status.runtimeFlags,
-          stream,
-          (chunk) => {
-            const now = clock.unsafeCurrentTimeMillis()
-            watch.observe(chunk, now)
-            rearm(now)
-          },
-          (ended) => {
-            if (ended) disarm()
-          }
-        )
-        if (!pump.ended()) rearm(clock.unsafeCurrentTimeMillis())
-        return Effect.as(
-          Effect.addFinalizer(() =>
-            Effect.suspend(() => {
-              disarm()
-              return pump.stop
-            })
-          ),
-          pump.pull
-        )
+        pump.fail(next.fail())
       }
-    )
+      const pump: Pump<A, E | E2> = startPump<A, E | E2, R>(
+        parent,
+        status.runtimeFlags,
+        stream,
+        (chunk) => {
+          const now = clock.unsafeCurrentTimeMillis()
+          watch.observe(chunk, now)
+          rearm(now)
+        },
+        (ended) => {
+          if (ended) disarm()
+        }
+      )
+      if (!pump.ended()) rearm(clock.unsafeCurrentTimeMillis())
+      return Effect.as(
+        Effect.addFinalizer(() =>
+          Effect.suspend(() => {
+            disarm()
+            return pump.stop
+          })
+        ),
+        pump.pull
+      )
+    }
   )
