@@ -19,6 +19,7 @@
 import * as Clock from "effect/Clock"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import { dual, pipe } from "effect/Function"
 import * as Option from "effect/Option"
@@ -35,6 +36,18 @@ import { millisOf, watchStream, within } from "./internal/timer.js"
 export const currentDeadline: FiberRef.FiberRef<Option.Option<number>> = FiberRef.unsafeMake<Option.Option<number>>(
   Option.none()
 )
+
+/**
+ * The absolute deadline of a running fiber (`Infinity` when it has none), read synchronously — for code
+ * that already holds its fiber (`Effect.withFiberRuntime`) and compares deadlines on a hot path.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const unsafeOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number => {
+  const deadline = fiber.getFiberRef(currentDeadline)
+  return Option.isSome(deadline) ? deadline.value : Number.POSITIVE_INFINITY
+}
 
 /**
  * Milliseconds left before the current deadline (`Infinity` when there is none; never negative).

@@ -625,8 +625,7 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
 
     const startCall: Effect.Effect<Call> = Effect.withFiberRuntime((fiber) => {
       const startedAt = clockOf(fiber).unsafeCurrentTimeMillis()
-      const inherited = fiber.getFiberRef(Deadline.currentDeadline)
-      const enclosing = Option.isSome(inherited) ? inherited.value : Number.POSITIVE_INFINITY
+      const enclosing = Deadline.unsafeOf(fiber)
       const log = new CallLog()
       const call: Call = {
         log,

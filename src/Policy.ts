@@ -506,8 +506,7 @@ export const apply = (
      * the policy's own, and the given output gate (or the fiber's `currentAcceptor`).
      */
     const resolve = (fiber: Fiber.RuntimeFiber<unknown, unknown>, given: RouteCall | undefined): ResolvedCall => {
-      const enclosing = fiber.getFiberRef(Deadline.currentDeadline)
-      let deadline = Option.isSome(enclosing) ? enclosing.value : Number.POSITIVE_INFINITY
+      let deadline = Deadline.unsafeOf(fiber)
       if (given?.deadline !== undefined) deadline = Math.min(deadline, given.deadline)
       if (deadlineMs !== undefined) deadline = Math.min(deadline, clockOf(fiber).unsafeCurrentTimeMillis() + deadlineMs)
       const acceptor = given === undefined ? Option.getOrUndefined(fiber.getFiberRef(currentAcceptor)) : given.acceptor
@@ -560,9 +559,7 @@ const published = <A, E, R>(
   deadline: number | undefined,
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> => {
-  if (deadline === undefined) return effect
-  const enclosing = fiber.getFiberRef(Deadline.currentDeadline)
-  return deadline < (Option.isSome(enclosing) ? enclosing.value : Number.POSITIVE_INFINITY)
+  return deadline !== undefined && deadline < Deadline.unsafeOf(fiber)
     ? Effect.locally(effect, Deadline.currentDeadline, Option.some(deadline))
     : effect
 }

@@ -370,8 +370,7 @@ export const make = (
 
   /** The deadline one call honours: its own or the fiber's, whichever is sooner. */
   const deadlineOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>, call: CallOptions | undefined): number => {
-    const inherited = fiber.getFiberRef(Deadline.currentDeadline)
-    const fromFiber = Option.isSome(inherited) ? inherited.value : Number.POSITIVE_INFINITY
+    const fromFiber = Deadline.unsafeOf(fiber)
     return call?.deadline === undefined ? fromFiber : Math.min(call.deadline, fromFiber)
   }
 

@@ -22,11 +22,10 @@
 import * as Chunk from "effect/Chunk"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
-import type * as Fiber from "effect/Fiber"
 import * as FiberRefs from "effect/FiberRefs"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import type * as Stream from "effect/Stream"
+import * as Stream from "effect/Stream"
 import * as Deadline from "./Deadline.js"
 import { type DeadlineExceeded, Timeout, type TimeoutPhase } from "./Errors.js"
 import {
@@ -36,8 +35,7 @@ import {
   guard,
   millisOf,
   type Restore,
-  watchPull,
-  watchStream
+  watchPull
 } from "./internal/timer.js"
 import type { GenerateResponse, StreamEvent } from "./Provider.js"
 
@@ -154,12 +152,6 @@ export interface Timeouts {
   >
 }
 
-/** The absolute deadline of the fiber's call, or `Infinity`. */
-const deadlineOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): number => {
-  const deadline = fiber.getFiberRef(Deadline.currentDeadline)
-  return Option.isSome(deadline) ? deadline.value : Number.POSITIVE_INFINITY
-}
-
 /** Fiber refs that carry `deadline` as the current deadline. */
 const publish = (deadline: number): ChildRefs => (refs, child) =>
   FiberRefs.updateAs(refs, { fiberId: child, fiberRef: Deadline.currentDeadline, value: Option.some(deadline) })
@@ -176,10 +168,12 @@ const deadlinePassed = (site: Site, startedAt: number, deadline: number): Deadli
  */
 export const make = (options: TimeoutOptions = {}): Timeouts => {
   const limits = resolve(options)
+  const streamPull: Timeouts["streamPull"] = (call, site) =>
+    watchPull(call, (fiber, startedAt) => watch(site, limits, startedAt, Deadline.unsafeOf(fiber)))
   return {
     generate: (call, site, explicit, restore) =>
       guard(call, (fiber, now): Bound<Timeout | DeadlineExceeded> | undefined => {
-        const inherited = deadlineOf(fiber)
+        const inherited = Deadline.unsafeOf(fiber)
         const deadline = explicit === undefined ? inherited : Math.min(explicit, inherited)
         const childRefs = deadline < inherited ? publish(deadline) : undefined
         if (deadline - now < limits.attempt) {
@@ -189,8 +183,8 @@ export const make = (options: TimeoutOptions = {}): Timeouts => {
           ? undefined
           : { ms: limits.attempt, onTimeout: () => timeout(site, "attempt", limits.attempt), childRefs }
       }, restore),
-    stream: (call, site) => watchStream(call, (fiber, startedAt) => watch(site, limits, startedAt, deadlineOf(fiber))),
-    streamPull: (call, site) => watchPull(call, (fiber, startedAt) => watch(site, limits, startedAt, deadlineOf(fiber)))
+    stream: (call, site) => Stream.fromPull(streamPull(call, site)),
+    streamPull
   }
 }
 
