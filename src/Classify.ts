@@ -23,8 +23,8 @@ import {
   Unauthorized
 } from "./Errors.js"
 import { type HeaderMap, parseRateLimit, parseRetryAfterMs, parseShouldRetry, requestIdOf } from "./internal/headers.js"
-import { isRecord, opt } from "./internal/json.js"
-import { redact, redactAndTruncate } from "./internal/redact.js"
+import { isRecord, opt, parseUntrusted, safeStringify } from "./internal/json.js"
+import { cleanRequestId, redact, redactAndTruncate, redactField } from "./internal/redact.js"
 
 /**
  * Who was called: filled in by the adapter, re-stamped by the policies.
@@ -194,14 +194,6 @@ const build = (
   }
 }
 
-const parseJson = (text: string): unknown => {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
-}
-
 /**
  * Classifies an HTTP error response (any status outside 2xx).
  *
@@ -218,9 +210,10 @@ export const fromHttp = (input: {
 }): ProviderError => {
   const { body, headers, now, site, status } = input
   const secrets = site.secrets ?? []
-  const info = errorInfoOf(parseJson(body))
+  const parsed = parseUntrusted(body, secrets)
+  const info = errorInfoOf(parsed._tag === "Json" ? parsed.value : undefined)
   const kind = kindFromProvider(info) ?? kindFromStatus(status, info)
-  const message = redact(info.message ?? `HTTP ${status} from ${site.provider}`, secrets)
+  const message = redactAndTruncate(info.message ?? `HTTP ${status} from ${site.provider}`, secrets)
   const retryAfterMs = parseRetryAfterMs(headers, now)
   const rateLimit = kind === "RateLimited" ? parseRateLimit(headers, now) : undefined
   return build(
@@ -232,14 +225,16 @@ export const fromHttp = (input: {
       attempt: site.attempt,
       message,
       status,
-      ...opt("providerType", info.type),
-      ...opt("providerCode", info.code),
-      ...opt("requestId", requestIdOf(headers) ?? info.requestId),
+      ...opt("providerType", redactField(info.type, secrets)),
+      ...opt("providerCode", redactField(info.code, secrets)),
+      ...opt("requestId", requestIdOf(headers, secrets) ?? cleanRequestId(info.requestId, secrets)),
       ...opt("shouldRetry", parseShouldRetry(headers)),
-      rawBody: redactAndTruncate(body, secrets)
+      // A secret hidden behind JSON escapes (`\u0073k-…`) survives text redaction; when the parse found
+      // one, the kept body is the scrubbed value re-serialised.
+      rawBody: redactAndTruncate(parsed._tag === "Json" && parsed.scrubbed ? safeStringify(parsed.value) : body, secrets)
     },
     retryAfterMs,
-    { ...opt("param", info.param), ...opt("rateLimit", rateLimit) }
+    { ...opt("param", redactField(info.param, secrets)), ...opt("rateLimit", rateLimit) }
   )
 }
 
@@ -268,11 +263,11 @@ export const fromStreamError = (input: {
       model: site.model,
       route: site.route,
       attempt: site.attempt,
-      message: redact(info.message ?? `stream error from ${site.provider}`, secrets),
-      ...opt("providerType", info.type),
-      ...opt("providerCode", info.code),
-      ...opt("requestId", input.requestId ?? info.requestId),
-      rawBody: redactAndTruncate(JSON.stringify(payload) ?? "", secrets)
+      message: redactAndTruncate(info.message ?? `stream error from ${site.provider}`, secrets),
+      ...opt("providerType", redactField(info.type, secrets)),
+      ...opt("providerCode", redactField(info.code, secrets)),
+      ...opt("requestId", cleanRequestId(input.requestId ?? info.requestId, secrets)),
+      rawBody: redactAndTruncate(safeStringify(payload), secrets)
     },
     undefined,
     {}

@@ -42,6 +42,7 @@ import {
   type RouteError
 } from "./Errors.js"
 import { estimatePromptTokens } from "./internal/estimateTokens.js"
+import { parseUntrusted, refusedBecause, type Untrusted } from "./internal/json.js"
 import { extend, type Mutable } from "./internal/object.js"
 import * as RouteCalls from "./internal/routeCall.js"
 import type { RouteCall, RouteProvider } from "./internal/routeCall.js"
@@ -389,15 +390,12 @@ const metered = (log: CallLog, acceptor: Policy.Acceptor): Policy.Acceptor => (r
   return acceptor(response, request)
 }
 
-const parseJson = (text: string): Option.Option<unknown> => {
+/** The model's JSON answer, through the same depth-bounded door as provider bodies. */
+const parseAnswer = (text: string): Untrusted => {
   const trimmed = text.trim()
   // Models often wrap JSON in a Markdown fence despite instructions; unwrapping it is not guessing.
   const fenced = /^```(?:json)?\s*([\s\S]*?)\s*```$/i.exec(trimmed)
-  try {
-    return Option.some(JSON.parse(fenced?.[1] ?? trimmed))
-  } catch {
-    return Option.none()
-  }
+  return parseUntrusted(fenced?.[1] ?? trimmed)
 }
 
 /** A schema's decoder and JSON Schema, built once per schema (applications reuse theirs on every call). */
@@ -811,9 +809,10 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
       const objectGate = basicGate(false)
       const acceptor: Policy.Acceptor = (response, routeRequest) =>
         Effect.flatMap(objectGate(response, routeRequest), (accepted) => {
-          const parsed = parseJson(accepted.text)
-          if (Option.isNone(parsed)) {
-            return Effect.fail(invalid(accepted, routeRequest, "unparsable", "the output is not JSON", "expected a single JSON value"))
+          const parsed = parseAnswer(accepted.text)
+          if (parsed._tag !== "Json") {
+            const why = refusedBecause(parsed)
+            return Effect.fail(invalid(accepted, routeRequest, "unparsable", `the output is ${why}`, `expected a single JSON value, got ${why}`))
           }
           return decode(parsed.value).pipe(
             Effect.mapError((error) =>

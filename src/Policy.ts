@@ -206,6 +206,10 @@ const deadlineOnly: Timeouts.TimeoutOptions = {
   idle: Number.POSITIVE_INFINITY
 }
 
+/** What the `llm.attempt` span learns at its end: the outcome, and the provider's (checked) request id. */
+const outcomeAttributes = (outcome: string, requestId: string | undefined): Record<string, unknown> =>
+  requestId === undefined ? { "llm.outcome": outcome } : { "llm.outcome": outcome, "llm.request_id": requestId }
+
 /** Per model of a route: its breaker, limiter, retry loop and hedger, looked up once and cached. */
 interface ModelState {
   readonly breaker: CircuitBreaker | undefined
@@ -353,8 +357,8 @@ export const apply = (
             (attributes) =>
               Effect.withSpan(
                 Effect.tapBoth(counted, {
-                  onFailure: (error) => Effect.annotateCurrentSpan("llm.outcome", error._tag),
-                  onSuccess: () => Effect.annotateCurrentSpan("llm.outcome", "success")
+                  onFailure: (error) => Effect.annotateCurrentSpan(outcomeAttributes(error._tag, error.requestId)),
+                  onSuccess: (response) => Effect.annotateCurrentSpan(outcomeAttributes("success", response.requestId))
                 }),
                 "llm.attempt",
                 { kind: "client", attributes }

@@ -10,6 +10,7 @@
  *
  * @since 0.1.0
  */
+import * as Headers from "@effect/platform/Headers"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Undici from "@effect/platform-node/Undici"
@@ -75,15 +76,36 @@ export const layer = (options: TransportOptions = {}): Layer.Layer<HttpClient.Ht
     Layer.provide(Layer.scoped(NodeHttpClient.Dispatcher, makeDispatcher(options)))
   )
   const tracing = options.tracing ?? defaults.tracing
-  if (tracing === "always") return base
   return Layer.effect(
     HttpClient.HttpClient,
     Effect.map(HttpClient.HttpClient, (client) =>
       HttpClient.transform(client, (effect) =>
         Effect.tracerWith((tracer) =>
-          spansOn(tracing, tracer) ? effect : Effect.locally(effect, HttpClient.currentTracerDisabledWhen, disabled)
+          spansOn(tracing, tracer)
+            ? Effect.locally(effect, Headers.currentRedactedNames, spanRedactedHeaders)
+            : Effect.locally(effect, HttpClient.currentTracerDisabledWhen, disabled)
         )))
   ).pipe(Layer.provide(base))
 }
 
 const disabled = () => true
+
+/**
+ * Headers whose values the platform's `http.client` span must not carry as attributes: its defaults
+ * (authorization, cookies, x-api-key), every name that says it holds a credential, and the request-id
+ * headers — a server or proxy that echoes the key puts it there, and the span records response
+ * headers verbatim. The library's own `llm.attempt` span carries the request id once it has been
+ * checked (`llm.request_id`). A custom HttpClient layer should set the same on
+ * `Headers.currentRedactedNames`.
+ */
+export const spanRedactedHeaders: ReadonlyArray<string | RegExp> = [
+  "authorization",
+  "cookie",
+  "set-cookie",
+  "x-api-key",
+  "api-key",
+  "x-goog-api-key",
+  "x-request-id",
+  "request-id",
+  /auth|key|token|secret|password|cookie|session|echo/i
+]

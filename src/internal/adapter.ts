@@ -37,6 +37,21 @@ export interface Resolved {
   readonly headers: Readonly<Record<string, string>>
 }
 
+/** Extra headers whose names say they carry a credential (a gateway's key, a bearer token). */
+const CREDENTIAL_HEADER = /auth|key|token|secret|password|cookie/i
+
+/**
+ * What to scrub from everything kept: the API key and the value of every extra header that carries
+ * a credential (gateways such as Portkey or an Azure APIM front take their own key as a header).
+ */
+const secretsOf = (key: string, headers: Readonly<Record<string, string>>): ReadonlyArray<string> => {
+  const secrets = key.length > 0 ? [key] : []
+  for (const [name, value] of Object.entries(headers)) {
+    if (CREDENTIAL_HEADER.test(name) && value.length >= 4) secrets.push(value.replace(/^(Bearer|Basic)\s+/i, ""))
+  }
+  return secrets
+}
+
 export const resolve = (options: CommonOptions, defaults: { readonly name: string; readonly baseUrl: string }): Resolved => {
   const key = Redacted.value(options.apiKey)
   return {
@@ -46,7 +61,7 @@ export const resolve = (options: CommonOptions, defaults: { readonly name: strin
       maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
       maxSseEventBytes: options.maxSseEventBytes ?? DEFAULT_MAX_SSE_EVENT_BYTES
     },
-    secrets: key.length > 0 ? [key] : [],
+    secrets: secretsOf(key, options.headers ?? {}),
     maxTokensCap: options.maxTokensCap,
     idempotencyHeader: (options.idempotencyHeader ?? DEFAULT_IDEMPOTENCY_HEADER).toLowerCase(),
     headers: options.headers ?? {}

@@ -6,6 +6,7 @@
  * @internal
  */
 import type { RateLimitSnapshot, RateLimitWindow } from "../RateLimitSnapshot.js"
+import { cleanRequestId } from "./redact.js"
 
 /** Lower-cased header names to values, as `@effect/platform` Headers and undici give them. */
 export type HeaderMap = { readonly [name: string]: string | undefined }
@@ -138,6 +139,9 @@ export const parseRateLimit = (headers: HeaderMap, now: number): RateLimitSnapsh
   }
 }
 
-/** The request id each provider stamps on responses: OpenAI `x-request-id`, Anthropic `request-id`. */
-export const requestIdOf = (headers: HeaderMap): string | undefined =>
-  headers["x-request-id"] ?? headers["request-id"]
+/**
+ * The request id each provider stamps on responses: OpenAI `x-request-id`, Anthropic `request-id` —
+ * shape-checked and dropped when it carries a secret (see `cleanRequestId`).
+ */
+export const requestIdOf = (headers: HeaderMap, secrets: ReadonlyArray<string>): string | undefined =>
+  cleanRequestId(headers["x-request-id"] ?? headers["request-id"], secrets)

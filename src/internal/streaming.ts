@@ -8,11 +8,12 @@
 import * as Chunk from "effect/Chunk"
 import * as Stream from "effect/Stream"
 import type { CallSite } from "../Classify.js"
-import { type ProviderError, StreamInterrupted } from "../Errors.js"
+import { type InvalidOutput, type ProviderError, StreamInterrupted } from "../Errors.js"
 import type { FinishReason, GenerateResponse, StreamEvent, ToolCall, Usage } from "../Provider.js"
 import type { RateLimitSnapshot } from "../RateLimitSnapshot.js"
 import type { SseEvent } from "./sse.js"
-import { type Received, sseEvents, type WireLimits } from "./wire.js"
+import { isRecord, type JsonRecord, parseUntrusted, refusedBecause } from "./json.js"
+import { malformed, type Received, sseEvents, type WireLimits } from "./wire.js"
 
 interface ToolCallParts {
   id: string
@@ -163,11 +164,17 @@ export const decodeStream = (
     )
   })
 
-/** Parses an SSE data payload as JSON, or returns undefined. */
-export const parseData = (data: string): unknown => {
-  try {
-    return JSON.parse(data)
-  } catch {
-    return undefined
-  }
+/**
+ * An SSE data payload that must be a JSON object: the object (depth-bounded, the route's secrets
+ * scrubbed — see `parseUntrusted`), or `InvalidOutput{malformed-response}` saying why not.
+ */
+export const parseEventObject = (
+  site: CallSite,
+  data: string,
+  what: string,
+  requestId: string | undefined
+): JsonRecord | InvalidOutput => {
+  const parsed = parseUntrusted(data, site.secrets)
+  if (parsed._tag === "Json" && isRecord(parsed.value)) return parsed.value
+  return malformed(site, `${what} is ${parsed._tag === "Json" ? "not a JSON object" : refusedBecause(parsed)}`, data, requestId)
 }

@@ -16,6 +16,7 @@ import * as Stream from "effect/Stream"
 import { type CallSite, fromHttp, fromTransport } from "../Classify.js"
 import { type ConnectionError, InvalidOutput, type ProviderError, ResponseTooLarge, type Timeout } from "../Errors.js"
 import type { HeaderMap } from "./headers.js"
+import { parseUntrusted, refusedBecause } from "./json.js"
 import { redactAndTruncate } from "./redact.js"
 import { EVENT_TOO_LARGE, SseDecoder, type SseEvent } from "./sse.js"
 
@@ -141,7 +142,10 @@ export const malformed = (site: CallSite, detail: string, body: string, requestI
     rawBody: redactAndTruncate(body, site.secrets ?? [])
   }, true)
 
-/** Reads a 2xx JSON body; unparsable JSON is `InvalidOutput{malformed-response}`. */
+/**
+ * Reads a 2xx JSON body through the one door for provider JSON (bounded depth, the route's secrets
+ * scrubbed); unparsable or too deep is `InvalidOutput{malformed-response}`.
+ */
 export const readJson = (
   received: Received,
   site: CallSite,
@@ -149,11 +153,10 @@ export const readJson = (
   requestId: string | undefined
 ): Effect.Effect<unknown, ProviderError> =>
   Effect.flatMap(readBody(received, site, limits.maxBodyBytes), (text) => {
-    try {
-      return Effect.succeed(JSON.parse(text) as unknown)
-    } catch {
-      return Effect.fail(malformed(site, "body is not JSON", text, requestId))
-    }
+    const parsed = parseUntrusted(text, site.secrets)
+    return parsed._tag === "Json"
+      ? Effect.succeed(parsed.value)
+      : Effect.fail(malformed(site, `body is ${refusedBecause(parsed)}`, text, requestId))
   })
 
 /**

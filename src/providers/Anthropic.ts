@@ -17,12 +17,12 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import { type CallSite, fromStreamError } from "../Classify.js"
-import type { ProviderError } from "../Errors.js"
+import { InvalidOutput, type ProviderError } from "../Errors.js"
 import { cappedMaxTokens, type CommonOptions, post, type Resolved, resolve, siteOf } from "../internal/adapter.js"
 import { parseRateLimit, requestIdOf } from "../internal/headers.js"
-import { array, isRecord, type JsonRecord, number, opt, record, string } from "../internal/json.js"
+import { array, isRecord, type JsonRecord, number, opt, record, safeStringify, string } from "../internal/json.js"
 import type { SseEvent } from "../internal/sse.js"
-import { decodeStream, parseData, ResponseBuilder } from "../internal/streaming.js"
+import { decodeStream, parseEventObject, ResponseBuilder } from "../internal/streaming.js"
 import { malformed, readJson, type Received, send } from "../internal/wire.js"
 import {
   type FinishReason,
@@ -193,13 +193,13 @@ const decodeResponse = (
   request: GenerateRequest,
   name: string
 ): Effect.Effect<GenerateResponse, ProviderError> => {
-  const requestId = requestIdOf(received.headers)
+  const requestId = requestIdOf(received.headers, site.secrets ?? [])
   if (isRecord(body) && body["type"] === "error") {
     return Effect.fail(fromStreamError({ site, payload: body, requestId }))
   }
   const content = array(record(body)?.["content"])
   if (!isRecord(body) || content === undefined) {
-    return Effect.fail(malformed(site, "no content array in the message", JSON.stringify(body) ?? "", requestId))
+    return Effect.fail(malformed(site, "no content array in the message", safeStringify(body), requestId))
   }
   const structured = structuredToolName(request)
   const text: Array<string> = []
@@ -251,8 +251,8 @@ const eventProtocol = (
   }
   const onEvent = (event: SseEvent, out: Array<StreamEvent>): ProviderError | undefined => {
     if (event.event === "ping") return undefined
-    const payload = record(parseData(event.data))
-    if (payload === undefined) return malformed(site, `event '${event.event}' is not a JSON object`, event.data, requestId)
+    const payload = parseEventObject(site, event.data, `event '${event.event}'`, requestId)
+    if (payload instanceof InvalidOutput) return payload
     const type = string(payload["type"]) ?? event.event
     switch (type) {
       case "error":
@@ -350,7 +350,7 @@ const fromClient = (client: HttpClient.HttpClient, options: AnthropicOptions): P
   const generate = (request: GenerateRequest): Effect.Effect<GenerateResponse, ProviderError> => {
     const site = siteOf(resolved, request)
     return Effect.flatMap(send(client, httpRequest(request, false), site, resolved.limits), (received) => {
-      const requestId = requestIdOf(received.headers)
+      const requestId = requestIdOf(received.headers, site.secrets ?? [])
       return Effect.flatMap(
         readJson(received, site, resolved.limits, requestId),
         (body) => decodeResponse(site, received, body, request, resolved.name)
@@ -362,7 +362,7 @@ const fromClient = (client: HttpClient.HttpClient, options: AnthropicOptions): P
     const site = siteOf(resolved, request)
     return Stream.unwrap(
       Effect.map(send(client, httpRequest(request, true), site, resolved.limits), (received) => {
-        const requestId = requestIdOf(received.headers)
+        const requestId = requestIdOf(received.headers, site.secrets ?? [])
         return decodeStream(
           received,
           site,

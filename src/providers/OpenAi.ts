@@ -16,7 +16,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import { type CallSite, fromStreamError } from "../Classify.js"
-import type { ProviderError } from "../Errors.js"
+import { InvalidOutput, type ProviderError } from "../Errors.js"
 import {
   cappedMaxTokens,
   type CommonOptions,
@@ -26,9 +26,9 @@ import {
   siteOf
 } from "../internal/adapter.js"
 import { parseRateLimit, requestIdOf } from "../internal/headers.js"
-import { array, isRecord, type JsonRecord, number, opt, record, string } from "../internal/json.js"
+import { array, isRecord, type JsonRecord, number, opt, record, safeStringify, string } from "../internal/json.js"
 import type { SseEvent } from "../internal/sse.js"
-import { decodeStream, parseData, ResponseBuilder } from "../internal/streaming.js"
+import { decodeStream, parseEventObject, ResponseBuilder } from "../internal/streaming.js"
 import { malformed, readJson, type Received, send } from "../internal/wire.js"
 import {
   type FinishReason,
@@ -182,7 +182,7 @@ const decodeResponse = (
   body: unknown,
   name: string
 ): Effect.Effect<GenerateResponse, ProviderError> => {
-  const requestId = requestIdOf(received.headers)
+  const requestId = requestIdOf(received.headers, site.secrets ?? [])
   // Some OpenAI-compatible servers answer HTTP 200 with an error object.
   if (isRecord(body) && isRecord(body["error"])) {
     return Effect.fail(fromStreamError({ site, payload: body, requestId }))
@@ -190,7 +190,7 @@ const decodeResponse = (
   const choice = record(array(record(body)?.["choices"])?.[0])
   const message = record(choice?.["message"])
   if (!isRecord(body) || choice === undefined || message === undefined) {
-    return Effect.fail(malformed(site, "no choices[0].message in the completion", JSON.stringify(body) ?? "", requestId))
+    return Effect.fail(malformed(site, "no choices[0].message in the completion", safeStringify(body), requestId))
   }
   const refusal = string(message["refusal"])
   const rawFinishReason = string(choice["finish_reason"])
@@ -225,8 +225,8 @@ const chunkProtocol = (site: CallSite, requestId: string | undefined, received: 
       out.push({ _tag: "Finish", response: builder.build(requestId, parseRateLimit(received.headers, received.receivedAt)) })
       return undefined
     }
-    const chunk = record(parseData(data))
-    if (chunk === undefined) return malformed(site, "stream chunk is not a JSON object", data, requestId)
+    const chunk = parseEventObject(site, data, "stream chunk", requestId)
+    if (chunk instanceof InvalidOutput) return chunk
     if (chunk["error"] !== undefined) return fromStreamError({ site, payload: chunk, requestId })
     builder.id ??= string(chunk["id"])
     const model = string(chunk["model"])
@@ -295,7 +295,7 @@ const fromClient = (client: HttpClient.HttpClient, options: OpenAiOptions): Prov
   const generate = (request: GenerateRequest): Effect.Effect<GenerateResponse, ProviderError> => {
     const site = siteOf(resolved, request)
     return Effect.flatMap(send(client, httpRequest(request, false), site, resolved.limits), (received) => {
-      const requestId = requestIdOf(received.headers)
+      const requestId = requestIdOf(received.headers, site.secrets ?? [])
       return Effect.flatMap(
         readJson(received, site, resolved.limits, requestId),
         (body) => decodeResponse(site, received, body, resolved.name)
@@ -307,7 +307,7 @@ const fromClient = (client: HttpClient.HttpClient, options: OpenAiOptions): Prov
     const site = siteOf(resolved, request)
     return Stream.unwrap(
       Effect.map(send(client, httpRequest(request, true), site, resolved.limits), (received) => {
-        const requestId = requestIdOf(received.headers)
+        const requestId = requestIdOf(received.headers, site.secrets ?? [])
         return decodeStream(
           received,
           site,

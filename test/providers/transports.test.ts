@@ -409,3 +409,77 @@ describe("bad provider bytes never become defects", () => {
       )
     ))
 })
+
+describe("deep and wide JSON anywhere in a reply never becomes a defect", () => {
+  // Values placed where each wire format carries provider data: JSON bodies, error objects, SSE
+  // events, tool inputs. Deep ones exceed the library's bound (and, past ~5 000 levels, the stack of
+  // every recursive walker); wide ones are large but shallow and must be read like any other body.
+  const deep = fc.tuple(fc.integer({ min: 100, max: 8_000 }), fc.boolean()).map(([depth, asArray]) =>
+    asArray ? "[".repeat(depth) + "]".repeat(depth) : "{\"k\":".repeat(depth) + "0" + "}".repeat(depth)
+  )
+  const wide = fc.tuple(fc.integer({ min: 1, max: 20_000 }), fc.boolean()).map(([n, asArray]) =>
+    asArray
+      ? JSON.stringify(Array.from({ length: n }, (_, i) => i % 3 === 0 ? `s${i}` : { i }))
+      : JSON.stringify(Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i])))
+  )
+  const value = fc.oneof(deep, wide, fc.json())
+  const openAiBody = (v: string) =>
+    fc.constantFrom(
+      v,
+      `{"id":"c","model":"gpt-test","choices":[{"index":0,"message":{"role":"assistant","content":"hi","extra":${v}},"finish_reason":"stop"}]}`,
+      `{"id":"c","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"t","type":"function","function":{"name":"f","arguments":"{}"},"x":${v}}]},"finish_reason":"tool_calls"}]}`,
+      `{"error":{"message":"boom","type":"server_error","code":null,"param":${v}}}`
+    )
+  const anthropicBody = (v: string) =>
+    fc.constantFrom(
+      v,
+      `{"id":"m","type":"message","role":"assistant","model":"claude-test","stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":1},"content":[{"type":"tool_use","id":"t","name":"f","input":${v}}]}`,
+      `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded","detail":${v}},"request_id":"req_1"}`
+    )
+  const openAiFrames = (v: string) =>
+    fc.constantFrom(
+      [`data: {"choices":[{"index":0,"delta":{"content":"a"}}],"x":${v}}\n\n`, "data: [DONE]\n\n"],
+      [`data: {"error":{"message":"boom","type":"server_error","detail":${v}}}\n\n`],
+      [`data: ${v}\n\n`, "data: [DONE]\n\n"]
+    )
+  const anthropicFrames = (v: string) =>
+    fc.constantFrom(
+      [`event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"x","detail":${v}}}\n\n`],
+      [`event: message_start\ndata: {"type":"message_start","message":${v}}\n\n`, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"],
+      [
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"f\",\"input\":{}}}\n\n",
+        `event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{}"},"x":${v}}\n\n`,
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+      ]
+    )
+  const reply = (api: Api) =>
+    value.chain((v) =>
+      fc.oneof(
+        fc.tuple(fc.constantFrom(200, 400, 429, 500, 529), api === "openai" ? openAiBody(v) : anthropicBody(v))
+          .map(([status, body]) => jsonReply(status, body)),
+        (api === "openai" ? openAiFrames(v) : anthropicFrames(v)).map((frames) => sseReply(frames))
+      )
+    )
+
+  it.effect.each(["openai", "anthropic"] as const)("%s: generate and stream", (api) =>
+    Effect.promise(() =>
+      fc.assert(
+        fc.asyncProperty(reply(api), fc.boolean(), async (r, streamMode) => {
+          const program = adapter(api, "http://mock.invalid").pipe(
+            Effect.provideService(HttpClient.HttpClient, mockClient(r)),
+            Effect.flatMap((provider) =>
+              streamMode ? Stream.runDrain(provider.stream(request(api))) : Effect.asVoid(provider.generate(request(api)))
+            )
+          )
+          const exit = await Effect.runPromiseExit(program)
+          if (Exit.isFailure(exit)) {
+            expect(Cause.isDie(exit.cause)).toBe(false)
+            expect(Option.isSome(Cause.failureOption(exit.cause))).toBe(true)
+            // Whatever failed, its description can be serialised (a report, a log, a checkpoint row).
+            expect(() => JSON.stringify(Cause.failureOption(exit.cause))).not.toThrow()
+          }
+        }),
+        { numRuns: 200, seed: 20261206 }
+      )
+    ))
+})

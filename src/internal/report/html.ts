@@ -90,14 +90,15 @@ const routeRows = (record: RunRecord): Array<string> => {
   return rows
 }
 
+/** The tooltip of an attempt's bar: every line of it scrubbed (route labels and steps are callers' text). */
 const attemptTitle = (a: AttemptEntry, scrub: Scrub): string =>
-  [
+  scrub([
     `${a.route} · call ${a.call}${a.step !== undefined ? ` (${a.step})` : ""} · attempt ${a.attempt}`,
     `${a.outcome}${a.status !== undefined ? ` (HTTP ${a.status})` : ""} · ${formatMs(a.durationMs)}`,
     ...(a.delayMs > 0 ? [`waited ${formatMs(a.delayMs)} before it`] : []),
     ...(a.requestId !== undefined ? [`request id ${a.requestId}`] : []),
-    ...(a.message !== undefined ? [scrub(a.message)] : [])
-  ].join("\n")
+    ...(a.message !== undefined ? [a.message] : [])
+  ].join("\n"))
 
 const timeline = (record: RunRecord, scrub: Scrub): string => {
   const sent = record.attempts.filter((a) => a.outcome !== "Skipped")
@@ -290,7 +291,7 @@ const attemptsTable = (record: RunRecord, scrub: Scrub): string =>
         colourOf(a.outcome)
       }"></span>${escapeHtml(a.outcome)}</td><td>${a.status ?? ""}</td><td>${a.delayMs > 0 ? escapeHtml(formatMs(a.delayMs)) : ""}</td><td>${
         escapeHtml(formatMs(a.durationMs))
-      }</td><td><code>${escapeHtml(a.requestId ?? "")}</code></td><td>${escapeHtml(scrub(a.message ?? ""))}</td></tr>`
+      }</td><td><code>${escapeHtml(scrub(a.requestId ?? ""))}</code></td><td>${escapeHtml(scrub(a.message ?? ""))}</td></tr>`
     ).join("")
   }</tbody></table>`
 
