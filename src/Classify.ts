@@ -25,6 +25,7 @@ import {
 import { type HeaderMap, parseRateLimit, parseRetryAfterMs, parseShouldRetry, requestIdOf } from "./internal/headers.js"
 import { isRecord, opt, parseUntrusted, safeStringify } from "./internal/json.js"
 import { cleanRequestId, redact, redactAndTruncate, redactField } from "./internal/redact.js"
+import { spentWindowsResetMs } from "./RateLimitSnapshot.js"
 
 /**
  * Who was called: filled in by the adapter, re-stamped by the policies.
@@ -214,8 +215,9 @@ export const fromHttp = (input: {
   const info = errorInfoOf(parsed._tag === "Json" ? parsed.value : undefined)
   const kind = kindFromProvider(info) ?? kindFromStatus(status, info)
   const message = redactAndTruncate(info.message ?? `HTTP ${status} from ${site.provider}`, secrets)
-  const retryAfterMs = parseRetryAfterMs(headers, now)
   const rateLimit = kind === "RateLimited" ? parseRateLimit(headers, now) : undefined
+  // A 429 without Retry-After still says when it ends: the reset of the window it reports as spent.
+  const retryAfterMs = parseRetryAfterMs(headers, now) ?? (rateLimit === undefined ? undefined : spentWindowsResetMs(rateLimit))
   return build(
     kind,
     {

@@ -72,3 +72,23 @@ export const tightest = (
   }
   return best === undefined ? undefined : { name: best.name, window: best.window }
 }
+
+/**
+ * How long until every window the snapshot reports as spent (`remaining` 0) is replenished, in
+ * milliseconds after `observedAt`: the wait a 429 implies when it carries no `retry-after` (OpenAI's
+ * `x-ratelimit-reset-*`, Anthropic's `anthropic-ratelimit-*-reset`), and how long a client-side
+ * limiter stays blocked after a response that spent a window. `undefined` when no spent window gave a
+ * reset — then nothing in the headers says how long to wait.
+ *
+ * @since 0.2.0
+ * @category utils
+ */
+export const spentWindowsResetMs = (snapshot: RateLimitSnapshot): number | undefined => {
+  let wait: number | undefined
+  for (const name of ["requests", "tokens", "inputTokens", "outputTokens"] as const) {
+    const window = snapshot[name]
+    if (window?.remaining === undefined || window.remaining > 0 || window.resetAfterMs === undefined) continue
+    wait = Math.max(wait ?? 0, window.resetAfterMs)
+  }
+  return wait
+}

@@ -48,7 +48,7 @@ import { clientRateLimited, formatMs, limiterMetrics, requestCosts } from "./int
 import { millisOf } from "./internal/timer.js"
 import * as Bucket from "./internal/tokenBucket.js"
 import type { GenerateRequest, GenerateResponse, StreamEvent, Usage } from "./Provider.js"
-import type { RateLimitSnapshot, RateLimitWindow } from "./RateLimitSnapshot.js"
+import { type RateLimitSnapshot, type RateLimitWindow, spentWindowsResetMs } from "./RateLimitSnapshot.js"
 
 /**
  * Options. Every field is optional; see {@link defaults} and docs/policies/rate-limiter.md.
@@ -349,10 +349,8 @@ const unsafeMake = (key: string, options: RateLimiterOptions, now: number): Rate
     if (until > blockedUntil) blockedUntil = until
   }
 
-  const learnWindow = (d: Dim, window: RateLimitWindow, observedAt: number, at: number, blockOnly: boolean): void => {
-    const { limit, remaining, resetAfterMs } = window
-    if (remaining !== undefined && remaining <= 0 && resetAfterMs !== undefined) block(observedAt + resetAfterMs)
-    if (blockOnly) return
+  const learnWindow = (d: Dim, window: RateLimitWindow, observedAt: number, at: number): void => {
+    const { limit, remaining } = window
     const knownLimit = limit !== undefined && limit > 0 ? limit : undefined
     if (d.bucket === undefined) {
       // A window the options did not configure: learn a bucket of `limit` per minute.
@@ -373,12 +371,14 @@ const unsafeMake = (key: string, options: RateLimiterOptions, now: number): Rate
     if (snapshot === lastSnapshot) return
     lastSnapshot = snapshot
     if (snapshot.retryAfterMs !== undefined) block(snapshot.observedAt + snapshot.retryAfterMs)
+    const spent = spentWindowsResetMs(snapshot)
+    if (spent !== undefined) block(snapshot.observedAt + spent)
     // Anthropic's `tokens` window is whichever of its input / output windows is most restrictive, not a
-    // total: when the split windows are present, it only blocks (remaining 0); they teach the buckets.
+    // total: when the split windows are present, it only blocks (remaining 0, above); they teach the buckets.
     const split = snapshot.inputTokens !== undefined || snapshot.outputTokens !== undefined
     for (const d of dimList) {
       const window = snapshot[d.name]
-      if (window !== undefined) learnWindow(d, window, snapshot.observedAt, at, split && d.name === "tokens")
+      if (window !== undefined && !(split && d.name === "tokens")) learnWindow(d, window, snapshot.observedAt, at)
     }
   }
 

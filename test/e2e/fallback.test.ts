@@ -9,9 +9,7 @@ import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -25,7 +23,7 @@ import * as OpenAi from "../../src/providers/OpenAi.js"
 import * as ChaosServer from "../../src/testing/ChaosServer.js"
 import type * as Scenario from "../../src/testing/Scenario.js"
 import * as Transport from "../../src/Transport.js"
-import { tick } from "../testing/helpers.js"
+import { awaitSleepUntil, settle } from "../testing/helpers.js"
 
 type Api = "openai" | "anthropic"
 
@@ -58,30 +56,6 @@ const chainRoute = (server: ChaosServer.ChaosServerHandle, name: string, api: Ap
       policy: { retry: { jitter: "none", base: "100 millis" }, ...policy }
     })
   )
-
-/**
- * Waits for a forked call to finish while the clock stands still (a call that tries to sleep never
- * finishes here), giving the sockets real event-loop turns.
- */
-const settle = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 20_000; i++) {
-      const exit = yield* Fiber.poll(fiber)
-      if (Option.isSome(exit)) return yield* exit.value
-      yield* tick
-    }
-    return yield* Effect.dieMessage("the call did not finish without the clock moving")
-  })
-
-/** Waits until some fiber sleeps until exactly `at` on the TestClock (the retry's Retry-After wait). */
-const awaitSleepUntil = (at: number) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 20_000; i++) {
-      if (Chunk.toReadonlyArray(yield* TestClock.sleeps()).includes(at)) return
-      yield* tick
-    }
-    return yield* Effect.dieMessage(`nothing slept until ${at}`)
-  })
 
 const servedBy = (server: ChaosServer.ChaosServerHandle) =>
   Effect.map(server.stats, (stats) => stats.log.map((entry) => [entry.route, entry.at, entry.status] as const))

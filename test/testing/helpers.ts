@@ -3,7 +3,10 @@
  * to wait for the server to park on a TestClock sleep (so tests drive time, never the wall clock).
  */
 import Anthropic from "@anthropic-ai/sdk"
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import OpenAI from "openai"
 import type { ChaosServerHandle } from "../../src/testing/ChaosServer.js"
@@ -82,6 +85,30 @@ export const awaitServerSleep = Effect.gen(function*() {
   }
   return yield* Effect.dieMessage("the server never started sleeping")
 })
+
+/**
+ * Waits for a forked call to finish while the clock stands still (a call that tries to sleep never
+ * finishes here), giving the sockets real event-loop turns.
+ */
+export const settle = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 20_000; i++) {
+      const exit = yield* Fiber.poll(fiber)
+      if (Option.isSome(exit)) return yield* exit.value
+      yield* tick
+    }
+    return yield* Effect.dieMessage("the call did not finish without the clock moving")
+  })
+
+/** Waits until some fiber sleeps until exactly `at` on the TestClock (a retry's Retry-After wait). */
+export const awaitSleepUntil = (at: number) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 20_000; i++) {
+      if (Chunk.toReadonlyArray(yield* TestClock.sleeps()).includes(at)) return
+      yield* tick
+    }
+    return yield* Effect.dieMessage(`nothing slept until ${at}`)
+  })
 
 /** Reads an SSE response body chunk by chunk, accumulating text. */
 export class BodyReader {
