@@ -29,7 +29,9 @@
  * the degraded guard does not use the tool's key; interruption is never swallowed.
  *
  * **Executors.** One live executor per run: a lease with expiry and a fencing epoch checked in every
- * write; a second executor gets `RunLocked`, a fenced-off one `LeaseLost`.
+ * write — and, immediately before a side-effecting tool acts, confirmed live in the store (so an
+ * executor paused past its lease and taken over does not act); a second executor gets `RunLocked`, a
+ * fenced-off one `LeaseLost`.
  *
  * @since 0.1.0
  */
@@ -476,7 +478,8 @@ export const generateObject = <A, I>(
 
 /**
  * Calls a tool as a journaled step — claim (a committed `started` entry with the arguments' hash),
- * act with the step's idempotency key, record — and returns what the agent should hear. On resume:
+ * confirm the lease (`LeaseLost`, and no call, when this executor lost it), act with the step's
+ * idempotency key and fencing token, record — and returns what the agent should hear. On resume:
  *
  * - a recorded outcome (success, failure, refusal, unknown) is returned as recorded;
  * - a claimed call without an outcome is re-run (`pure`, `idempotent`), re-sent with the same key
@@ -685,6 +688,7 @@ export const make = (options: AgentOptions = {}): Effect.Effect<AgentShape, neve
             const state: RunState = {
               runId: id,
               lease,
+              leaseMs,
               store,
               journal: new Map(steps.map((s) => [s.index, s])),
               heartbeatMs,

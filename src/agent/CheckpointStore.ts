@@ -142,7 +142,8 @@ export interface Lease {
 
 /**
  * What a backend implements. Every write that belongs to a run takes the {@link Lease} and fails with
- * `LeaseLost` when another executor has acquired the run since (checked in the write's transaction).
+ * `LeaseLost` when another executor has acquired the run since (checked in the write's transaction);
+ * `confirm` also fails when the lease has expired.
  *
  * @since 0.1.0
  * @category models
@@ -165,6 +166,15 @@ export interface CheckpointStoreShape {
   ) => Effect.Effect<Lease, RunLocked | StoreError>
   /** Extends the lease to `now + leaseMs`. */
   readonly renew: (lease: Lease, timing: { readonly now: number; readonly leaseMs: number }) => Effect.Effect<void, LeaseLost | StoreError>
+  /**
+   * The fence before an act: in one atomic write, checks that `lease` is still this executor's *and
+   * live* at `now` (same owner, same epoch, `leaseUntil > now`) and extends it to `now + leaseMs`;
+   * otherwise `LeaseLost`, and nothing changes. The tool protocol calls it immediately before every
+   * non-`pure` tool acts (and tools may call it again right before their effect, through
+   * `ToolContext.confirmLease`): an executor that was paused past its lease — and possibly taken over —
+   * cannot act, and after a confirmation no other executor can take the run over for `leaseMs`.
+   */
+  readonly confirm: (lease: Lease, timing: { readonly now: number; readonly leaseMs: number }) => Effect.Effect<void, LeaseLost | StoreError>
   /** Sets the run's status and gives the lease up (a no-op when the lease was already lost). */
   readonly release: (lease: Lease, status: RunStatus, now: number) => Effect.Effect<void, StoreError>
   readonly run: (runId: string) => Effect.Effect<Option.Option<RunRecord>, StoreError>

@@ -10,7 +10,8 @@
  * | `irreversible` | a second effect (an email, a transfer without a key) | `reconcile`, else unknown — never re-sent blindly |
  *
  * The protocol around every call (see `Agent.useTool`): claim the step (a committed `started` row
- * with the arguments' hash), call `run` with the step's idempotency key, record the outcome.
+ * with the arguments' hash), confirm the lease (a paused executor that was taken over stops here),
+ * call `run` with the step's idempotency key and fencing token, record the outcome.
  *
  * @since 0.1.0
  */
@@ -19,6 +20,7 @@ import type * as Effect from "effect/Effect"
 import * as JSONSchema from "effect/JSONSchema"
 import * as Schema from "effect/Schema"
 import type { ToolDefinition } from "../Provider.js"
+import type { LeaseLost, StoreError } from "./AgentError.js"
 
 /**
  * What calling the tool twice would do.
@@ -48,6 +50,25 @@ export interface ToolContext {
   readonly idempotencyKey: string
   /** This call repeats one that was claimed before a crash (same key, same arguments). */
   readonly resend: boolean
+  /**
+   * The fencing token: the epoch of the run's lease this executor holds. It grows with every
+   * acquisition, so a stale executor (paused past its lease and taken over) holds a smaller one than
+   * the executor that replaced it. It is deliberately *not* part of `idempotencyKey`, which must stay
+   * the same when another executor re-sends the call after a takeover. A callee that can make a
+   * conditional write should store the highest token it has seen for the key (or the resource) and
+   * reject a request carrying a smaller one — that closes the window `confirmLease` leaves.
+   */
+  readonly fencingToken: number
+  /**
+   * Confirms in the store — one atomic write, fenced by `fencingToken` — that this executor still holds
+   * a live lease on the run, and extends it by the lease duration; fails with `LeaseLost` (or
+   * `StoreError` when the store cannot answer) otherwise. The protocol does this immediately before
+   * calling `run` (for every kind but `pure`); a tool that does work (or waits) before its side effect
+   * should `yield*` it once more right before the effect and let its failure propagate: that failure
+   * is not recorded as the tool's outcome — the run stops and the step stays claimed for whoever holds
+   * the run now. What remains is a pause *between* this check and the effect longer than the lease.
+   */
+  readonly confirmLease: Effect.Effect<void, LeaseLost | StoreError>
 }
 
 /**
@@ -180,6 +201,20 @@ const describeDefault = (error: unknown): string => {
  *   parameters: Schema.Struct({ customer: Schema.String, cents: Schema.Int }),
  *   success: Schema.Struct({ chargeId: Schema.String }),
  *   run: (args, { idempotencyKey }) => payments.charge(args, idempotencyKey)
+ * })
+ *
+ * // A tool that prepares before its effect confirms the lease again right before it:
+ * const sendWire = Tool.make({
+ *   name: "send_wire",
+ *   effect: "irreversible",
+ *   parameters: Schema.Struct({ to: Schema.String, cents: Schema.Int }),
+ *   success: Schema.Struct({ wireId: Schema.String }),
+ *   run: (args, { confirmLease, fencingToken, idempotencyKey }) =>
+ *     Effect.gen(function*() {
+ *       const quote = yield* bank.quote(args)
+ *       yield* confirmLease
+ *       return yield* bank.send(quote, { reference: idempotencyKey, fence: fencingToken })
+ *     })
  * })
  * ```
  *

@@ -13,7 +13,8 @@
  *
  * Redis down, slow or erroring never becomes a defect and never blocks a call for longer than
  * `commandTimeout`: with `onRedisError: "fail-open"` (the default) the call goes through a local
- * in-process limiter with the same options (a warning is logged once per outage), with `"fail-closed"`
+ * in-process limiter with the same options (times `fallbackShare`), whose buckets start from what this
+ * worker was already granted, not full (a warning is logged once per outage), with `"fail-closed"`
  * it fails with `RateLimited` (`providerType: "client_rate_limit"`, `providerCode:
  * "shared_state_unavailable"`). After a failure Redis is left alone for `retryRedisAfter`.
  *
@@ -46,6 +47,7 @@ import * as RateLimiterModule from "../RateLimiter.js"
 import { type RateLimiter, type RateLimiterOptions, RateLimiters, type Site } from "../RateLimiter.js"
 import type { RateLimitSnapshot } from "../RateLimitSnapshot.js"
 import * as Connection from "./internal/connection.js"
+import * as OwnSpend from "./internal/ownSpend.js"
 import * as Scripts from "./internal/scripts.js"
 import { make as makeClient, RedisClient, type RedisConnectionOptions } from "./RedisClient.js"
 
@@ -54,6 +56,8 @@ import { make as makeClient, RedisClient, type RedisConnectionOptions } from "./
  *
  * - `fail-open`: admit it through a local, in-process limiter with the same options (the quota is then
  *   enforced per process, not per key, until Redis answers again); a warning is logged once per outage.
+ *   Its buckets start from what this worker already spent — `max(0, fallbackShare · limit − granted)`,
+ *   refilled at `fallbackShare · limit` per minute — never full.
  * - `fail-closed`: fail it at once with `RateLimited` (`providerCode: "shared_state_unavailable"`,
  *   `retryAfterMs` = `retryRedisAfter`), never sending a request the shared budget did not grant.
  *
@@ -81,7 +85,9 @@ export interface RedisRateLimiterOptions {
   /**
    * The share of the configured RPM / TPM the local fallback limiter of each process gets while Redis
    * is unreachable (fail-open). 1 (the default) lets every process use the whole limit; `1 / N` with N
-   * workers keeps the fleet under the limit during an outage.
+   * workers keeps the fleet under the limit during an outage. The fallback starts from what this
+   * process was already granted (by Redis or by the fallback) against that share, never below zero and
+   * refilled at the share's rate — so it is full only after a minute without grants.
    */
   readonly fallbackShare?: number | undefined
 }
@@ -132,12 +138,19 @@ const DIMENSIONS = ["requests", "tokens", "inputTokens", "outputTokens"] as cons
 type Costs = readonly [requests: number, tokens: number, inputTokens: number, outputTokens: number]
 
 type Outcome =
-  | { readonly _tag: "Shared"; readonly charged: number }
+  | { readonly _tag: "Shared"; readonly charged: number; readonly taken: OwnSpend.Taken }
   | { readonly _tag: "Local" }
   | { readonly _tag: "Wait"; readonly ms: number }
   | { readonly _tag: "Unavailable"; readonly detail: string }
 
 type Admission = Extract<Outcome, { readonly _tag: "Shared" | "Local" }>
+
+/** A call Redis admitted: its costs, the dimensions the script charged, what it took from this worker's own-spend buckets. */
+interface Grant {
+  readonly costs: Costs
+  readonly charged: number
+  readonly taken: OwnSpend.Taken
+}
 
 type Reason = "queue_full" | "max_wait" | "deadline" | "concurrency" | typeof SHARED_STATE_UNAVAILABLE
 
@@ -166,11 +179,13 @@ interface Health {
   lastError: string
 }
 
-const parseAdmit = (reply: unknown): Outcome | undefined => {
+type Reply = { readonly _tag: "Admitted"; readonly charged: number } | { readonly _tag: "Wait"; readonly ms: number }
+
+const parseAdmit = (reply: unknown): Reply | undefined => {
   if (!Array.isArray(reply) || reply.length < 3) return undefined
   const [admitted, wait, mask] = reply as ReadonlyArray<unknown>
   if (typeof admitted !== "number" || typeof wait !== "number" || typeof mask !== "number") return undefined
-  return admitted === 1 ? { _tag: "Shared", charged: mask } : { _tag: "Wait", ms: wait < 0 ? Number.POSITIVE_INFINITY : wait }
+  return admitted === 1 ? { _tag: "Admitted", charged: mask } : { _tag: "Wait", ms: wait < 0 ? Number.POSITIVE_INFINITY : wait }
 }
 
 const parseAvailable = (value: unknown): number | undefined => {
@@ -242,7 +257,8 @@ const makeLimiter = (
   shared: Shared,
   key: string,
   options: RateLimiterOptions,
-  local: RateLimiter
+  local: RateLimiter,
+  now: number
 ): RateLimiter => {
   const hashKey = stateKey(shared.prefix, key)
   const maxConcurrency = options.maxConcurrency === undefined
@@ -260,6 +276,13 @@ const makeLimiter = (
   let inFlight = 0
   const queue: Array<Waiter> = []
   let lastSnapshot: RateLimitSnapshot | undefined
+
+  /**
+   * What this worker was granted, as the fail-open fallback's buckets would stand (see ownSpend.ts);
+   * `unseeded` when it changed in ways the fallback has not seen (Redis grants and their corrections).
+   */
+  const spend = OwnSpend.make(options.requestsPerMinute, options.tokensPerMinute, shared.fallbackShare, now)
+  let unseeded = false
 
   const { wait: waitMetric, rejections: rejectionMetric } = limiterMetrics(key)
 
@@ -306,13 +329,37 @@ const makeLimiter = (
 
   const whyLimit = (reason: Reason): string => (reason === "deadline" ? "deadline" : "maxWait")
 
+  /**
+   * Before the fallback admits anything after Redis grants: lower its buckets to what this worker has
+   * left of its share (`remaining` lowers a bucket, never raises it), so it does not start full.
+   */
+  const seedLocal = (at: number): Effect.Effect<void> =>
+    // Uninterruptible: the flag is cleared only together with the fallback being lowered.
+    Effect.uninterruptible(Effect.suspend(() => {
+      if (!unseeded) return Effect.void
+      unseeded = false
+      const [requests, tokens] = OwnSpend.available(spend, at)
+      return local.observe({
+        observedAt: at,
+        ...(requests !== undefined ? { requests: { remaining: requests } } : {}),
+        ...(tokens !== undefined ? { tokens: { remaining: tokens } } : {})
+      })
+    }))
+
   /** Asks Redis for the capacity of `costs` (one script); never fails. */
   const tryShared = (costs: Costs): Effect.Effect<Outcome> =>
-    Effect.map(runScript(shared, Scripts.admit, hashKey, [...configuredArgs, ...costs]), (reply) => {
-      const parsed = Option.isSome(reply) ? parseAdmit(reply.value) : undefined
-      if (parsed !== undefined) return parsed
-      return shared.failOpen ? LOCAL : { _tag: "Unavailable", detail: shared.health.lastError || "unexpected reply" }
-    })
+    Effect.flatMap(runScript(shared, Scripts.admit, hashKey, [...configuredArgs, ...costs]), (reply) =>
+      Effect.flatMap(Clock.currentTimeMillis, (at): Effect.Effect<Outcome> => {
+        const parsed = Option.isSome(reply) ? parseAdmit(reply.value) : undefined
+        if (parsed?._tag === "Admitted") {
+          unseeded = true
+          return Effect.succeed({ _tag: "Shared", charged: parsed.charged, taken: OwnSpend.take(spend, costs[0], costs[1], at) })
+        }
+        if (parsed !== undefined) return Effect.succeed(parsed)
+        return shared.failOpen
+          ? Effect.as(seedLocal(at), LOCAL)
+          : Effect.succeed({ _tag: "Unavailable", detail: shared.health.lastError || "unexpected reply" })
+      }))
 
   const sleepOrWake = (wake: Deferred.Deferred<void>, ms: number): Effect.Effect<void> =>
     Number.isFinite(ms)
@@ -488,8 +535,7 @@ const makeLimiter = (
    * Redis down) and mirrors the lessons into the local fallback limiter.
    */
   const settle = (
-    costs: Costs,
-    charged: number,
+    grant: Grant,
     usage: Usage | undefined,
     newSnapshot: RateLimitSnapshot | undefined,
     errorRetryAfterMs: number | undefined,
@@ -497,6 +543,11 @@ const makeLimiter = (
     refundAll = false
   ): Effect.Effect<void> =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      // This worker's own spend follows the same corrections (the fallback does not see them: unseeded).
+      const spendChanged = refundAll
+        ? OwnSpend.refund(spend, grant.taken, now)
+        : usage !== undefined && OwnSpend.correct(spend, grant.taken, usage.totalTokens, now)
+      if (spendChanged) unseeded = true
       const snapshot = (learn || always) && newSnapshot !== undefined && newSnapshot !== lastSnapshot ? newSnapshot : undefined
       if (snapshot !== undefined) lastSnapshot = snapshot
       const retryAfterMs = learn || always ? errorRetryAfterMs : undefined
@@ -505,7 +556,7 @@ const makeLimiter = (
         : retryAfterMs !== undefined
         ? local.observe({ retryAfterMs, observedAt: now })
         : Effect.void
-      const plan = planUpdate(costs, charged, usage, snapshot, retryAfterMs, now, refundAll)
+      const plan = planUpdate(grant.costs, grant.charged, usage, snapshot, retryAfterMs, now, refundAll)
       if (plan === undefined) return mirror
       return Effect.zipRight(
         mirror,
@@ -515,19 +566,57 @@ const makeLimiter = (
       )
     })
 
-  const afterExit = (costs: Costs, charged: number, exit: Exit.Exit<GenerateResponse, unknown>): Effect.Effect<void> => {
-    if (Exit.isSuccess(exit)) return settle(costs, charged, exit.value.usage, exit.value.rateLimit, undefined)
+  const afterExit = (grant: Grant, exit: Exit.Exit<GenerateResponse, unknown>): Effect.Effect<void> => {
+    if (Exit.isSuccess(exit)) return settle(grant, exit.value.usage, exit.value.rateLimit, undefined)
     const failure = Cause.failureOption(exit.cause)
-    return Option.isSome(failure) ? afterFailure(costs, charged, failure.value) : Effect.void
+    return Option.isSome(failure) ? afterFailure(grant, failure.value) : Effect.void
   }
 
   /** A call (or stream) failed: a breaker refusal below gives everything back; a provider 429 teaches. */
-  const afterFailure = (costs: Costs, charged: number, error: unknown): Effect.Effect<void> => {
+  const afterFailure = (grant: Grant, error: unknown): Effect.Effect<void> => {
     // The breaker refused the call: nothing was sent, so nothing was spent.
-    if (isTagged(error, "CircuitOpen")) return settle(costs, charged, undefined, undefined, undefined, false, true)
+    if (isTagged(error, "CircuitOpen")) return settle(grant, undefined, undefined, undefined, false, true)
     const lesson = failureLesson(error)
-    return lesson === undefined ? Effect.void : settle(costs, charged, undefined, lesson.snapshot, lesson.retryAfterMs)
+    return lesson === undefined ? Effect.void : settle(grant, undefined, lesson.snapshot, lesson.retryAfterMs)
   }
+
+  // ---- calls the fallback admits: this worker's own spend too ----
+
+  /** Corrects the own spend of a call the fallback admitted (the fallback corrects its own buckets). */
+  const correctLocal = (taken: OwnSpend.Taken, exit: Exit.Exit<GenerateResponse, unknown>): Effect.Effect<void> =>
+    Effect.map(Clock.currentTimeMillis, (at) => {
+      if (Exit.isSuccess(exit)) {
+        OwnSpend.correct(spend, taken, exit.value.usage.totalTokens, at)
+        return
+      }
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isSome(failure) && isTagged(failure.value, "CircuitOpen")) OwnSpend.refund(spend, taken, at)
+    })
+
+  /** `call`, charging this worker's own spend when it runs (i.e. once the fallback admitted it). */
+  const spentLocally = <E, R>(costs: Costs, call: Effect.Effect<GenerateResponse, E, R>): Effect.Effect<GenerateResponse, E, R> =>
+    Effect.flatMap(Clock.currentTimeMillis, (at) => {
+      const taken = OwnSpend.take(spend, costs[0], costs[1], at)
+      return Effect.onExit(call, (exit) => correctLocal(taken, exit))
+    })
+
+  /** The same for a stream: charged when it starts, corrected by its `Finish` (or refunded on `CircuitOpen`). */
+  const spentLocallyStream = <E, R>(costs: Costs, call: Stream.Stream<StreamEvent, E, R>): Stream.Stream<StreamEvent, E, R> =>
+    Stream.unwrap(Effect.map(Clock.currentTimeMillis, (at) => {
+      const taken = OwnSpend.take(spend, costs[0], costs[1], at)
+      let settled = false
+      const events = Stream.mapChunksEffect(call, (chunk) => {
+        if (settled) return Effect.succeed(chunk)
+        for (const event of chunk) {
+          if (event._tag === "Finish") {
+            settled = true
+            return Effect.as(correctLocal(taken, Exit.succeed(event.response)), chunk)
+          }
+        }
+        return Effect.succeed(chunk)
+      })
+      return Stream.tapError(events, (error) => (settled ? Effect.void : correctLocal(taken, Exit.fail(error))))
+    }))
 
   // ---- calls ----
 
@@ -540,30 +629,33 @@ const makeLimiter = (
       // Uninterruptible from taking the slot until it is released (waits and the call are restored).
       const costs = costsOf(request)
       return Effect.flatMap(admit(costs, site, restore), (admission) => {
-        if (admission._tag === "Local") return Effect.ensuring(restore(local.generate(request, call, site)), Effect.sync(release))
+        if (admission._tag === "Local") {
+          return Effect.ensuring(restore(local.generate(request, spentLocally(costs, call), site)), Effect.sync(release))
+        }
+        const grant: Grant = { costs, charged: admission.charged, taken: admission.taken }
         return Effect.flatMap(Effect.exit(restore(call)), (exit) => {
           release()
-          return Effect.zipRight(afterExit(costs, admission.charged, exit), exit)
+          return Effect.zipRight(afterExit(grant, exit), exit)
         })
       })
     })
 
   /** Learns from `Metadata` / `Finish` (usage correction) and from a provider 429 ending the stream. */
-  const guard = <E, R>(costs: Costs, charged: number, call: Stream.Stream<StreamEvent, E, R>): Stream.Stream<StreamEvent, E, R> => {
+  const guard = <E, R>(grant: Grant, call: Stream.Stream<StreamEvent, E, R>): Stream.Stream<StreamEvent, E, R> => {
     let settled = false
     const events = Stream.mapChunksEffect(call, (chunk) => {
       let effect: Effect.Effect<void> = Effect.void
       for (const event of chunk) {
         if (event._tag === "Finish" && !settled) {
           settled = true
-          effect = Effect.zipRight(effect, settle(costs, charged, event.response.usage, event.response.rateLimit, undefined))
+          effect = Effect.zipRight(effect, settle(grant, event.response.usage, event.response.rateLimit, undefined))
         } else if (learn && event._tag === "Metadata" && event.rateLimit !== undefined) {
-          effect = Effect.zipRight(effect, settle(costs, charged, undefined, event.rateLimit, undefined))
+          effect = Effect.zipRight(effect, settle(grant, undefined, event.rateLimit, undefined))
         }
       }
       return effect === Effect.void ? Effect.succeed(chunk) : Effect.as(effect, chunk)
     })
-    return Stream.tapError(events, (error) => afterFailure(costs, charged, error))
+    return Stream.tapError(events, (error) => afterFailure(grant, error))
   }
 
   const stream = <E, R>(
@@ -577,11 +669,14 @@ const makeLimiter = (
       return Effect.flatMap(admit(costs, site, restore), (admission) =>
         Effect.as(
           Effect.addFinalizer(() => Effect.sync(release)),
-          admission._tag === "Local" ? local.stream(request, call, site) : guard(costs, admission.charged, call)
+          admission._tag === "Local"
+            ? local.stream(request, spentLocallyStream(costs, call), site)
+            : guard({ costs, charged: admission.charged, taken: admission.taken }, call)
         ))
     }))
 
-  const NO_COSTS: Costs = [0, 0, 0, 0]
+  /** For a snapshot fed in from outside (`observe`): no call, nothing charged. */
+  const noGrant = (): Grant => ({ costs: [0, 0, 0, 0], charged: 0, taken: [0, 0] })
 
   const stats = Effect.flatMap(runScript(shared, Scripts.peek, hashKey, configuredArgs), (reply) => {
     if (Option.isSome(reply) && Array.isArray(reply.value)) {
@@ -592,15 +687,18 @@ const makeLimiter = (
         return Effect.succeed({ queued: queue.length, inFlight, requestTokens, tokenTokens })
       }
     }
-    // Redis unavailable: what the local fallback holds.
-    return Effect.map(local.stats, (s) => ({ ...s, queued: queue.length, inFlight }))
+    // Redis unavailable: what the local fallback holds (from what this worker spent, not full).
+    return Effect.zipRight(
+      Effect.flatMap(Clock.currentTimeMillis, seedLocal),
+      Effect.map(local.stats, (s) => ({ ...s, queued: queue.length, inFlight }))
+    )
   })
 
   return {
     key,
     generate,
     stream,
-    observe: (snapshot) => settle(NO_COSTS, 0, undefined, snapshot, undefined, true),
+    observe: (snapshot) => settle(noGrant(), undefined, snapshot, undefined, true),
     stats,
     // Admission needs a Redis round trip, so there is no synchronous fast path: `Policy` then uses `generate`.
     unsafeTryAdmit: () => undefined,
@@ -638,16 +736,19 @@ export const make = (
         if (existing !== undefined) return Effect.succeed(existing)
         // The fail-open fallback: the same limits (times `fallbackShare`), no bulkhead (ours applies).
         return Effect.map(
-          RateLimiterModule.make(key, {
-            ...limiterOptions,
-            requestsPerMinute: share(limiterOptions.requestsPerMinute),
-            tokensPerMinute: share(limiterOptions.tokensPerMinute),
-            maxConcurrency: undefined
-          }),
-          (local) => {
+          Effect.zip(
+            RateLimiterModule.make(key, {
+              ...limiterOptions,
+              requestsPerMinute: share(limiterOptions.requestsPerMinute),
+              tokensPerMinute: share(limiterOptions.tokensPerMinute),
+              maxConcurrency: undefined
+            }),
+            Clock.currentTimeMillis
+          ),
+          ([local, now]) => {
             const raced = limiters.get(key)
             if (raced !== undefined) return raced
-            const limiter = makeLimiter(shared, key, limiterOptions, local)
+            const limiter = makeLimiter(shared, key, limiterOptions, local, now)
             limiters.set(key, limiter)
             return limiter
           }

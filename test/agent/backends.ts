@@ -94,6 +94,15 @@ export const postgres = (): Backend => {
   }
 }
 
+/** A store over fixed tables (shared with other processes), dropped by `cleanup`. */
+export const postgresTables = (tablePrefix: string): Backend => ({
+  name: "postgres",
+  layer: () => PgCheckpointStore.layer({ ...pgConfig, tablePrefix, maxConnections: 2 }),
+  cleanup: async () => {
+    await withPg((sql) => sql.unsafe(`DROP TABLE IF EXISTS ${tablePrefix}steps, ${tablePrefix}runs, ${tablePrefix}migrations`))
+  }
+})
+
 /**
  * Registers the Postgres gate: in CI an unreachable Postgres is a failing test; elsewhere the tests are
  * skipped with the reason printed. Returns whether to run them.

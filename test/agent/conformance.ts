@@ -167,6 +167,32 @@ export const conformance = (backend: Backend) => {
         expect(c.epoch).toBe(4)
       }).pipe(Effect.provide(backend.layer())))
 
+    it.effect("confirm: a live lease is confirmed and extended; an expired, taken-over or released one is LeaseLost", () =>
+      Effect.gen(function*() {
+        const store = yield* CheckpointStore.CheckpointStore
+        const leaseUntil = Effect.map(store.run("run-c"), (run) => Option.getOrThrow(run).leaseUntil)
+        const a = yield* store.acquire("run-c", "a", { now: 1_000, leaseMs: 10_000 })
+        yield* store.confirm(a, { now: 5_000, leaseMs: 10_000 })
+        expect(yield* leaseUntil).toBe(15_000)
+        // The extension holds the run: without it the lease would have expired at 11 000.
+        expect((yield* Effect.flip(store.acquire("run-c", "b", { now: 14_000, leaseMs: 10_000 })))._tag).toBe("RunLocked")
+        // Expired (even though nobody took it over): no confirmation, nothing changes.
+        expect((yield* Effect.flip(store.confirm(a, { now: 15_000, leaseMs: 10_000 })))._tag).toBe("LeaseLost")
+        expect(yield* leaseUntil).toBe(15_000)
+        // Taken over: the old epoch is fenced off; the new holder confirms.
+        const b = yield* store.acquire("run-c", "b", { now: 16_000, leaseMs: 10_000 })
+        const stale = yield* Effect.flip(store.confirm(a, { now: 16_001, leaseMs: 10_000 }))
+        expect(stale).toMatchObject({ _tag: "LeaseLost", runId: "run-c", epoch: 1 })
+        yield* store.confirm(b, { now: 16_001, leaseMs: 10_000 })
+        expect(Option.getOrThrow(yield* store.run("run-c"))).toMatchObject({ owner: "b", epoch: 2, leaseUntil: 26_001 })
+        // The same owner under an older epoch is fenced too; a released lease confirms nothing.
+        const again = yield* store.acquire("run-c", "b", { now: 17_000, leaseMs: 10_000 })
+        expect((yield* Effect.flip(store.confirm(b, { now: 17_001, leaseMs: 10_000 })))._tag).toBe("LeaseLost")
+        yield* store.release(again, "running", 17_002)
+        expect((yield* Effect.flip(store.confirm(again, { now: 17_003, leaseMs: 10_000 })))._tag).toBe("LeaseLost")
+        expect(Option.getOrThrow(yield* store.run("run-c"))).toMatchObject({ owner: null, epoch: 3, leaseUntil: 0 })
+      }).pipe(Effect.provide(backend.layer())))
+
     it.effect("claim commits a started entry once; record completes it with the snapshot in one write", () =>
       Effect.gen(function*() {
         const store = yield* CheckpointStore.CheckpointStore
@@ -472,6 +498,8 @@ export const conformance = (backend: Backend) => {
           // Every call of the step carries the same deterministic key.
           expect(new Set(contexts.map((ctx) => ctx.idempotencyKey))).toEqual(new Set(["tool-run:0:" + tool.name]))
         }
+        // ... and the fencing token of the lease it ran under: epoch 1, then 2 after the resume's acquisition.
+        expect(contexts.map((ctx) => ctx.fencingToken)).toEqual(contexts.map((_, i) => i + 1))
         if (c.value !== undefined && reply._tag === "Success") expect(reply.value).toBe(c.value)
         if (reply._tag === "Unknown") {
           expect(reply.error._tag).toBe("ToolOutcomeUnknown")
@@ -507,6 +535,58 @@ export const conformance = (backend: Backend) => {
         const completed = yield* Effect.flip(Agent.run("conflict-2", Agent.useTool(tool, { item: "z" })))
         expect(completed._tag).toBe("IdempotencyConflict")
         expect(callee.effects.map((e) => e.item)).toEqual(["x", "x"])
+      }).pipe(Effect.provide(env())))
+
+    it.effect("the fence before the act: an executor taken over while reconciling never calls the tool", () =>
+      Effect.gen(function*() {
+        const store = yield* CheckpointStore.CheckpointStore
+        const callee = makeCallee()
+        const { contexts, control, tool } = makeCrashableTool("irreversible", callee)
+        control.crash = "before-act"
+        yield* crashRun("fence-1", Agent.useTool(tool, { item: "x" }), control.parked)
+        control.crash = "none"
+        // The resume reconciles; meanwhile (a pause past the lease) another executor takes the run over.
+        const reconciling = Tool.make({
+          ...tool,
+          reconcile: () => Effect.as(Effect.orDie(store.acquire("fence-1", "exec-c", { now: 1e15, leaseMs: 1 })), Tool.notApplied)
+        })
+        const error = yield* Effect.flip(Agent.run("fence-1", Agent.useTool(reconciling, { item: "x" })))
+        expect(error).toMatchObject({ _tag: "LeaseLost", runId: "fence-1", epoch: 2 })
+        expect(contexts.length).toBe(1) // the first life's call, parked before its effect; none since
+        expect(callee.effects).toEqual([])
+        expect((yield* journalOf("fence-1")).map((s) => s.status)).toEqual(["started"])
+      }).pipe(Effect.provide(env())))
+
+    it.effect("confirmLease right before the effect: a tool whose executor was taken over stops with LeaseLost, unrecorded", () =>
+      Effect.gen(function*() {
+        const store = yield* CheckpointStore.CheckpointStore
+        const callee = makeCallee()
+        const tokens: Array<number> = []
+        const charge = (takeOver: boolean) =>
+          Tool.make({
+            name: "charge",
+            effect: "irreversible",
+            parameters: Args,
+            success: Schema.String,
+            run: ({ item }, context) =>
+              Effect.gen(function*() {
+                tokens.push(context.fencingToken)
+                // Work before the effect, during which the executor is paused past its lease and replaced.
+                if (takeOver) yield* Effect.orDie(store.acquire(context.runId, "exec-c", { now: 1e15, leaseMs: 1 }))
+                yield* context.confirmLease
+                return yield* callee.perform(context.idempotencyKey, item)
+              })
+          })
+        const error = yield* Effect.flip(Agent.run("fence-2", Agent.useTool(charge(true), { item: "x" })))
+        expect(error).toMatchObject({ _tag: "LeaseLost", runId: "fence-2", epoch: 1 })
+        expect(callee.effects).toEqual([])
+        // Not recorded as the tool's failure: the claim stays for whoever holds the run now.
+        expect((yield* journalOf("fence-2")).map((s) => s.status)).toEqual(["started"])
+        // While the lease is held, the confirmation passes and the tool acts once.
+        const reply = yield* Agent.run("fence-3", Agent.useTool(charge(false), { item: "y" }))
+        expect(reply._tag).toBe("Success")
+        expect(callee.effects.map((e) => e.item)).toEqual(["y"])
+        expect(tokens).toEqual([1, 1])
       }).pipe(Effect.provide(env())))
 
     it.effect("a tool's typed failure becomes text for the agent and is recorded; interruption is not swallowed", () =>

@@ -249,7 +249,11 @@ describe.runIf(redisUp)("RedisRateLimiter — when Redis is unreachable", () => 
       yield* Effect.sync(() => client.disconnect()) // the connection is gone, for good
       yield* Effect.forEach([1, 2, 3], () => limiter.generate(request, call, site))
       expect(counter.n).toBe(4)
-      expect((yield* limiter.stats).requestTokens).toBeGreaterThan(96) // the local fallback's bucket
+      // The local fallback's bucket: it started from what this worker left of the minute (99, not a full
+      // 100) and took 3 (plus the refill of the few milliseconds this took).
+      const left = (yield* limiter.stats).requestTokens
+      expect(left).toBeGreaterThanOrEqual(96)
+      expect(left).toBeLessThan(97)
     }))
 
   it.scopedLive("the layer builds with Redis down (fail-open)", () =>

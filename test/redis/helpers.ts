@@ -6,6 +6,7 @@
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { Redis } from "ioredis"
+import * as net from "node:net"
 import { type Probe, serviceGate } from "../utils/serviceGate.js"
 
 export const redisUrl = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379"
@@ -130,3 +131,74 @@ export const listen = (channel: string): Effect.Effect<ReadonlyArray<string>, ne
     ),
     ({ heard }) => heard
   )
+
+/**
+ * A TCP proxy in front of the test Redis whose connection the test can break: `cut` closes the
+ * listening socket and destroys every proxied connection (the client sees its connection reset and
+ * every reconnect refused — Redis "gone" as a network failure, not an in-process `disconnect()`);
+ * `restore` listens again on the same port (the client reconnects on its own). Closed with the scope.
+ */
+export interface RedisProxy {
+  /** The Redis URL through the proxy (the test Redis' URL with the proxy's host and port). */
+  readonly url: string
+  readonly cut: Effect.Effect<void>
+  readonly restore: Effect.Effect<void>
+}
+
+export const redisProxy: Effect.Effect<RedisProxy, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.promise(async () => {
+    const target = new URL(redisUrl)
+    const sockets = new Set<net.Socket>()
+    const server = net.createServer((downstream) => {
+      const upstream = net.connect(Number(target.port || 6379), target.hostname)
+      for (const socket of [downstream, upstream]) {
+        sockets.add(socket)
+        socket.on("error", () => {})
+        socket.on("close", () => {
+          sockets.delete(socket)
+          downstream.destroy()
+          upstream.destroy()
+        })
+      }
+      downstream.pipe(upstream)
+      upstream.pipe(downstream)
+    })
+    const listen = (port: number) =>
+      new Promise<number>((resolve, reject) => {
+        server.once("error", reject)
+        server.listen(port, "127.0.0.1", () => {
+          server.off("error", reject)
+          const address = server.address()
+          resolve(typeof address === "object" && address !== null ? address.port : port)
+        })
+      })
+    const port = await listen(0)
+    const cut = () =>
+      new Promise<void>((resolve) => {
+        if (!server.listening) return resolve()
+        server.close(() => resolve())
+        for (const socket of sockets) socket.destroy()
+      })
+    const proxied = new URL(redisUrl)
+    proxied.hostname = "127.0.0.1"
+    proxied.port = String(port)
+    return { url: proxied.toString(), cut, restore: () => listen(port).then(() => undefined) }
+  }),
+  ({ cut }) => Effect.promise(cut)
+).pipe(Effect.map(({ cut, restore, url }) => ({ url, cut: Effect.promise(cut), restore: Effect.promise(restore) })))
+
+/**
+ * Waits on the real clock (not Effect's: it works under `TestClock` too), bounded, until `check`
+ * holds — for a client to notice a cut or a restored connection. Fails after `attempts` × 10 ms.
+ */
+export const untilReal = (check: () => boolean, attempts = 500): Effect.Effect<void, Error> =>
+  Effect.tryPromise({
+    try: async () => {
+      for (let i = 0; i < attempts; i++) {
+        if (check()) return
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+      throw new Error(`condition not met within ${attempts * 10} ms`)
+    },
+    catch: (error) => (error instanceof Error ? error : new Error(String(error)))
+  })

@@ -17,6 +17,9 @@ export const makeMemoryStore = (): CheckpointStoreShape => {
   const lost = (lease: Lease) =>
     new LeaseLost({ runId: lease.runId, epoch: lease.epoch, message: `the lease on run ${lease.runId} (epoch ${lease.epoch}) was taken over` })
 
+  const expired = (lease: Lease, leaseUntil: number) =>
+    new LeaseLost({ runId: lease.runId, epoch: lease.epoch, message: `the lease on run ${lease.runId} (epoch ${lease.epoch}) expired at ${leaseUntil}` })
+
   /** The run row, if the lease is still ours. */
   const fenced = (lease: Lease): RunRecord | undefined => {
     const run = runs.get(lease.runId)
@@ -55,6 +58,14 @@ export const makeMemoryStore = (): CheckpointStoreShape => {
       Effect.suspend(() => {
         const run = fenced(lease)
         if (run === undefined) return Effect.fail(lost(lease))
+        runs.set(lease.runId, { ...run, leaseUntil: now + leaseMs })
+        return Effect.void
+      }),
+    confirm: (lease, { leaseMs, now }) =>
+      Effect.suspend(() => {
+        const run = fenced(lease)
+        if (run === undefined) return Effect.fail(lost(lease))
+        if (run.leaseUntil <= now) return Effect.fail(expired(lease, run.leaseUntil))
         runs.set(lease.runId, { ...run, leaseUntil: now + leaseMs })
         return Effect.void
       }),

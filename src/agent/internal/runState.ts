@@ -55,6 +55,8 @@ export type JournalEvent =
 export interface RunState {
   readonly runId: string
   readonly lease: Lease
+  /** The lease duration: what a confirmation extends the lease by. */
+  readonly leaseMs: number
   readonly store: CheckpointStoreShape
   /** The journal as loaded at start, plus everything recorded since. */
   readonly journal: Map<number, StepRecord>
@@ -161,6 +163,13 @@ export const adopt = (state: RunState, conversation: ReadonlyArray<Message> | un
 }
 
 export const now: Effect.Effect<number> = Clock.currentTimeMillis
+
+/**
+ * The fence before an act: confirms in the store, at the Clock's current time, that the run's lease is
+ * still this executor's and live, and extends it (see `CheckpointStoreShape.confirm`).
+ */
+export const confirmLease = (state: RunState): Effect.Effect<void, LeaseLost | StoreError> =>
+  Effect.flatMap(now, (t) => state.store.confirm(state.lease, { now: t, leaseMs: state.leaseMs }))
 
 /** A journal entry for this slot. */
 export const entry = (

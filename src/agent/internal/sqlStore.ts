@@ -5,7 +5,8 @@
  * Fencing: every write of a run first updates the run row `WHERE epoch = lease.epoch AND owner =
  * lease.owner` inside the write's transaction. A lost lease makes that update match nothing, and the
  * transaction rolls back with `LeaseLost` — in Postgres the row lock it takes also orders the write
- * against a concurrent acquisition.
+ * against a concurrent acquisition. `confirm` (before a tool acts) additionally requires the lease to be
+ * live (`lease_until > now`) and extends it.
  *
  * @internal
  */
@@ -180,6 +181,20 @@ const makeSqlStore = (
           rows.length === 1
             ? Effect.void
             : Effect.fail(new LeaseLost({ runId: lease.runId, epoch: lease.epoch, message: `the lease on run ${lease.runId} (epoch ${lease.epoch}) was taken over` }))
+        )
+      ),
+
+    confirm: (lease, { leaseMs, now }) =>
+      // One statement: the row lock orders it against a concurrent acquisition (Postgres), and a
+      // takeover (other epoch or owner) or an expired lease matches nothing.
+      sql`UPDATE ${runs} SET lease_until = ${now + leaseMs}
+          WHERE run_id = ${lease.runId} AND epoch = ${lease.epoch} AND owner = ${lease.owner} AND lease_until > ${now}
+          RETURNING run_id`.pipe(
+        Effect.mapError(fail("confirm lease")),
+        Effect.flatMap((rows) =>
+          rows.length === 1
+            ? Effect.void
+            : Effect.fail(new LeaseLost({ runId: lease.runId, epoch: lease.epoch, message: `the lease on run ${lease.runId} (epoch ${lease.epoch}) expired or was taken over` }))
         )
       ),
 

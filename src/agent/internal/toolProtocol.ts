@@ -1,6 +1,7 @@
 /**
  * The tool protocol behind `Agent.useTool`: claim (a committed `started` entry with the arguments'
- * hash) → act with the step's idempotency key → record; on resume, the action the resume table of
+ * hash) → confirm the lease (the fence: a stale executor stops here) → act with the step's idempotency
+ * key and fencing token → record; on resume, the action the resume table of
  * docs/durable-agents.md prescribes for the entry's state and the tool's effect kind; the degraded
  * guard; and the text each outcome becomes for the agent.
  *
@@ -15,11 +16,25 @@ import * as DegradedMode from "../../DegradedMode.js"
 import { redact } from "../../internal/redact.js"
 import type { Message } from "../../Provider.js"
 import type { JournalError, ToolReply } from "../Agent.js"
-import { IdempotencyConflict, ToolFailed, ToolOutcomeUnknown, ToolRefused } from "../AgentError.js"
+import { IdempotencyConflict, type LeaseLost, type StoreError, ToolFailed, ToolOutcomeUnknown, ToolRefused } from "../AgentError.js"
 import type { StepRecord, StepStatus } from "../CheckpointStore.js"
 import type * as Tool from "../Tool.js"
 import { argsHash, decodeJson, encodeJson } from "./codec.js"
-import { adopt, claim, commit, completedEvent, entry, executing, now, replayedEvent, type RunState, siteOf, withSlot } from "./runState.js"
+import {
+  adopt,
+  claim,
+  commit,
+  completedEvent,
+  confirmLease,
+  entry,
+  executing,
+  now,
+  replayedEvent,
+  type RunState,
+  siteOf,
+  type Slot,
+  withSlot
+} from "./runState.js"
 
 const outcomeSchema = <A, I>(success: Schema.Schema<A, I>) =>
   Schema.Union(
@@ -122,6 +137,30 @@ const extractValueJson = (stored: string): string => {
   }
 }
 
+/**
+ * The contexts of a tool step's calls. Their `confirmLease` remembers the failure it gave the tool, so
+ * that this failure, handed back as the tool's own, stops the run (`fenceFailure`) instead of being
+ * recorded as the tool's outcome.
+ */
+const toolContexts = (state: RunState, slot: Slot) => {
+  let given: LeaseLost | StoreError | undefined
+  const confirm = Effect.tapError(confirmLease(state), (error) =>
+    Effect.sync(() => {
+      given = error
+    }))
+  return {
+    context: (resend: boolean): Tool.ToolContext => ({
+      runId: state.runId,
+      index: slot.index,
+      idempotencyKey: slot.key,
+      resend,
+      fencingToken: state.lease.epoch,
+      confirmLease: confirm
+    }),
+    fenceFailure: (error: unknown): LeaseLost | StoreError | undefined => (given !== undefined && error === given ? given : undefined)
+  }
+}
+
 /** Runs one tool call as a journaled step of `state`'s run (see `Agent.useTool`). */
 export const runTool = <Args, ArgsI, A, AI, E, R>(
   state: RunState,
@@ -134,7 +173,7 @@ export const runTool = <Args, ArgsI, A, AI, E, R>(
       const site = siteOf(state, slot, tool.name)
       const hash = yield* argsHash(tool.parameters, args, site)
       const Outcome = outcomeSchema(tool.success)
-      const context = (resend: boolean): Tool.ToolContext => ({ runId: state.runId, index: slot.index, idempotencyKey: slot.key, resend })
+      const { context, fenceFailure } = toolContexts(state, slot)
       const withReply = (reply: ToolReply<A>): ReadonlyArray<Message> | undefined =>
         callId === undefined
           ? undefined
@@ -158,6 +197,9 @@ export const runTool = <Args, ArgsI, A, AI, E, R>(
 
       const act = (resend: boolean, startedAt: number) =>
         Effect.gen(function*() {
+          // The fence: an executor that lost its lease (paused past it, taken over) stops here with
+          // LeaseLost and never calls the tool; after it, the lease is ours for another leaseMs.
+          if (tool.effect !== "pure") yield* confirmLease(state)
           // `either` catches the tool's typed failure only: a defect or an interruption leaves the
           // claim `started` and propagates — the outcome is then unknown, never assumed.
           const outcome = yield* executing(state, slot, tool.name, Effect.either(tool.run(args, context(resend))))
@@ -166,6 +208,8 @@ export const runTool = <Args, ArgsI, A, AI, E, R>(
             return yield* finish("completed", yield* encodeJson(Outcome, stored, site), stored, startedAt)
           }
           const error: unknown = outcome.left
+          const fenced = fenceFailure(error)
+          if (fenced !== undefined) return yield* fenced
           const errorTag = typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : undefined
           const stored = {
             _tag: "Failure" as const,
@@ -189,6 +233,8 @@ export const runTool = <Args, ArgsI, A, AI, E, R>(
           if (reconcile === undefined) return yield* withReason("unknown", `${why}; no reconcile hook`, startedAt)
           const found = yield* executing(state, slot, tool.name, Effect.either(reconcile(args, context(true))))
           if (found._tag === "Left") {
+            const fenced = fenceFailure(found.left)
+            if (fenced !== undefined) return yield* fenced
             return yield* withReason("unknown", `${why}; reconcile failed: ${redact(tool.describeFailure(found.left))}`, startedAt)
           }
           switch (found.right._tag) {
