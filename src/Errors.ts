@@ -443,6 +443,23 @@ export class AllRoutesFailed extends Schema.TaggedError<AllRoutesFailed>()("AllR
 }) {}
 
 /**
+ * A constructor was given options it cannot work with (a base URL that does not parse, a deadline
+ * ≤ 0, an empty route list, a schema with no JSON Schema for structured output, …). Raised when the
+ * value is built, never at call time and never as a defect, so a misconfiguration fails the program's
+ * start with a message that names the option.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("InvalidOptions", {
+  /** What was being built, e.g. `OpenAi.make` or `Fallback.make`. */
+  component: Schema.String,
+  /** The option's path, e.g. `baseUrl` or `routes[1].policy.deadline`. */
+  option: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
  * Failures that carry the per-route context (everything but the chain-level {@link AllRoutesFailed}).
  *
  * @since 0.1.0

@@ -44,8 +44,6 @@ import {
 import { estimatePromptTokens } from "./internal/estimateTokens.js"
 import { parseUntrusted, refusedBecause, type Untrusted } from "./internal/json.js"
 import { extend, type Mutable } from "./internal/object.js"
-import * as RouteCalls from "./internal/routeCall.js"
-import type { RouteCall, RouteProvider } from "./internal/routeCall.js"
 import { clockOf, millisOf } from "./internal/timer.js"
 import * as Policy from "./Policy.js"
 import {
@@ -567,7 +565,7 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
     const panicWhenAllOpen = options.panicWhenAllOpen ?? true
     const deadline = millisOf(options.deadline)
     const estimate = options.estimateTokens ?? estimatePromptTokens
-    const wrapped = new Map<string, RouteProvider>()
+    const wrapped = new Map<string, Policy.PolicyRoute>()
     for (const [index, route] of options.routes.entries()) {
       const base = route.policy ?? {}
       const hasAlternative = index < options.routes.length - 1 ||
@@ -579,9 +577,7 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
           : { ...base.retry, hasAlternative: hasAlternative || base.retry?.hasAlternative === true },
         observe: base.observe
       }
-      const routeCall = RouteCalls.lookup(yield* Policy.apply(policy, route.provider, route.name))
-      if (routeCall === undefined) return yield* Effect.dieMessage("Fallback.make: Policy.apply returned an unregistered route")
-      wrapped.set(route.name, routeCall)
+      wrapped.set(route.name, yield* Policy.route(policy, route.provider, route.name))
     }
 
     const preflight = (route: Route, request: ChainRequest, minContextWindow: number): Preflight => {
@@ -697,7 +693,7 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, never, Poli
       repairable: boolean
     ): Effect.Effect<ChainResult<A>, AllRoutesFailed> =>
       Effect.flatMap(startCall, (call) => {
-        const context: RouteCall = { deadline: call.deadline, acceptor: metered(call.log, acceptor), observe: logTo(call.log) }
+        const context: Policy.CallContext = { deadline: call.deadline, acceptor: metered(call.log, acceptor), observe: logTo(call.log) }
         /** Routes that failed for good in an earlier pass; later passes skip them. */
         const settled = new Map<string, string>()
         /** The failure of each route tried in the current pass. */

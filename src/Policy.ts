@@ -35,6 +35,7 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import type * as Chunk from "effect/Chunk"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -55,8 +56,6 @@ import {
   restamp
 } from "./Errors.js"
 import * as Hedge from "./Hedge.js"
-import * as RouteCalls from "./internal/routeCall.js"
-import type { RouteCall } from "./internal/routeCall.js"
 import { clockOf, millisOf } from "./internal/timer.js"
 import * as Metrics from "./internal/metrics.js"
 import { type GenerateRequest, type GenerateResponse, Provider, type ProviderShape, type StreamEvent } from "./Provider.js"
@@ -218,18 +217,12 @@ interface ModelState {
   readonly hedge: Hedge.Hedge | undefined
 }
 
-/**
- * Wraps a provider with the policy. `route` labels errors, spans, metrics and keys the shared state
- * (default: the provider's name); the key of a breaker or limiter is `route/model`.
- *
- * @since 0.1.0
- * @category combinators
- */
-export const apply = (
+/** Builds a route: the strategies' state looked up once, and the attempt, stream and retry plumbing. */
+const makeRoute = (
   policy: PolicyOptions,
   provider: ProviderShape,
-  route: string = provider.name
-): Effect.Effect<ProviderShape, never, PolicyState> =>
+  route: string
+): Effect.Effect<PolicyRoute, never, PolicyState> =>
   Effect.gen(function*() {
     const breakers = yield* CircuitBreakers
     const limiters = yield* RateLimiters
@@ -348,7 +341,11 @@ export const apply = (
         const done = (exit: Exit.Exit<GenerateResponse, RouteError>) => finish(fiber, attempt, exit)
         /** The general form; its waits (a limiter's queue) read the deadline from the fiber. */
         const general = () =>
-          published(fiber, context.deadline, layered(state, request, guard.generate(unguarded, site, context.deadline), site))
+          published(
+            fiber,
+            context.deadline,
+            layered(state, request, guard.generate(unguarded, site, context.deadline, undefined, context.handOverAt), site)
+          )
 
         if (spansOn(tracing, fiber.currentTracer)) {
           const counted = Effect.flatMap(Effect.exit(general()), done)
@@ -379,7 +376,7 @@ export const apply = (
         }
         if (limiter === undefined) {
           return Effect.flatMap(
-            Effect.exit(guard.generate(unguarded, site, context.deadline)),
+            Effect.exit(guard.generate(unguarded, site, context.deadline, undefined, context.handOverAt)),
             (exit) => settle(exit, clock.unsafeCurrentTimeMillis())
           )
         }
@@ -388,7 +385,7 @@ export const apply = (
           const admitted = limiter.unsafeTryAdmit(request, clock.unsafeCurrentTimeMillis())
           if (admitted === undefined) return Effect.flatMap(Effect.exit(restore(general())), done)
           // The attempt waits interruptibly inside this region rather than in one of its own.
-          return Effect.flatMap(Effect.exit(guard.generate(unguarded, site, context.deadline, restore)), (exit) => {
+          return Effect.flatMap(Effect.exit(guard.generate(unguarded, site, context.deadline, restore, context.handOverAt)), (exit) => {
             const now = clock.unsafeCurrentTimeMillis()
             limiter.unsafeRelease(admitted, exit, now)
             return settle(exit, now)
@@ -407,7 +404,8 @@ export const apply = (
       request: GenerateRequest,
       attempt: number,
       delayMs: number,
-      hedged: boolean
+      hedged: boolean,
+      context: StreamContext
     ): Stream.Stream<StreamEvent, RouteError> =>
       Stream.fromPull(Effect.withFiberRuntime((fiber) => {
         const { breaker } = state
@@ -415,7 +413,7 @@ export const apply = (
         if (
           state.limiter !== undefined || (breaker !== undefined && ticket === undefined) ||
           spansOn(tracing, fiber.currentTracer)
-        ) return Stream.toPull(layeredStream(state, request, attempt, delayMs, hedged))
+        ) return Stream.toPull(layeredStream(state, request, attempt, delayMs, hedged, context))
         const clock = clockOf(fiber)
         const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
         // The attempt's verdict is given once: at `Finish`, or at its failure. A stream that ends
@@ -428,35 +426,59 @@ export const apply = (
             ? Effect.void
             : breaker.unsafeReport(ticket, error === undefined ? Exit.void : Exit.fail(error), clock.unsafeCurrentTimeMillis())
         }
-        return Effect.map(guard.streamPull(provider.stream(request), siteOf(request, attempt)), (pull) =>
+        const failWith = (raw: RouteError) => {
+          const error = restamp(raw, { route, attempt })
+          const failed = Effect.fail(Option.some(error))
+          if (settled) return failed
+          const announced = settle(error)
+          return announced === Effect.void ? failed : Effect.zipRight(announced, failed)
+        }
+        const accepted = (chunk: Chunk.Chunk<StreamEvent>) => {
+          const announced = settle(undefined)
+          return announced === Effect.void ? Effect.succeed(chunk) : Effect.as(announced, chunk)
+        }
+        const site = siteOf(request, attempt)
+        return Effect.map(guard.streamPull(provider.stream(request), site, context.handOverAt), (pull) =>
           Effect.matchCauseEffect(pull, {
             onSuccess: (chunk) => {
-              if (!settled) {
-                for (const event of chunk) {
-                  if (event._tag === "Finish") {
-                    const announced = settle(undefined)
-                    return announced === Effect.void ? Effect.succeed(chunk) : Effect.as(announced, chunk)
-                  }
-                }
-              }
-              return Effect.succeed(chunk)
+              if (settled) return Effect.succeed(chunk)
+              const finish = finishOf(chunk)
+              if (finish === undefined) return Effect.succeed(chunk)
+              if (context.acceptor === undefined) return accepted(chunk)
+              // The answer is judged before the chunk that completes it goes out: a rejection is this
+              // attempt's failure, seen by the breaker, the metrics, the retry loop and the history.
+              return Effect.matchEffect(context.acceptor(finish.response, request), {
+                onFailure: failWith,
+                onSuccess: () => accepted(chunk)
+              })
             },
             onFailure: (cause) => {
               const failure = Cause.failureOption(cause)
               if (Option.isNone(failure) || Option.isNone(failure.value)) return Effect.failCause(cause)
-              const error = restamp(failure.value.value, { route, attempt })
-              const failed = Effect.fail(Option.some(error))
-              if (settled) return failed
-              const announced = settle(error)
-              return announced === Effect.void ? failed : Effect.zipRight(announced, failed)
+              return failWith(failure.value.value)
             }
           }))
       }))
 
     /** The general form: limiter ▸ breaker ▸ timeouts, each through its own stream operators. */
-    const layeredStream = (state: ModelState, request: GenerateRequest, attempt: number, delayMs: number, hedged: boolean) => {
+    const layeredStream = (
+      state: ModelState,
+      request: GenerateRequest,
+      attempt: number,
+      delayMs: number,
+      hedged: boolean,
+      context: StreamContext
+    ) => {
       const site = siteOf(request, attempt)
-      let call: Stream.Stream<StreamEvent, RouteError> = guard.stream(provider.stream(request), site)
+      const { acceptor } = context
+      let call: Stream.Stream<StreamEvent, RouteError> = guard.stream(provider.stream(request), site, context.handOverAt)
+      if (acceptor !== undefined) {
+        // The same verdict as the fast path's, as a stage of its own.
+        call = Stream.mapChunksEffect(call, (chunk) => {
+          const finish = finishOf(chunk)
+          return finish === undefined ? Effect.succeed(chunk) : Effect.as(acceptor(finish.response, request), chunk)
+        })
+      }
       if (state.breaker !== undefined) call = guardStream(state.breaker, call, site)
       if (state.limiter !== undefined) call = state.limiter.stream(request, call, site)
       let outcome = "cancelled"
@@ -497,27 +519,27 @@ export const apply = (
           generateAttempt(state, request, attempt, delayMs, true, context)
         )
 
-    const streamStep = (state: ModelState) => (request: GenerateRequest, attempt: number, delayMs: number) =>
+    const streamStep = (state: ModelState, context: StreamContext) => (request: GenerateRequest, attempt: number, delayMs: number) =>
       state.hedge === undefined
-        ? streamAttempt(state, request, attempt, delayMs, false)
+        ? streamAttempt(state, request, attempt, delayMs, false, context)
         : state.hedge.stream(
-          streamAttempt(state, request, attempt, delayMs, false),
-          streamAttempt(state, request, attempt, delayMs, true)
+          streamAttempt(state, request, attempt, delayMs, false, context),
+          streamAttempt(state, request, attempt, delayMs, true, context)
         )
 
     /**
      * One call's context, resolved at its start: the tighter of the given (or inherited) deadline and
      * the policy's own, and the given output gate (or the fiber's `currentAcceptor`).
      */
-    const resolve = (fiber: Fiber.RuntimeFiber<unknown, unknown>, given: RouteCall | undefined): ResolvedCall => {
+    const resolve = (fiber: Fiber.RuntimeFiber<unknown, unknown>, given: CallContext | undefined): ResolvedCall => {
       let deadline = Deadline.unsafeOf(fiber)
       if (given?.deadline !== undefined) deadline = Math.min(deadline, given.deadline)
       if (deadlineMs !== undefined) deadline = Math.min(deadline, clockOf(fiber).unsafeCurrentTimeMillis() + deadlineMs)
       const acceptor = given === undefined ? Option.getOrUndefined(fiber.getFiberRef(currentAcceptor)) : given.acceptor
-      return { deadline, acceptor, observe: given?.observe }
+      return { deadline, acceptor, observe: given?.observe, handOverAt: given?.handOverAt }
     }
 
-    const generate = (request: GenerateRequest, given: RouteCall | undefined) =>
+    const generate = (request: GenerateRequest, given: CallContext | undefined) =>
       // Nothing to resolve: every part reads the fiber's deadline and gate where it needs them.
       given === undefined && deadlineMs === undefined
         ? withState(request.model, (state) => state.retry.generate(request, generateStep(state, inherited)))
@@ -526,25 +548,93 @@ export const apply = (
           return withState(request.model, (state) => state.retry.generate(request, generateStep(state, context), context))
         })
 
-    const stream = (request: GenerateRequest, given: Pick<RouteCall, "observe"> | undefined) => {
+    // A stream's deadline bounds its consumer too, so it stays in the fiber (the chain publishes its
+    // own there once per stream); the gate, the hand-over and the observer come as arguments.
+    const stream = (request: GenerateRequest, given: CallContext | undefined) => {
       // Once the model's state exists, no `Stream.unwrap` (a stage every chunk would pass through).
       const events = Stream.suspend(() => {
+        const context: StreamContext = given ?? noStreamContext
         const state = models.get(request.model)
         return state !== undefined
-          ? state.retry.stream(request, streamStep(state), given)
-          : Stream.unwrap(Effect.map(stateOf(request.model), (made) => made.retry.stream(request, streamStep(made), given)))
+          ? state.retry.stream(request, streamStep(state, context), given)
+          : Stream.unwrap(Effect.map(stateOf(request.model), (made) => made.retry.stream(request, streamStep(made, context), given)))
       })
       return deadline === undefined ? events : Deadline.propagateStream(events, deadline)
     }
 
-    const wrapped: ProviderShape = {
-      name: provider.name,
-      generate: (request) => generate(request, undefined),
-      stream: (request) => stream(request, undefined)
+    return {
+      provider: {
+        name: provider.name,
+        generate: (request) => generate(request, undefined),
+        stream: (request) => stream(request, undefined)
+      },
+      generate,
+      stream
     }
-    RouteCalls.register(wrapped, { generate, stream })
-    return wrapped
   })
+
+/**
+ * Wraps a provider with the policy. `route` labels errors, spans, metrics and keys the shared state
+ * (default: the provider's name); the key of a breaker or limiter is `route/model`.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const apply = (
+  policy: PolicyOptions,
+  provider: ProviderShape,
+  route: string = provider.name
+): Effect.Effect<ProviderShape, never, PolicyState> => Effect.map(makeRoute(policy, provider, route), (made) => made.provider)
+
+/**
+ * One call's context, given as arguments by a caller that tracks it itself (the fallback chain)
+ * instead of in fiber refs: handing it down through `Effect.locally` costs a runtime-flags change,
+ * two fiber-ref map copies and an exit handler per call.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface CallContext extends Retry.CallOptions {
+  /** The output gate every attempt's answer must pass (replaces {@link currentAcceptor}). */
+  readonly acceptor?: Acceptor | undefined
+}
+
+/**
+ * A policy-wrapped provider with entry points that take one call's context as arguments: what the
+ * fallback chain calls. `provider` is the same policy as a plain `Provider` (what {@link apply} returns).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface PolicyRoute {
+  readonly provider: ProviderShape
+  readonly generate: (request: GenerateRequest, call: CallContext | undefined) => Effect.Effect<GenerateResponse, RouteError>
+  readonly stream: (request: GenerateRequest, call: CallContext | undefined) => Stream.Stream<StreamEvent, RouteError>
+}
+
+/**
+ * {@link apply} as a {@link PolicyRoute}.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const route: (
+  policy: PolicyOptions,
+  provider: ProviderShape,
+  route?: string
+) => Effect.Effect<PolicyRoute, never, PolicyState> = (policy, provider, name = provider.name) =>
+  makeRoute(policy, provider, name)
+
+/** The gate and hand-over of a streamed call (its deadline stays in the fiber). */
+type StreamContext = Pick<CallContext, "acceptor" | "handOverAt">
+
+const noStreamContext: StreamContext = {}
+
+/** The `Finish` event of a chunk, if it holds one. */
+const finishOf = (chunk: Chunk.Chunk<StreamEvent>): Extract<StreamEvent, { readonly _tag: "Finish" }> | undefined => {
+  for (const event of chunk) if (event._tag === "Finish") return event
+  return undefined
+}
 
 /** A call's context once resolved (see `resolve` in {@link apply}); `deadline` undefined = the fiber's. */
 interface ResolvedCall extends Retry.CallOptions {

@@ -31,7 +31,7 @@ import * as Stream from "effect/Stream"
 import { type BreakerEvent, CircuitBreakers } from "./CircuitBreaker.js"
 import { type AllRoutesFailed, AttemptRecord } from "./Errors.js"
 import type { ChainResult, ChainStreamEvent, Route } from "./Fallback.js"
-import { renderHtml } from "./internal/report/html.js"
+import { renderHtml } from "./report/html.js"
 import { redact } from "./internal/redact.js"
 import { Usage } from "./Provider.js"
 

@@ -184,6 +184,13 @@ export interface CallOptions {
   readonly deadline?: number | undefined
   /** Hears about every finished attempt of this call (before the policy's own observer). */
   readonly observe?: AttemptObserver | undefined
+  /**
+   * When another route can take the call (set by the fallback chain under a deadline): the instant
+   * (absolute, on Effect's `Clock`) by which this route should have answered — a non-streamed attempt
+   * — or shown its first content — a stream. Attempts are clipped to it as timeouts, and no retry waits
+   * past it, so later routes keep their share of the deadline.
+   */
+  readonly handOverAt?: number | undefined
 }
 
 /**
@@ -296,7 +303,7 @@ export const make = (
     attempt: number,
     previousDelay: number,
     reroutesUsed: number,
-    deadline: number,
+    waitLimit: number,
     clock: Clock.Clock
   ): Effect.Effect<{ readonly delay: number; readonly reroute: boolean }, E | RetryBudgetExhausted> => {
     if (attempt >= maxAttempts) return Effect.fail(error)
@@ -304,13 +311,15 @@ export const make = (
     if (action === "stop") return Effect.fail(error)
     const reroute = action === "reroute"
     if (reroute && (hasAlternative || !isRetryable(error) || reroutesUsed >= rerouteRetries)) return Effect.fail(error)
+    // A hung or slow provider is left to the next route rather than waited on a second time.
+    if (hasAlternative && error._tag === "Timeout") return Effect.fail(error)
     const hint = retryAfterOf(error)
     if (hint !== undefined && hint > maxRetryAfterMs) return Effect.fail(error)
     return Effect.flatMap(backoffDelay(jitter, attempt - 1, baseMs, capMs, previousDelay), (backoff) => {
       const delay = hint !== undefined ? Math.max(backoff, hint) : backoff
-      // Retrying after the deadline is pointless, and retrying before a Retry-After would only
+      // Retrying after the deadline (or the hand-over to the next route) is pointless, and retrying before a Retry-After would only
       // be refused again: surface the failure while the caller still has time to reroute.
-      if (delay >= deadline - clock.unsafeCurrentTimeMillis()) return Effect.fail(error)
+      if (delay >= waitLimit - clock.unsafeCurrentTimeMillis()) return Effect.fail(error)
       return Effect.as(spend(error), { delay, reroute })
     })
   }
@@ -368,10 +377,15 @@ export const make = (
     )
   }
 
-  /** The deadline one call honours: its own or the fiber's, whichever is sooner. */
-  const deadlineOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>, call: CallOptions | undefined): number => {
-    const fromFiber = Deadline.unsafeOf(fiber)
-    return call?.deadline === undefined ? fromFiber : Math.min(call.deadline, fromFiber)
+  /**
+   * The instant no retry may wait past: the call's deadline or the fiber's, whichever is sooner, and
+   * the hand-over instant when another route waits for its turn.
+   */
+  const waitLimitOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>, call: CallOptions | undefined): number => {
+    let limit = Deadline.unsafeOf(fiber)
+    if (call?.deadline !== undefined && call.deadline < limit) limit = call.deadline
+    if (call?.handOverAt !== undefined && call.handOverAt < limit) limit = call.handOverAt
+    return limit
   }
 
   /** Starts a logical call: one budget deposit and one idempotency key, at the clock time `now`. */
@@ -387,7 +401,7 @@ export const make = (
   ): Effect.Effect<GenerateResponse, E | RetryBudgetExhausted, R> =>
     Effect.withFiberRuntime((fiber) => {
       const clock = clockOf(fiber)
-      const deadline = deadlineOf(fiber, call)
+      const waitLimit = waitLimitOf(fiber, call)
       const observer = observersOf(call)
       const loop = (
         keyed: GenerateRequest,
@@ -405,7 +419,7 @@ export const make = (
           const error = restamp(raw, { attempt: n })
           return Effect.zipRight(
             record(observer, clock, n, delayMs, startedAt, { tag: error._tag, error }),
-            Effect.flatMap(decide(error, n, delayMs, reroutesUsed, deadline, clock), ({ delay, reroute }) =>
+            Effect.flatMap(decide(error, n, delayMs, reroutesUsed, waitLimit, clock), ({ delay, reroute }) =>
               Effect.zipRight(
                 Effect.sleep(Duration.millis(delay)),
                 // Suspended: the next attempt's start time must be read after the sleep, not before.
@@ -431,7 +445,7 @@ export const make = (
       type Failure = E | RetryBudgetExhausted | StreamInterrupted
       type Pull = Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<Failure>, R>
       const clock = clockOf(fiber)
-      const deadline = deadlineOf(fiber, call)
+      const waitLimit = waitLimitOf(fiber, call)
       const observer = observersOf(call)
       const keyed = begin(request, clock.unsafeCurrentTimeMillis())
       return Effect.map(Effect.scope, (scope): Pull => {
@@ -481,7 +495,7 @@ export const make = (
           }
           return Effect.zipRight(
             record(observer, clock, n, delayMs, startedAt, { tag: error._tag, error }),
-            Effect.matchEffect(decide(error, n, delayMs, reroutesUsed, deadline, clock), {
+            Effect.matchEffect(decide(error, n, delayMs, reroutesUsed, waitLimit, clock), {
               onFailure: (surfaced) => Effect.fail(Option.some(surfaced)),
               onSuccess: ({ delay, reroute }) => {
                 const failed = current

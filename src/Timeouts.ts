@@ -131,11 +131,18 @@ export interface Timeouts {
     call: Effect.Effect<GenerateResponse, E, R>,
     site: Site,
     deadline?: number,
-    restore?: Restore
+    restore?: Restore,
+    handOverAt?: number
   ) => Effect.Effect<GenerateResponse, E | Timeout | DeadlineExceeded, R>
+  /**
+   * Bounds one streamed attempt. `handOverAt` (absolute, on Effect's `Clock`; see `Retry.CallOptions`)
+   * clips the headers and first-token bounds: a route that has shown no content by then times out, so
+   * the next route keeps its share of the deadline; once content flows it no longer applies.
+   */
   readonly stream: <E, R>(
     call: Stream.Stream<StreamEvent, E, R>,
-    site: Site
+    site: Site,
+    handOverAt?: number
   ) => Stream.Stream<StreamEvent, E | Timeout | DeadlineExceeded, R>
   /**
    * {@link stream} as the pull it is made of (run it in the scope of the stream it feeds): for a
@@ -144,7 +151,8 @@ export interface Timeouts {
    */
   readonly streamPull: <E, R>(
     call: Stream.Stream<StreamEvent, E, R>,
-    site: Site
+    site: Site,
+    handOverAt?: number
   ) => Effect.Effect<
     Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<E | Timeout | DeadlineExceeded>, R>,
     never,
@@ -168,33 +176,40 @@ const deadlinePassed = (site: Site, startedAt: number, deadline: number): Deadli
  */
 export const make = (options: TimeoutOptions = {}): Timeouts => {
   const limits = resolve(options)
-  const streamPull: Timeouts["streamPull"] = (call, site) =>
-    watchPull(call, (fiber, startedAt) => watch(site, limits, startedAt, Deadline.unsafeOf(fiber)))
+  const streamPull: Timeouts["streamPull"] = (call, site, handOverAt) =>
+    watchPull(call, (fiber, startedAt) => watch(site, limits, startedAt, Deadline.unsafeOf(fiber), handOverAt))
   return {
-    generate: (call, site, explicit, restore) =>
+    generate: (call, site, explicit, restore, handOverAt) =>
       guard(call, (fiber, now): Bound<Timeout | DeadlineExceeded> | undefined => {
         const inherited = Deadline.unsafeOf(fiber)
         const deadline = explicit === undefined ? inherited : Math.min(explicit, inherited)
         const childRefs = deadline < inherited ? publish(deadline) : undefined
-        if (deadline - now < limits.attempt) {
+        // The hand-over clips the attempt: past it the route times out and the next one gets its turn.
+        const attemptMs = handOverAt === undefined ? limits.attempt : Math.min(limits.attempt, Math.max(0, handOverAt - now))
+        if (deadline - now < attemptMs) {
           return { ms: deadline - now, onTimeout: () => deadlinePassed(site, now, deadline), childRefs }
         }
-        return limits.attempt === Number.POSITIVE_INFINITY
+        return attemptMs === Number.POSITIVE_INFINITY
           ? undefined
-          : { ms: limits.attempt, onTimeout: () => timeout(site, "attempt", limits.attempt), childRefs }
+          : { ms: attemptMs, onTimeout: () => timeout(site, "attempt", Math.round(attemptMs)), childRefs }
       }, restore),
-    stream: (call, site) => Stream.fromPull(streamPull(call, site)),
+    stream: (call, site, handOverAt) => Stream.fromPull(streamPull(call, site, handOverAt)),
     streamPull
   }
 }
 
 /** The phase bounds of one streamed attempt, from its producer's side. */
-const watch = (site: Site, limits: Resolved, startedAt: number, deadline: number) => {
+const watch = (site: Site, limits: Resolved, startedAt: number, deadline: number, handOverAt: number | undefined) => {
   if (
     deadline === Number.POSITIVE_INFINITY && limits.attempt === Number.POSITIVE_INFINITY &&
     limits.headers === Number.POSITIVE_INFINITY && limits.firstToken === Number.POSITIVE_INFINITY &&
-    limits.idle === Number.POSITIVE_INFINITY
+    limits.idle === Number.POSITIVE_INFINITY && handOverAt === undefined
   ) return undefined
+  /** A bound before the first content, clipped to the hand-over (reported with the time it allowed). */
+  const beforeContent = (limit: number): { readonly at: number; readonly limit: number } =>
+    handOverAt !== undefined && handOverAt < startedAt + limit
+      ? { at: handOverAt, limit: Math.max(0, Math.round(handOverAt - startedAt)) }
+      : { at: startedAt + limit, limit }
   let lastEventAt = startedAt
   let sawHeaders = false
   let sawContent = false
@@ -229,8 +244,12 @@ const watch = (site: Site, limits: Resolved, startedAt: number, deadline: number
       consider(startedAt + limits.attempt, "attempt", limits.attempt)
       if (sawContent) consider(lastEventAt + limits.idle, "idle", limits.idle)
       else {
-        if (!sawHeaders) consider(startedAt + limits.headers, "headers", limits.headers)
-        consider(startedAt + limits.firstToken, "first-token", limits.firstToken)
+        if (!sawHeaders) {
+          const headers = beforeContent(limits.headers)
+          consider(headers.at, "headers", headers.limit)
+        }
+        const firstToken = beforeContent(limits.firstToken)
+        consider(firstToken.at, "first-token", firstToken.limit)
       }
       return best
     }

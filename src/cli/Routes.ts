@@ -10,11 +10,13 @@ import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import type { InvalidOptions } from "../Errors.js"
 import type * as Fallback from "../Fallback.js"
 import type * as Policy from "../Policy.js"
 import type { ProviderShape } from "../Provider.js"
 import * as Anthropic from "../providers/Anthropic.js"
 import * as OpenAi from "../providers/OpenAi.js"
+import { UsageError } from "./CliError.js"
 import type { ProviderKind } from "./ConfigFile.js"
 
 /**
@@ -93,6 +95,9 @@ export const apiKeyOf = (spec: Pick<RouteSpec, "provider" | "apiKeyEnv">): Effec
 
 /**
  * The adapter of a route (a missing key sends no credentials: fine for local servers; `doctor` says so).
+ * Options the adapter refuses (a base URL that does not parse, a key with a line break) are the
+ * user's to fix, so they fail as a `UsageError` naming the route and the option (exit 2), not as an
+ * internal error.
  *
  * @since 0.1.0
  * @category constructors
@@ -100,16 +105,18 @@ export const apiKeyOf = (spec: Pick<RouteSpec, "provider" | "apiKeyEnv">): Effec
 export const providerOf = (
   spec: RouteSpec,
   key: Option.Option<Redacted.Redacted<string>>
-): Effect.Effect<ProviderShape, never, HttpClient.HttpClient> => {
+): Effect.Effect<ProviderShape, UsageError, HttpClient.HttpClient> => {
   const apiKey = Option.getOrElse(key, () => Redacted.make(""))
-  switch (spec.provider) {
-    case "anthropic":
-      return Anthropic.make({ apiKey, baseUrl: baseUrlOf(spec) })
-    case "openai":
-      return OpenAi.make({ apiKey, baseUrl: baseUrlOf(spec) })
-    case "openai-compatible":
-      return OpenAi.make({ apiKey, baseUrl: baseUrlOf(spec), name: "openai-compatible", maxTokensField: "max_tokens" })
-  }
+  const adapter = spec.provider === "anthropic"
+    ? Anthropic.make({ apiKey, baseUrl: baseUrlOf(spec) })
+    : spec.provider === "openai"
+    ? OpenAi.make({ apiKey, baseUrl: baseUrlOf(spec) })
+    : OpenAi.make({ apiKey, baseUrl: baseUrlOf(spec), name: "openai-compatible", maxTokensField: "max_tokens" })
+  return Effect.mapError(adapter, (error: InvalidOptions) => {
+    // The user set the key through a variable, not an option: name the variable.
+    const where = error.option === "apiKey" ? ` (the key in ${keyEnvOf(spec)})` : ""
+    return new UsageError({ message: `route "${spec.name}"${where}: ${error.message}` })
+  })
 }
 
 /**
@@ -139,7 +146,7 @@ export const buildRoutes = (
   specs: ReadonlyArray<RouteSpec>
 ): Effect.Effect<
   { readonly routes: ReadonlyArray<Fallback.Route>; readonly secrets: ReadonlyArray<Redacted.Redacted<string>> },
-  never,
+  UsageError,
   HttpClient.HttpClient
 > =>
   Effect.gen(function*() {

@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { formatMs } from "../internal/report/html.js"
+import { formatMs } from "../report/html.js"
 import type { Summary } from "../Report.js"
 import { stylesFor } from "./Shared.js"
 

@@ -15,15 +15,10 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import * as Stream from "effect/Stream"
-import { type CallSite, fromStreamError } from "../Classify.js"
-import { InvalidOutput, type ProviderError } from "../Errors.js"
-import { cappedMaxTokens, type CommonOptions, post, type Resolved, resolve, siteOf } from "../internal/adapter.js"
-import { parseRateLimit, requestIdOf } from "../internal/headers.js"
+import { fromStreamError } from "../Classify.js"
+import { type InvalidOptions, InvalidOutput, type ProviderError } from "../Errors.js"
 import { array, isRecord, type JsonRecord, number, opt, record, safeStringify, string } from "../internal/json.js"
 import type { SseEvent } from "../internal/sse.js"
-import { decodeStream, parseEventObject, ResponseBuilder } from "../internal/streaming.js"
-import { malformed, readJson, type Received, send } from "../internal/wire.js"
 import {
   type FinishReason,
   type GenerateRequest,
@@ -35,6 +30,9 @@ import {
   type ToolCall,
   type Usage
 } from "../Provider.js"
+import { type CommonOptions, type Exchange, makeHttpAdapter, resolve, sseFraming, type WireFormat } from "./internal/adapter.js"
+import { parseEventObject, ResponseBuilder, type StreamProtocol } from "./internal/streaming.js"
+import { malformed } from "./internal/wire.js"
 
 /**
  * Options of the Anthropic adapter. Every default is listed in docs/providers.md.
@@ -187,13 +185,9 @@ const usageOf = (u: unknown, previous?: Usage): Usage | undefined => {
 }
 
 const decodeResponse = (
-  site: CallSite,
-  received: Received,
-  body: unknown,
-  request: GenerateRequest,
-  name: string
+  { provider, rateLimit, request, requestId, site }: Exchange,
+  body: unknown
 ): Effect.Effect<GenerateResponse, ProviderError> => {
-  const requestId = requestIdOf(received.headers, site.secrets ?? [])
   if (isRecord(body) && body["type"] === "error") {
     return Effect.fail(fromStreamError({ site, payload: body, requestId }))
   }
@@ -216,7 +210,7 @@ const decodeResponse = (
   }
   const rawFinishReason = string(body["stop_reason"])
   return Effect.succeed({
-    provider: name,
+    provider,
     model: string(body["model"]) ?? site.model,
     ...opt("id", string(body["id"])),
     text: text.join(""),
@@ -225,21 +219,14 @@ const decodeResponse = (
     ...opt("rawFinishReason", rawFinishReason),
     usage: usageOf(body["usage"]) ?? { inputTokens: 0, outputTokens: 0, totalTokens: 0 },
     ...opt("requestId", requestId),
-    ...opt("rateLimit", parseRateLimit(received.headers, received.receivedAt)),
+    ...opt("rateLimit", rateLimit),
     raw: body
   })
 }
 
 /** The Messages event grammar: `message_start` … `message_stop`, `ping`, `error`. */
-const eventProtocol = (
-  site: CallSite,
-  requestId: string | undefined,
-  received: Received,
-  request: GenerateRequest,
-  name: string
-) =>
-() => {
-  const builder = new ResponseBuilder(name, site.model)
+const eventProtocol = ({ provider, rateLimit, request, requestId, site }: Exchange): StreamProtocol => {
+  const builder = new ResponseBuilder(provider, site.model)
   const structured = structuredToolName(request)
   // Content-block index → how to treat its deltas (text, a real tool call, or our structured output).
   const blocks = new Map<number, { readonly kind: "text" | "tool" | "structured" | "other"; readonly toolIndex: number }>()
@@ -317,7 +304,7 @@ const eventProtocol = (
         return undefined
       }
       case "message_stop":
-        out.push({ _tag: "Finish", response: builder.build(requestId, parseRateLimit(received.headers, received.receivedAt)) })
+        out.push({ _tag: "Finish", response: builder.build(requestId, rateLimit) })
         return undefined
       default:
         // content_block_stop and event types added later carry nothing we need.
@@ -328,79 +315,73 @@ const eventProtocol = (
 }
 
 /**
- * Builds the adapter from an `HttpClient` in context.
+ * The Messages wire format over the shared adapter skeleton.
+ */
+const wireFormat = (options: AnthropicOptions): WireFormat => {
+  const key = Redacted.value(options.apiKey)
+  return {
+    path: () => "/v1/messages",
+    authHeaders: {
+      ...(key.length > 0 ? { "x-api-key": key } : {}),
+      "anthropic-version": options.version ?? DEFAULT_VERSION,
+      ...(options.beta !== undefined && options.beta.length > 0 ? { "anthropic-beta": options.beta.join(",") } : {})
+    },
+    encode: (request, call) => encodeRequest(request, call.maxTokens, call.stream),
+    decode: decodeResponse,
+    protocol: eventProtocol,
+    framing: sseFraming
+  }
+}
+
+/** `make` under the name of the constructor the caller used, so an `InvalidOptions` says which. */
+const build = (component: string) =>
+(options: AnthropicOptions): Effect.Effect<ProviderShape<ProviderError>, InvalidOptions, HttpClient.HttpClient> =>
+  Effect.flatMap(
+    resolve(component, options, { name: "anthropic", baseUrl: DEFAULT_BASE_URL }, {
+      version: options.version,
+      beta: options.beta?.join(",")
+    }),
+    (resolved) => Effect.map(HttpClient.HttpClient, (client) => makeHttpAdapter(client, resolved, wireFormat(options)))
+  )
+
+/**
+ * Builds the adapter from an `HttpClient` in context. Fails with `InvalidOptions` (naming the option)
+ * when an option cannot work: a `baseUrl` that is not an http(s) URL, a bound or cap that is not a
+ * positive integer, a key, `version`, `beta` or header that cannot be sent as an HTTP header, an
+ * empty `name`.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: AnthropicOptions): Effect.Effect<ProviderShape<ProviderError>, never, HttpClient.HttpClient> =>
-  Effect.map(HttpClient.HttpClient, (client) => fromClient(client, options))
-
-const fromClient = (client: HttpClient.HttpClient, options: AnthropicOptions): ProviderShape<ProviderError> => {
-  const resolved: Resolved = resolve(options, { name: "anthropic", baseUrl: DEFAULT_BASE_URL })
-  const key = Redacted.value(options.apiKey)
-  const auth: Record<string, string> = {
-    ...(key.length > 0 ? { "x-api-key": key } : {}),
-    "anthropic-version": options.version ?? DEFAULT_VERSION,
-    ...(options.beta !== undefined && options.beta.length > 0 ? { "anthropic-beta": options.beta.join(",") } : {})
-  }
-  const httpRequest = (request: GenerateRequest, stream: boolean) =>
-    post(resolved, "/v1/messages", auth, request, encodeRequest(request, cappedMaxTokens(resolved, request), stream), stream)
-
-  const generate = (request: GenerateRequest): Effect.Effect<GenerateResponse, ProviderError> => {
-    const site = siteOf(resolved, request)
-    return Effect.flatMap(send(client, httpRequest(request, false), site, resolved.limits), (received) => {
-      const requestId = requestIdOf(received.headers, site.secrets ?? [])
-      return Effect.flatMap(
-        readJson(received, site, resolved.limits, requestId),
-        (body) => decodeResponse(site, received, body, request, resolved.name)
-      )
-    })
-  }
-
-  const stream = (request: GenerateRequest): Stream.Stream<StreamEvent, ProviderError> => {
-    const site = siteOf(resolved, request)
-    return Stream.unwrap(
-      Effect.map(send(client, httpRequest(request, true), site, resolved.limits), (received) => {
-        const requestId = requestIdOf(received.headers, site.secrets ?? [])
-        return decodeStream(
-          received,
-          site,
-          resolved.limits,
-          requestId,
-          parseRateLimit(received.headers, received.receivedAt),
-          eventProtocol(site, requestId, received, request, resolved.name)
-        )
-      })
-    )
-  }
-
-  return { name: resolved.name, generate, stream }
-}
+export const make: (
+  options: AnthropicOptions
+) => Effect.Effect<ProviderShape<ProviderError>, InvalidOptions, HttpClient.HttpClient> = build("Anthropic.make")
 
 /**
- * The adapter as a `Provider` layer.
+ * The adapter as a `Provider` layer (fails with `InvalidOptions` like {@link make}).
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: AnthropicOptions): Layer.Layer<Provider, never, HttpClient.HttpClient> =>
-  Layer.effect(Provider, make(options))
+export const layer = (options: AnthropicOptions): Layer.Layer<Provider, InvalidOptions, HttpClient.HttpClient> =>
+  Layer.effect(Provider, build("Anthropic.layer")(options))
 
 /**
  * The adapter configured from the environment: `ANTHROPIC_API_KEY` (redacted) and optional
- * `ANTHROPIC_BASE_URL`.
+ * `ANTHROPIC_BASE_URL`. A variable that is set but unusable (an `ANTHROPIC_BASE_URL` that is not an
+ * http(s) URL) fails with `InvalidOptions`.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig: Layer.Layer<Provider, ConfigError.ConfigError, HttpClient.HttpClient> = Layer.effect(
-  Provider,
-  Effect.flatMap(
-    Config.all({
-      apiKey: Config.redacted("ANTHROPIC_API_KEY"),
-      baseUrl: Config.withDefault(Config.string("ANTHROPIC_BASE_URL"), DEFAULT_BASE_URL)
-    }),
-    make
+export const layerConfig: Layer.Layer<Provider, ConfigError.ConfigError | InvalidOptions, HttpClient.HttpClient> = Layer
+  .effect(
+    Provider,
+    Effect.flatMap(
+      Config.all({
+        apiKey: Config.redacted("ANTHROPIC_API_KEY"),
+        baseUrl: Config.withDefault(Config.string("ANTHROPIC_BASE_URL"), DEFAULT_BASE_URL)
+      }),
+      build("Anthropic.layerConfig")
+    )
   )
-)

@@ -14,22 +14,10 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import * as Stream from "effect/Stream"
-import { type CallSite, fromStreamError } from "../Classify.js"
-import { InvalidOutput, type ProviderError } from "../Errors.js"
-import {
-  cappedMaxTokens,
-  type CommonOptions,
-  post,
-  type Resolved,
-  resolve,
-  siteOf
-} from "../internal/adapter.js"
-import { parseRateLimit, requestIdOf } from "../internal/headers.js"
+import { fromStreamError } from "../Classify.js"
+import { type InvalidOptions, InvalidOutput, type ProviderError } from "../Errors.js"
 import { array, isRecord, type JsonRecord, number, opt, record, safeStringify, string } from "../internal/json.js"
 import type { SseEvent } from "../internal/sse.js"
-import { decodeStream, parseEventObject, ResponseBuilder } from "../internal/streaming.js"
-import { malformed, readJson, type Received, send } from "../internal/wire.js"
 import {
   type FinishReason,
   type GenerateRequest,
@@ -41,6 +29,9 @@ import {
   type ToolCall,
   type Usage
 } from "../Provider.js"
+import { type CommonOptions, type Exchange, makeHttpAdapter, resolve, sseFraming, type WireFormat } from "./internal/adapter.js"
+import { parseEventObject, ResponseBuilder, type StreamProtocol } from "./internal/streaming.js"
+import { malformed } from "./internal/wire.js"
 
 /**
  * Options of the OpenAI adapter. Every default is listed in docs/providers.md.
@@ -177,12 +168,9 @@ const toolCallsOf = (u: unknown): Array<ToolCall> => {
 }
 
 const decodeResponse = (
-  site: CallSite,
-  received: Received,
-  body: unknown,
-  name: string
+  { provider, rateLimit, requestId, site }: Exchange,
+  body: unknown
 ): Effect.Effect<GenerateResponse, ProviderError> => {
-  const requestId = requestIdOf(received.headers, site.secrets ?? [])
   // Some OpenAI-compatible servers answer HTTP 200 with an error object.
   if (isRecord(body) && isRecord(body["error"])) {
     return Effect.fail(fromStreamError({ site, payload: body, requestId }))
@@ -194,9 +182,8 @@ const decodeResponse = (
   }
   const refusal = string(message["refusal"])
   const rawFinishReason = string(choice["finish_reason"])
-  const rateLimit = parseRateLimit(received.headers, received.receivedAt)
   return Effect.succeed({
-    provider: name,
+    provider,
     model: string(body["model"]) ?? site.model,
     ...opt("id", string(body["id"])),
     text: string(message["content"]) ?? "",
@@ -212,8 +199,8 @@ const decodeResponse = (
 }
 
 /** The chat.completion.chunk grammar: content, tool-call and refusal deltas; `error` chunks; `[DONE]`. */
-const chunkProtocol = (site: CallSite, requestId: string | undefined, received: Received, name: string) => () => {
-  const builder = new ResponseBuilder(name, site.model)
+const chunkProtocol = ({ provider, rateLimit, requestId, site }: Exchange): StreamProtocol => {
+  const builder = new ResponseBuilder(provider, site.model)
   const refusal: Array<string> = []
   const onEvent = (event: SseEvent, out: Array<StreamEvent>): ProviderError | undefined => {
     const data = event.data
@@ -222,7 +209,7 @@ const chunkProtocol = (site: CallSite, requestId: string | undefined, received: 
         builder.refusal = refusal.join("")
         builder.finishReason = "refusal"
       }
-      out.push({ _tag: "Finish", response: builder.build(requestId, parseRateLimit(received.headers, received.receivedAt)) })
+      out.push({ _tag: "Finish", response: builder.build(requestId, rateLimit) })
       return undefined
     }
     const chunk = parseEventObject(site, data, "stream chunk", requestId)
@@ -268,69 +255,56 @@ const chunkProtocol = (site: CallSite, requestId: string | undefined, received: 
 }
 
 /**
- * Builds the adapter from an `HttpClient` in context.
+ * The Chat Completions wire format over the shared adapter skeleton.
+ */
+const wireFormat = (options: OpenAiOptions): WireFormat => {
+  const key = Redacted.value(options.apiKey)
+  const maxTokensField = options.maxTokensField ?? "max_completion_tokens"
+  const sendMetadata = options.sendMetadata ?? false
+  return {
+    path: () => "/chat/completions",
+    authHeaders: {
+      ...(key.length > 0 ? { authorization: `Bearer ${key}` } : {}),
+      ...opt("openai-organization", options.organization),
+      ...opt("openai-project", options.project)
+    },
+    encode: (request, call) => encodeRequest(request, { maxTokens: call.maxTokens, maxTokensField, sendMetadata }, call.stream),
+    decode: decodeResponse,
+    protocol: chunkProtocol,
+    framing: sseFraming
+  }
+}
+
+/** `make` under the name of the constructor the caller used, so an `InvalidOptions` says which. */
+const build = (component: string) =>
+(options: OpenAiOptions): Effect.Effect<ProviderShape<ProviderError>, InvalidOptions, HttpClient.HttpClient> =>
+  Effect.flatMap(
+    resolve(component, options, { name: "openai", baseUrl: DEFAULT_BASE_URL }, {
+      organization: options.organization,
+      project: options.project
+    }),
+    (resolved) => Effect.map(HttpClient.HttpClient, (client) => makeHttpAdapter(client, resolved, wireFormat(options)))
+  )
+
+/**
+ * Builds the adapter from an `HttpClient` in context. Fails with `InvalidOptions` (naming the option)
+ * when an option cannot work: a `baseUrl` that is not an http(s) URL, a bound or cap that is not a
+ * positive integer, a key or header that cannot be sent as an HTTP header, an empty `name`.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: OpenAiOptions): Effect.Effect<ProviderShape<ProviderError>, never, HttpClient.HttpClient> =>
-  Effect.map(HttpClient.HttpClient, (client) => fromClient(client, options))
-
-const fromClient = (client: HttpClient.HttpClient, options: OpenAiOptions): ProviderShape<ProviderError> => {
-  const resolved: Resolved = resolve(options, { name: "openai", baseUrl: DEFAULT_BASE_URL })
-  const key = Redacted.value(options.apiKey)
-  const auth: Record<string, string> = {
-    ...(key.length > 0 ? { authorization: `Bearer ${key}` } : {}),
-    ...opt("openai-organization", options.organization),
-    ...opt("openai-project", options.project)
-  }
-  const encodeOptions = (request: GenerateRequest) => ({
-    maxTokens: cappedMaxTokens(resolved, request),
-    maxTokensField: options.maxTokensField ?? "max_completion_tokens",
-    sendMetadata: options.sendMetadata ?? false
-  })
-  const httpRequest = (request: GenerateRequest, stream: boolean) =>
-    post(resolved, "/chat/completions", auth, request, encodeRequest(request, encodeOptions(request), stream), stream)
-
-  const generate = (request: GenerateRequest): Effect.Effect<GenerateResponse, ProviderError> => {
-    const site = siteOf(resolved, request)
-    return Effect.flatMap(send(client, httpRequest(request, false), site, resolved.limits), (received) => {
-      const requestId = requestIdOf(received.headers, site.secrets ?? [])
-      return Effect.flatMap(
-        readJson(received, site, resolved.limits, requestId),
-        (body) => decodeResponse(site, received, body, resolved.name)
-      )
-    })
-  }
-
-  const stream = (request: GenerateRequest): Stream.Stream<StreamEvent, ProviderError> => {
-    const site = siteOf(resolved, request)
-    return Stream.unwrap(
-      Effect.map(send(client, httpRequest(request, true), site, resolved.limits), (received) => {
-        const requestId = requestIdOf(received.headers, site.secrets ?? [])
-        return decodeStream(
-          received,
-          site,
-          resolved.limits,
-          requestId,
-          parseRateLimit(received.headers, received.receivedAt),
-          chunkProtocol(site, requestId, received, resolved.name)
-        )
-      })
-    )
-  }
-
-  return { name: resolved.name, generate, stream }
-}
+export const make: (options: OpenAiOptions) => Effect.Effect<ProviderShape<ProviderError>, InvalidOptions, HttpClient.HttpClient> =
+  build("OpenAi.make")
 
 /**
- * The adapter as a `Provider` layer.
+ * The adapter as a `Provider` layer (fails with `InvalidOptions` like {@link make}).
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: OpenAiOptions): Layer.Layer<Provider, never, HttpClient.HttpClient> =>
-  Layer.effect(Provider, make(options))
+export const layer = (options: OpenAiOptions): Layer.Layer<Provider, InvalidOptions, HttpClient.HttpClient> =>
+  Layer.effect(Provider, build("OpenAi.layer")(options))
 
 /**
  * An OpenAI-compatible server (vLLM, Ollama, LiteLLM proxy, …): the same wire format, `max_tokens`
@@ -341,17 +315,18 @@ export const layer = (options: OpenAiOptions): Layer.Layer<Provider, never, Http
  */
 export const layerCompatible = (
   options: OpenAiOptions & { readonly baseUrl: string; readonly name: string }
-): Layer.Layer<Provider, never, HttpClient.HttpClient> =>
-  layer({ maxTokensField: "max_tokens", ...options })
+): Layer.Layer<Provider, InvalidOptions, HttpClient.HttpClient> =>
+  Layer.effect(Provider, build("OpenAi.layerCompatible")({ maxTokensField: "max_tokens", ...options }))
 
 /**
  * The adapter configured from the environment: `OPENAI_API_KEY` (redacted) and optional
- * `OPENAI_BASE_URL`, `OPENAI_ORG_ID`, `OPENAI_PROJECT_ID`.
+ * `OPENAI_BASE_URL`, `OPENAI_ORG_ID`, `OPENAI_PROJECT_ID`. A variable that is set but unusable (a
+ * `OPENAI_BASE_URL` that is not an http(s) URL) fails with `InvalidOptions`.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig: Layer.Layer<Provider, ConfigError.ConfigError, HttpClient.HttpClient> = Layer
+export const layerConfig: Layer.Layer<Provider, ConfigError.ConfigError | InvalidOptions, HttpClient.HttpClient> = Layer
   .effect(
     Provider,
     Effect.flatMap(
@@ -362,7 +337,7 @@ export const layerConfig: Layer.Layer<Provider, ConfigError.ConfigError, HttpCli
         project: Config.option(Config.string("OPENAI_PROJECT_ID"))
       }),
       (config) =>
-        make({
+        build("OpenAi.layerConfig")({
           apiKey: config.apiKey,
           baseUrl: config.baseUrl,
           organization: config.organization._tag === "Some" ? config.organization.value : undefined,

@@ -18,7 +18,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import type { ProviderError } from "../Errors.js"
+import type { InvalidOptions, ProviderError } from "../Errors.js"
 import { Provider, type ProviderShape } from "../Provider.js"
 import * as Anthropic from "../providers/Anthropic.js"
 import * as OpenAi from "../providers/OpenAi.js"
@@ -103,12 +103,16 @@ export class ChaosProvider extends Context.Tag("effect-llm-resilience/testing/Ch
 const IN_PROCESS_KEY = Redacted.make("sk-chaos-in-process-key")
 
 /**
- * Builds a chaos provider. An invalid scenario fails with a `ScenarioError` naming each bad path.
+ * Builds a chaos provider. An invalid scenario fails with a `ScenarioError` naming each bad path; an
+ * adapter bound the real adapter refuses (`maxBodyBytes: 0`, an empty `name`) with the adapter's own
+ * `InvalidOptions`, whose message names the option.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: ChaosProviderOptions = {}): Effect.Effect<ChaosProviderHandle, Scenario.ScenarioError> =>
+export const make = (
+  options: ChaosProviderOptions = {}
+): Effect.Effect<ChaosProviderHandle, Scenario.ScenarioError | InvalidOptions> =>
   Effect.gen(function*() {
     const scenario = yield* Scenario.decodeUnknown(options.scenario ?? Scenario.empty, "ChaosProvider options.scenario")
     const clock = yield* Effect.clock
@@ -140,7 +144,9 @@ export const make = (options: ChaosProviderOptions = {}): Effect.Effect<ChaosPro
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: ChaosProviderOptions = {}): Layer.Layer<Provider | ChaosProvider, Scenario.ScenarioError> =>
+export const layer = (
+  options: ChaosProviderOptions = {}
+): Layer.Layer<Provider | ChaosProvider, Scenario.ScenarioError | InvalidOptions> =>
   Layer.effectContext(
     Effect.map(make(options), (handle) => Context.make(ChaosProvider, handle).pipe(Context.add(Provider, handle)))
   )

@@ -69,9 +69,12 @@ const recordedRun: Effect.Effect<Run> = Effect.gen(function*() {
     else failures.push(outcome.left)
   }
   yield* recorder.note("info", "four calls made")
-  yield* Effect.sleep("20 millis") // let the breaker subscriber see the last transition
-  return { record: yield* recorder.record, results, failures }
+  // The breaker subscriber runs on its own fiber: yield to it until it has seen the one transition
+  // the run causes (no wall-clock wait, so no race with a slow machine).
+  const record = yield* Effect.repeat(Effect.zipLeft(recorder.record, Effect.yieldNow()), { until: (r) => r.breakers.length > 0 })
+  return { record, results, failures }
 }).pipe(
+  Effect.orDie,
   Effect.scoped,
   Effect.provide(Layer.mergeAll(Transport.layer(), Policy.layerState, DegradedMode.layer))
 )

@@ -266,7 +266,7 @@ describe("ChaosProvider — scenario state", () => {
   it.effect("setScenario validates; a bad scenario is a typed ScenarioError naming the path", () =>
     Effect.gen(function*() {
       const bad = yield* Effect.flip(ChaosProvider.make({ scenario: { default: { script: [{ kind: "rate_limt" }] } } as unknown as Scenario.Scenario }))
-      expect(bad._tag).toBe("ScenarioError")
+      if (bad._tag !== "ScenarioError") return expect.unreachable(bad.message)
       expect(bad.issues[0]?.path).toBe("default.script[0].kind")
       expect(bad.message).toContain("ChaosProvider options.scenario")
       const chaos = yield* ChaosProvider.make()

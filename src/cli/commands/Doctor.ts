@@ -296,7 +296,9 @@ const fromFailure = (
   })
 
 /**
- * Runs every check of one route.
+ * Runs every check of one route. Fails only when the route's adapter cannot be built from its options
+ * (a `UsageError` naming the route and the option): that is the user's configuration, not a provider
+ * finding.
  *
  * @since 0.1.0
  * @category checks
@@ -304,7 +306,7 @@ const fromFailure = (
 export const checkRoute = (
   spec: Routes.RouteSpec,
   options: { readonly timeoutMs: number; readonly statusUrl: Option.Option<string> }
-): Effect.Effect<RouteReport, never, HttpClient.HttpClient> =>
+): Effect.Effect<RouteReport, UsageError, HttpClient.HttpClient> =>
   Effect.gen(function*() {
     const key = yield* Routes.apiKeyOf(spec)
     const keyEnv = Routes.keyEnvOf(spec)
@@ -397,9 +399,14 @@ const run = (flags: Command.Command.ParseConfig<typeof options>) =>
     if (flags.timeoutMs <= 0) return yield* new UsageError({ message: `--timeout-ms must be positive, got ${flags.timeoutMs}` })
     const config = yield* loadConfig(flags.config)
     const specs = yield* routeSpecs(flags, config)
-    const reports = yield* Effect.forEach(specs, (spec) => checkRoute(spec, flags), { concurrency: 4 }).pipe(
-      Effect.provide(Transport.layer({ connectTimeoutMs: Math.min(flags.timeoutMs, 10_000) }))
-    )
+    const reports = yield* Effect.gen(function*() {
+      // Every route's options are checked before any probe goes out, so a bad one is a usage error
+      // (exit 2, nothing attempted) rather than a failure that interrupts other routes' probes.
+      yield* Effect.forEach(specs, (spec) => Effect.flatMap(Routes.apiKeyOf(spec), (key) => Routes.providerOf(spec, key)), {
+        discard: true
+      })
+      return yield* Effect.forEach(specs, (spec) => checkRoute(spec, flags), { concurrency: 4 })
+    }).pipe(Effect.provide(Transport.layer({ connectTimeoutMs: Math.min(flags.timeoutMs, 10_000) })))
     const ok = reports.every((r) => r.checks.every((c) => c.verdict !== "fail"))
     yield* writeOut(flags.json ? `${JSON.stringify({ ok, routes: reports })}\n` : render(reports))
     if (!ok) return yield* new CommandFailed({ message: "doctor found failing checks" })

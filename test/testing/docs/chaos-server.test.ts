@@ -10,7 +10,7 @@ const ask = Effect.flatMap(Provider.Provider, (llm) =>
 
 // The real adapter over real sockets, pointed at the chaos server.
 const openAiAt = (server: ChaosServer.ChaosServerHandle) =>
-  OpenAi.layer({ apiKey: Redacted.make("sk-test"), baseUrl: server.openAiBaseUrl }).pipe(Layer.provide(Transport.layer()))
+  OpenAi.layer({ apiKey: Redacted.make("sk-test"), baseUrl: server.openAiBaseUrl }).pipe(Layer.provide(Transport.layer()), Layer.orDie)
 
 describe("the OpenAI adapter against the chaos server (real HTTP)", () => {
   it.scopedLive("a scripted 429 and 500 arrive as typed errors with the provider's request id", () =>

@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import type { AttemptEntry, RunRecord, Summary } from "../../Report.js"
+import type { AttemptEntry, RunRecord, Summary } from "../Report.js"
 
 type Scrub = (text: string) => string
 

@@ -1,19 +1,20 @@
 /**
- * What both adapters' streams share: assembling the final response from deltas, and the rule that a
+ * What every adapter's stream shares: assembling the final response from deltas, and the rule that a
  * stream is only a success when the provider's terminator arrived — a body that just ends, or breaks,
- * is `StreamInterrupted` carrying whatever content had been received.
+ * is `StreamInterrupted` carrying whatever content had been received. Framing (SSE, or another format's
+ * binary frames) is the caller's: this runs a protocol over whatever frames it is given.
  *
  * @internal
  */
 import * as Chunk from "effect/Chunk"
 import * as Stream from "effect/Stream"
-import type { CallSite } from "../Classify.js"
-import { type InvalidOutput, type ProviderError, StreamInterrupted } from "../Errors.js"
-import type { FinishReason, GenerateResponse, StreamEvent, ToolCall, Usage } from "../Provider.js"
-import type { RateLimitSnapshot } from "../RateLimitSnapshot.js"
-import type { SseEvent } from "./sse.js"
-import { isRecord, type JsonRecord, parseUntrusted, refusedBecause } from "./json.js"
-import { malformed, type Received, sseEvents, type WireLimits } from "./wire.js"
+import type { CallSite } from "../../Classify.js"
+import { type ConnectionError, type InvalidOutput, type ProviderError, type ResponseTooLarge, StreamInterrupted, type Timeout } from "../../Errors.js"
+import { isRecord, type JsonRecord, parseUntrusted, refusedBecause } from "../../internal/json.js"
+import type { SseEvent } from "../../internal/sse.js"
+import type { FinishReason, GenerateResponse, StreamEvent, ToolCall, Usage } from "../../Provider.js"
+import type { RateLimitSnapshot } from "../../RateLimitSnapshot.js"
+import { malformed } from "./wire.js"
 
 interface ToolCallParts {
   id: string
@@ -83,12 +84,15 @@ export class ResponseBuilder {
 /** Ends the decoded stream after an in-stream error (see `decodeStream`). */
 const STOP = { _tag: "Stop" } as const
 
-/** One provider's event grammar: maps an SSE event to stream events, or fails. */
-export interface StreamProtocol {
+/** One provider's event grammar: maps a frame (an SSE event by default) to stream events, or fails. */
+export interface StreamProtocol<Frame = SseEvent> {
   readonly builder: ResponseBuilder
-  /** Appends the events this SSE event produces to `out`; returns a failure to end the stream with. */
-  readonly onEvent: (event: SseEvent, out: Array<StreamEvent>) => ProviderError | undefined
+  /** Appends the events this frame produces to `out`; returns a failure to end the stream with. */
+  readonly onEvent: (event: Frame, out: Array<StreamEvent>) => ProviderError | undefined
 }
+
+/** How a framed body fails on its own: a frame over the bound, or the connection breaking. */
+export type FrameError = ResponseTooLarge | Timeout | ConnectionError
 
 const interrupted = (site: CallSite, builder: ResponseBuilder, requestId: string | undefined, detail: string) => {
   const partialText = builder.partialText()
@@ -106,17 +110,16 @@ const interrupted = (site: CallSite, builder: ResponseBuilder, requestId: string
 }
 
 /**
- * Runs a provider's protocol over the response's SSE events. Emits a `Metadata` event as soon as the
+ * Runs a provider's protocol over the response's frames. Emits a `Metadata` event as soon as the
  * headers are in (request id and rate-limit headroom are known before any token), ends right after
  * `Finish`, and fails with `StreamInterrupted` when the input ends or breaks before it.
  */
-export const decodeStream = (
-  received: Received,
+export const decodeStream = <Frame>(
+  frames: Stream.Stream<Frame, FrameError>,
   site: CallSite,
-  limits: WireLimits,
   requestId: string | undefined,
   rateLimit: RateLimitSnapshot | undefined,
-  makeProtocol: () => StreamProtocol
+  makeProtocol: () => StreamProtocol<Frame>
 ): Stream.Stream<StreamEvent, ProviderError> =>
   Stream.suspend(() => {
     const protocol = makeProtocol()
@@ -130,7 +133,7 @@ export const decodeStream = (
     // consumer (they are the partial output) before the stream fails. The failure is parked and the
     // STOP marker ends the pull at once, so a server that never closes after its error cannot hang us.
     let failed: ProviderError | undefined
-    const events = sseEvents(received, site, limits).pipe(
+    const events = frames.pipe(
       Stream.mapChunks((chunk): Chunk.Chunk<StreamEvent | typeof STOP> => {
         const out: Array<StreamEvent> = []
         for (const event of chunk) {

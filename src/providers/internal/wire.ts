@@ -13,12 +13,12 @@ import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import { type CallSite, fromHttp, fromTransport } from "../Classify.js"
-import { type ConnectionError, InvalidOutput, type ProviderError, ResponseTooLarge, type Timeout } from "../Errors.js"
-import type { HeaderMap } from "./headers.js"
-import { parseUntrusted, refusedBecause } from "./json.js"
-import { redactAndTruncate } from "./redact.js"
-import { EVENT_TOO_LARGE, SseDecoder, type SseEvent } from "./sse.js"
+import { type CallSite, fromHttp, fromTransport } from "../../Classify.js"
+import { type ConnectionError, InvalidOutput, type ProviderError, ResponseTooLarge, type Timeout } from "../../Errors.js"
+import type { HeaderMap } from "../../internal/headers.js"
+import { parseUntrusted, refusedBecause } from "../../internal/json.js"
+import { redactAndTruncate } from "../../internal/redact.js"
+import { EVENT_TOO_LARGE, SseDecoder, type SseEvent } from "../../internal/sse.js"
 
 /** Read bounds, from the adapter's config. */
 export interface WireLimits {
@@ -104,6 +104,13 @@ export const readBody = (
 }
 
 /**
+ * Turns a non-2xx response into its typed error. `Classify.fromHttp` knows the OpenAI and Anthropic
+ * error bodies and the shared headers; a wire format with its own error shape (Bedrock's
+ * `x-amzn-errortype`, say) brings its own.
+ */
+export type HttpClassifier = (input: Parameters<typeof fromHttp>[0]) => ProviderError
+
+/**
  * Sends the request. Transport failures become `ConnectionError`/`Timeout`; any status outside 2xx is
  * read (bounded) and classified from status, headers and body.
  */
@@ -111,7 +118,8 @@ export const send = (
   client: HttpClient.HttpClient,
   request: HttpClientRequest.HttpClientRequest,
   site: CallSite,
-  limits: WireLimits
+  limits: WireLimits,
+  classify: HttpClassifier = fromHttp
 ): Effect.Effect<Received, ProviderError> =>
   client.execute(request).pipe(
     Effect.mapError(transportError(site)),
@@ -121,7 +129,7 @@ export const send = (
         if (response.status >= 200 && response.status < 300) return Effect.succeed(received)
         return readBody(received, site, limits.maxBodyBytes).pipe(
           Effect.flatMap((body) =>
-            Effect.fail(fromHttp({ site, status: response.status, headers: received.headers, body, now: receivedAt }))
+            Effect.fail(classify({ site, status: response.status, headers: received.headers, body, now: receivedAt }))
           )
         )
       })
