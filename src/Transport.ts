@@ -91,21 +91,14 @@ export const layer = (options: TransportOptions = {}): Layer.Layer<HttpClient.Ht
 const disabled = () => true
 
 /**
- * Headers whose values the platform's `http.client` span must not carry as attributes: its defaults
- * (authorization, cookies, x-api-key), every name that says it holds a credential, and the request-id
- * headers — a server or proxy that echoes the key puts it there, and the span records response
- * headers verbatim. The library's own `llm.attempt` span carries the request id once it has been
- * checked (`llm.request_id`). A custom HttpClient layer should set the same on
- * `Headers.currentRedactedNames`.
+ * Headers whose values the platform's `http.client` span must not carry as attributes: every header
+ * but a short list of standard, credential-free ones and the rate-limit headers an operator needs. A
+ * server or proxy that echoes the key can put it in any response header it likes (`x-request-id`,
+ * `x-correlation-id`, `via`, a name of its own), and the span records response headers verbatim, so
+ * the rule is an allow-list, not a list of names to hide. The library's own `llm.attempt` span
+ * carries the request id once it has been checked (`llm.request_id`). A custom HttpClient layer
+ * should set the same on `Headers.currentRedactedNames`.
  */
 export const spanRedactedHeaders: ReadonlyArray<string | RegExp> = [
-  "authorization",
-  "cookie",
-  "set-cookie",
-  "x-api-key",
-  "api-key",
-  "x-goog-api-key",
-  "x-request-id",
-  "request-id",
-  /auth|key|token|secret|password|cookie|session|echo/i
+  /^(?!(?:content-type|content-length|content-encoding|transfer-encoding|date|connection|keep-alive|accept|accept-encoding|user-agent|retry-after|retry-after-ms|x-should-retry|x-ratelimit-[a-z-]+|anthropic-ratelimit-[a-z-]+|openai-processing-ms|openai-version)$)/i
 ]

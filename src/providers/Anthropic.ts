@@ -226,7 +226,7 @@ const decodeResponse = (
 
 /** The Messages event grammar: `message_start` … `message_stop`, `ping`, `error`. */
 const eventProtocol = ({ provider, rateLimit, request, requestId, site }: Exchange): StreamProtocol => {
-  const builder = new ResponseBuilder(provider, site.model)
+  const builder = new ResponseBuilder(provider, site.model, site.secrets ?? [])
   const structured = structuredToolName(request)
   // Content-block index → how to treat its deltas (text, a real tool call, or our structured output).
   const blocks = new Map<number, { readonly kind: "text" | "tool" | "structured" | "other"; readonly toolIndex: number }>()

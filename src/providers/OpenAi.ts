@@ -200,7 +200,7 @@ const decodeResponse = (
 
 /** The chat.completion.chunk grammar: content, tool-call and refusal deltas; `error` chunks; `[DONE]`. */
 const chunkProtocol = ({ provider, rateLimit, requestId, site }: Exchange): StreamProtocol => {
-  const builder = new ResponseBuilder(provider, site.model)
+  const builder = new ResponseBuilder(provider, site.model, site.secrets ?? [])
   const refusal: Array<string> = []
   const onEvent = (event: SseEvent, out: Array<StreamEvent>): ProviderError | undefined => {
     const data = event.data

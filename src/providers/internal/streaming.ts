@@ -11,6 +11,7 @@ import * as Stream from "effect/Stream"
 import type { CallSite } from "../../Classify.js"
 import { type ConnectionError, type InvalidOutput, type ProviderError, type ResponseTooLarge, StreamInterrupted, type Timeout } from "../../Errors.js"
 import { isRecord, type JsonRecord, parseUntrusted, refusedBecause } from "../../internal/json.js"
+import { scrubSecrets } from "../../internal/redact.js"
 import type { SseEvent } from "../../internal/sse.js"
 import type { FinishReason, GenerateResponse, StreamEvent, ToolCall, Usage } from "../../Provider.js"
 import type { RateLimitSnapshot } from "../../RateLimitSnapshot.js"
@@ -34,7 +35,7 @@ export class ResponseBuilder {
   usage: Usage = { inputTokens: 0, outputTokens: 0, totalTokens: 0 }
   receivedContent = false
 
-  constructor(readonly provider: string, model: string) {
+  constructor(readonly provider: string, model: string, private readonly secrets: ReadonlyArray<string> = []) {
     this.model = model
   }
 
@@ -63,13 +64,14 @@ export class ResponseBuilder {
   build(requestId: string | undefined, rateLimit: RateLimitSnapshot | undefined): GenerateResponse {
     const toolCalls: Array<ToolCall> = []
     for (const [, parts] of [...this.tools].sort(([a], [b]) => a - b)) {
-      toolCalls.push({ id: parts.id, name: parts.name, arguments: parts.args.join("") })
+      // Each delta was scrubbed on its own; a key split across deltas is whole only once joined.
+      toolCalls.push({ id: parts.id, name: parts.name, arguments: scrubSecrets(parts.args.join(""), this.secrets) })
     }
     return {
       provider: this.provider,
       model: this.model,
       ...(this.id !== undefined ? { id: this.id } : {}),
-      text: this.text.join(""),
+      text: scrubSecrets(this.text.join(""), this.secrets),
       toolCalls,
       finishReason: this.finishReason,
       ...(this.rawFinishReason !== undefined ? { rawFinishReason: this.rawFinishReason } : {}),

@@ -146,7 +146,8 @@ export const malformed = (site: CallSite, detail: string, body: string, requestI
     status: 200,
     ...(requestId !== undefined ? { requestId } : {}),
     reason: "malformed-response",
-    message: `malformed response from ${site.provider}: ${detail}`,
+    // The detail can quote the wire (an SSE event's name), so it is scrubbed like the body.
+    message: redactAndTruncate(`malformed response from ${site.provider}: ${detail}`, site.secrets ?? []),
     rawBody: redactAndTruncate(body, site.secrets ?? [])
   }, true)
 
