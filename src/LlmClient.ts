@@ -16,7 +16,7 @@ import * as Layer from "effect/Layer"
 import type * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as DegradedMode from "./DegradedMode.js"
-import type { AllRoutesFailed } from "./Errors.js"
+import type { AllRoutesFailed, InvalidOptions } from "./Errors.js"
 import * as Fallback from "./Fallback.js"
 import * as Policy from "./Policy.js"
 
@@ -34,7 +34,9 @@ export class LlmClient extends Context.Tag("effect-llm-resilience/LlmClient")<Ll
  * @since 0.1.0
  * @category constructors
  */
-export const make: (options: Fallback.FallbackOptions) => Effect.Effect<Fallback.Chain, never, Policy.PolicyState> = Fallback.make
+export const make: (
+  options: Fallback.FallbackOptions
+) => Effect.Effect<Fallback.Chain, InvalidOptions, Policy.PolicyState> = Fallback.make
 
 /**
  * A client over the given routes (the chain is built by {@link Fallback.make}). Requires the policy state (breakers, limiters, budgets) so that
@@ -43,7 +45,7 @@ export const make: (options: Fallback.FallbackOptions) => Effect.Effect<Fallback
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Fallback.FallbackOptions): Layer.Layer<LlmClient, never, Policy.PolicyState> =>
+export const layer = (options: Fallback.FallbackOptions): Layer.Layer<LlmClient, InvalidOptions, Policy.PolicyState> =>
   Layer.effect(LlmClient, make(options))
 
 /**
@@ -54,7 +56,7 @@ export const layer = (options: Fallback.FallbackOptions): Layer.Layer<LlmClient,
  */
 export const layerWithState = (
   options: Fallback.FallbackOptions
-): Layer.Layer<LlmClient | Policy.PolicyState | DegradedMode.DegradedMode> =>
+): Layer.Layer<LlmClient | Policy.PolicyState | DegradedMode.DegradedMode, InvalidOptions> =>
   layer(options).pipe(Layer.provideMerge(Layer.merge(Policy.layerState, DegradedMode.layer)))
 
 /**
@@ -78,7 +80,7 @@ export const generateObject = <A, I>(
   schema: Schema.Schema<A, I>,
   request: Fallback.ChainRequest,
   options?: Fallback.ObjectOptions<A>
-): Effect.Effect<Fallback.ChainResult<A>, AllRoutesFailed, LlmClient> =>
+): Effect.Effect<Fallback.ChainResult<A>, AllRoutesFailed | InvalidOptions, LlmClient> =>
   Effect.flatMap(LlmClient, (client) => client.generateObject(schema, request, options))
 
 /**
@@ -94,3 +96,18 @@ export const stream = (
   options?: Fallback.StreamOptions
 ): Stream.Stream<Fallback.ChainStreamEvent, AllRoutesFailed, LlmClient> =>
   Stream.unwrap(Effect.map(LlmClient, (client) => client.stream(request, options)))
+
+/**
+ * Streams a value that decodes with `schema` through the chain: text deltas and `PartialObject`
+ * previews as the answer arrives, then `Completed` with the decoded value. The whole answer passes the
+ * same gate as {@link generateObject} before the stream completes.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const streamObject = <A, I>(
+  schema: Schema.Schema<A, I>,
+  request: Fallback.ChainRequest,
+  options?: Fallback.ObjectOptions<A> & Fallback.StreamOptions
+): Stream.Stream<Fallback.ObjectStreamEvent<A>, AllRoutesFailed | InvalidOptions, LlmClient> =>
+  Stream.unwrap(Effect.map(LlmClient, (client) => client.streamObject(schema, request, options)))

@@ -29,7 +29,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { type BreakerEvent, CircuitBreakers } from "./CircuitBreaker.js"
-import { type AllRoutesFailed, AttemptRecord } from "./Errors.js"
+import { type AllRoutesFailed, AttemptRecord, type InvalidOptions } from "./Errors.js"
 import type { ChainResult, ChainStreamEvent, Route } from "./Fallback.js"
 import { renderHtml } from "./report/html.js"
 import { redact } from "./internal/redact.js"
@@ -420,11 +420,11 @@ export interface Recorder {
   /** The routes with the observer added to each route's policy (keeping any observer it had). */
   readonly instrument: (routes: ReadonlyArray<Route>) => ReadonlyArray<Route>
   /** Records one chain call: its attempts are attributed to it, its outcome and tokens recorded. */
-  readonly call: <A, R>(
+  readonly call: <A, E extends AllRoutesFailed | InvalidOptions, R>(
     label: string,
-    effect: Effect.Effect<ChainResult<A>, AllRoutesFailed, R>,
+    effect: Effect.Effect<ChainResult<A>, E, R>,
     options?: { readonly step?: string | undefined }
-  ) => Effect.Effect<ChainResult<A>, AllRoutesFailed, R>
+  ) => Effect.Effect<ChainResult<A>, E, R>
   /** Records one chain stream (its `Completed` event or its failure ends the call). */
   readonly callStream: <R>(
     label: string,
@@ -566,17 +566,18 @@ export const makeRecorder = (options: { readonly title: string; readonly routes:
         return publish({ _tag: "CallFinished", call: entry })
       })
 
-    const call = <A, R>(
+    const call = <A, E extends AllRoutesFailed | InvalidOptions, R>(
       label: string,
-      effect: Effect.Effect<ChainResult<A>, AllRoutesFailed, R>,
+      effect: Effect.Effect<ChainResult<A>, E, R>,
       options?: { readonly step?: string | undefined }
-    ): Effect.Effect<ChainResult<A>, AllRoutesFailed, R> =>
+    ): Effect.Effect<ChainResult<A>, E, R> =>
       Effect.flatMap(startCall(label, options?.step), (started) =>
         Effect.locally(effect, currentCall, Option.some(started.context)).pipe(
           // An interrupted call (a crash) leaves no call entry: it never finished.
           Effect.tapBoth({
             onSuccess: (result) => finishCall(started, { _tag: "Right", result }),
-            onFailure: (error) => finishCall(started, { _tag: "Left", error })
+            // A call refused before any route was asked (a schema with no JSON Schema) made no call.
+            onFailure: (error) => error._tag === "AllRoutesFailed" ? finishCall(started, { _tag: "Left", error }) : Effect.void
           })
         ))
 

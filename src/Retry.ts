@@ -219,9 +219,14 @@ export interface Retry {
 const isProviderError = (error: RouteError): error is ProviderError =>
   error._tag !== "CircuitOpen" && error._tag !== "RetryBudgetExhausted" && error._tag !== "DeadlineExceeded"
 
-/** A stream failure after content reached the consumer becomes StreamInterrupted with the partial text. */
-const afterContent = (error: RouteError, attempt: number, text: string): StreamInterrupted =>
-  error._tag === "StreamInterrupted"
+/**
+ * A stream failure after content reached the consumer becomes StreamInterrupted with the partial text
+ * — unless it is the output gate's verdict on a complete answer.
+ */
+const afterContent = <E extends RouteError>(error: E, attempt: number, text: string): E | StreamInterrupted =>
+  // A stream that ended and whose whole answer the output gate then refused was not interrupted: the
+  // gate's verdict is the attempt's real outcome (the consumer has the text it saw).
+  error._tag === "StreamInterrupted" || error._tag === "InvalidOutput" || error._tag === "ContentFiltered"
     ? error
     : new StreamInterrupted({
       provider: error.provider,

@@ -2,6 +2,7 @@
  * The fallback chain without HTTP: MockProvider routes and TestClock, so every routing decision and
  * every wait is asserted exactly (the same decisions over real HTTP are in test/e2e/fallback.test.ts).
  */
+import { routesFailed } from "./testing/helpers.js"
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
@@ -71,7 +72,7 @@ describe("Fallback — routing by action", () => {
       const failing = yield* Fallback.make({
         routes: [route("primary", primary, { policy: { retry: false } }), route("secondary", secondary), route("last", lastResort)]
       })
-      const error = yield* Effect.flip(failing.generateObject(Answer, request))
+      const error = yield* routesFailed(failing.generateObject(Answer, request))
       expect(error._tag).toBe("AllRoutesFailed")
       expect(error.reason).toBe("exhausted")
       expect(error.attempts.map((a) => [a.route, a.outcome])).toEqual([
@@ -159,7 +160,7 @@ describe("Fallback — output gate and repair", () => {
     Effect.gen(function*() {
       const primary = Mock.make({ otherwise: Mock.succeed(valid) })
       const chain = yield* Fallback.make({ routes: [route("primary", primary)] })
-      const error = yield* Effect.flip(chain.generateObject(Answer, request, {
+      const error = yield* routesFailed(chain.generateObject(Answer, request, {
         validate: (answer) => answer.city === "Paris" ? Effect.fail("Paris is not allowed") : Effect.void
       }))
       expect(error.lastError?._tag === "InvalidOutput" && error.lastError.reason).toBe("validator")
@@ -347,8 +348,9 @@ describe("Fallback — action routing details", () => {
       })
       const fiber = yield* Effect.fork(chain.generate(request))
       yield* TestClock.adjust("500 millis")
-      // The provider's own sleep and the attempt's timer, clipped to the deadline: nothing for the chain.
-      expect([...Chunk.toReadonlyArray(yield* TestClock.sleeps())].sort((a, b) => a - b)).toEqual([1000, 10_000])
+      // The provider's own sleep and the attempt's timer, clipped to the hand-over (half the deadline
+      // while the secondary waits its turn): nothing for the chain.
+      expect([...Chunk.toReadonlyArray(yield* TestClock.sleeps())].sort((a, b) => a - b)).toEqual([1000, 5_000])
       yield* TestClock.adjust("1500 millis")
       const result = yield* Fiber.join(fiber)
       expect(result.route).toBe("secondary")
@@ -480,7 +482,7 @@ describe("Fallback — result metadata", () => {
     Effect.gen(function*() {
       const primary = Mock.make({ otherwise: Mock.succeed(violating) })
       const chain = yield* Fallback.make({ routes: [route("primary", primary)] })
-      const error = yield* Effect.flip(chain.generateObject(Answer, request))
+      const error = yield* routesFailed(chain.generateObject(Answer, request))
       expect(error.lastError?._tag).toBe("InvalidOutput")
       expect(error.lastError?._tag === "InvalidOutput" && error.lastError.issues).toContain("population")
       expect(JSON.stringify(error)).not.toContain(violating)
@@ -578,7 +580,7 @@ describe("Fallback — properties", () => {
                 repairAttempts,
                 passes
               })
-              const fiber = yield* Effect.fork(Effect.zip(Effect.either(chain.generateObject(Answer, request)), Clock.currentTimeMillis))
+              const fiber = yield* Effect.fork(Effect.zip(Effect.either(Effect.catchTag(chain.generateObject(Answer, request), "InvalidOptions", Effect.die)), Clock.currentTimeMillis))
               yield* TestClock.adjust("10 minutes")
               const [outcome, endedAt] = yield* Fiber.join(fiber)
 
@@ -734,10 +736,13 @@ describe("Fallback.stream — the deadline", () => {
       })
       const fiber = yield* Effect.fork(collect(chain.stream(storyRequest)))
       yield* TestClock.adjust("1 second")
-      // The mock's pause before its next chunk and the attempt's watch, clipped to the deadline: the
-      // chain keeps no watch of its own.
+      // The mock's pause before its next chunk and the attempt's watch, armed at the start for the
+      // first-token hand-over (half the 3 s while the secondary waits); content came, so when it fires
+      // it re-arms to the deadline. The chain keeps no watch of its own.
+      expect([...Chunk.toReadonlyArray(yield* TestClock.sleeps())].sort((a, b) => a - b)).toEqual([1500, 100_000])
+      yield* TestClock.adjust("1 second")
       expect([...Chunk.toReadonlyArray(yield* TestClock.sleeps())].sort((a, b) => a - b)).toEqual([3000, 100_000])
-      yield* TestClock.adjust("2 seconds")
+      yield* TestClock.adjust("1 second")
       const { events, failure } = yield* Fiber.join(fiber)
       expect(textOf(events)).toBe("The quick ")
       expect(failure?.reason).toBe("deadline")
@@ -831,7 +836,7 @@ describe("LlmClient.stream", () => {
     Effect.gen(function*() {
       const primary = Mock.make({ otherwise: Mock.stream(["via ", "the client"]) })
       const { events } = yield* collect(
-        LlmClient.stream(storyRequest).pipe(Stream.provideLayer(LlmClient.layerWithState({ routes: [route("primary", primary)] })))
+        LlmClient.stream(storyRequest).pipe(Stream.provideLayer(Layer.orDie(LlmClient.layerWithState({ routes: [route("primary", primary)] }))))
       )
       expect(textOf(events)).toBe("via the client")
       expect(completed(events).route).toBe("primary")
@@ -869,20 +874,19 @@ describe("Fallback — passes within the deadline", () => {
     Effect.gen(function*() {
       const primary = Mock.make({ script: [overloaded], otherwise: Mock.succeed(valid) })
       const chain = yield* Fallback.make({ routes: [route("primary", primary, noRetry)] })
-      const error = yield* Effect.flip(chain.generateObject(Answer, request))
+      const error = yield* routesFailed(chain.generateObject(Answer, request))
       expect(error.reason).toBe("exhausted")
       expect(primary.calls).toHaveLength(1)
     }).pipe(Effect.provide(State)))
 
-  it.effect("a passes value that is not a number ≥ 1 means one pass (never an endless loop)", () =>
+  it.effect("a passes value that is not an integer ≥ 1 is refused where the chain is built (never an endless loop)", () =>
     Effect.gen(function*() {
-      for (const passes of [Number.NaN, 0, -3]) {
+      for (const passes of [Number.NaN, 0, -3, 1.5, Number.POSITIVE_INFINITY]) {
         const primary = Mock.make({ otherwise: overloaded })
-        const chain = yield* Fallback.make({ routes: [route("primary", primary, noRetry)], deadline: "10 seconds", passes })
-        const fiber = yield* Effect.fork(Effect.flip(chain.generateObject(Answer, request)))
-        yield* TestClock.adjust("1 minute")
-        expect((yield* Fiber.join(fiber)).reason).toBe("exhausted")
-        expect(primary.calls).toHaveLength(1)
+        const error = yield* Effect.flip(Fallback.make({ routes: [route("primary", primary, noRetry)], deadline: "10 seconds", passes }))
+        expect(error).toMatchObject({ _tag: "InvalidOptions", component: "Fallback.make", option: "passes" })
+        expect(error.message).toBe(`passes must be an integer ≥ 1, got ${String(passes)}`)
+        expect(primary.calls).toHaveLength(0)
       }
     }).pipe(Effect.provide(State)))
 
@@ -912,7 +916,7 @@ describe("Fallback — passes within the deadline", () => {
     Effect.gen(function*() {
       const limited = Mock.make({ script: [Mock.fail(Mock.errors.rateLimited(8_000))], otherwise: Mock.succeed(valid) })
       const chain = yield* Fallback.make({ routes: [route("limited", limited, noRetry)], deadline: "5 seconds" })
-      const fiber = yield* Effect.fork(Effect.zip(Effect.flip(chain.generateObject(Answer, request)), Clock.currentTimeMillis))
+      const fiber = yield* Effect.fork(Effect.zip(routesFailed(chain.generateObject(Answer, request)), Clock.currentTimeMillis))
       yield* TestClock.adjust("1 minute")
       const [error, endedAt] = yield* Fiber.join(fiber)
       expect(error.reason).toBe("exhausted")
@@ -928,9 +932,9 @@ describe("Fallback — passes within the deadline", () => {
         deadline: "10 seconds",
         passes: 3
       })
-      const fiber = yield* Effect.fork(chain.generateObject(Answer, request))
+      const fiber = yield* Effect.fork(routesFailed(chain.generateObject(Answer, request)))
       yield* TestClock.adjust("1 minute")
-      const error = yield* Effect.flip(Fiber.join(fiber))
+      const error = yield* Fiber.join(fiber)
       expect(error.reason).toBe("exhausted")
       expect(primary.calls).toHaveLength(1)
       expect(error.attempts.map((a) => a.outcome)).toEqual(["Overloaded", "Skipped"])

@@ -52,7 +52,7 @@ import * as Struct from "effect/Struct"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import * as DegradedMode from "../DegradedMode.js"
-import { type AllRoutesFailed, AttemptRecord } from "../Errors.js"
+import { type AllRoutesFailed, AttemptRecord, type InvalidOptions } from "../Errors.js"
 import type * as Fallback from "../Fallback.js"
 import { LlmClient } from "../LlmClient.js"
 import { GenerateResponse, Message, type ToolCall, type ToolDefinition, Usage } from "../Provider.js"
@@ -380,12 +380,12 @@ const currentChain = (state: RunState): Effect.Effect<Fallback.Chain, never, Llm
     } satisfies Fallback.Chain
   })
 
-const modelStep = <V, VI>(
+const modelStep = <V, VI, E extends AllRoutesFailed | InvalidOptions = AllRoutesFailed>(
   name: string,
   schema: Schema.Schema<V, VI>,
-  call: (chain: Fallback.Chain, idempotencyKey: string) => Effect.Effect<V, AllRoutesFailed>,
+  call: (chain: Fallback.Chain, idempotencyKey: string) => Effect.Effect<V, E>,
   conversationAfter?: (value: V, before: ReadonlyArray<Message>) => ReadonlyArray<Message>
-): Effect.Effect<V, AllRoutesFailed | JournalError, CurrentRun | LlmClient> =>
+): Effect.Effect<V, E | JournalError, CurrentRun | LlmClient> =>
   Effect.flatMap(CurrentRun, (state) =>
     withSlot(state, name, "model", (slot) => Effect.gen(function*() {
       const site = siteOf(state, slot, name)
@@ -461,7 +461,7 @@ export const generateObject = <A, I>(
   schema: Schema.Schema<A, I>,
   request: Fallback.ChainRequest,
   options?: Fallback.ObjectOptions<A> & { readonly step?: string | undefined }
-): Effect.Effect<ModelTurn & { readonly value: A }, AllRoutesFailed | JournalError, CurrentRun | LlmClient> =>
+): Effect.Effect<ModelTurn & { readonly value: A }, AllRoutesFailed | InvalidOptions | JournalError, CurrentRun | LlmClient> =>
   modelStep(
     options?.step ?? "model",
     Schema.Struct({ ...ModelTurn.fields, value: schema }),

@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
-import type { AllRoutesFailed } from "../Errors.js"
+import type { AllRoutesFailed, InvalidOptions } from "../Errors.js"
 import type { ChainResult } from "../Fallback.js"
 
 /**
@@ -63,14 +63,15 @@ export const outcomeAttributes = (
  * @since 0.1.0
  * @category spans
  */
-export const withChatSpan = <A, R>(
+export const withChatSpan = <A, E extends AllRoutesFailed | InvalidOptions, R>(
   request: { readonly provider: string; readonly model: string; readonly maxTokens: number; readonly label?: string | undefined },
-  effect: Effect.Effect<ChainResult<A>, AllRoutesFailed, R>
-): Effect.Effect<ChainResult<A>, AllRoutesFailed, R> =>
+  effect: Effect.Effect<ChainResult<A>, E, R>
+): Effect.Effect<ChainResult<A>, E, R> =>
   effect.pipe(
     Effect.tapBoth({
       onSuccess: (result) => Effect.annotateCurrentSpan(outcomeAttributes({ _tag: "Right", result })),
-      onFailure: (error) => Effect.annotateCurrentSpan(outcomeAttributes({ _tag: "Left", error }))
+      onFailure: (error) =>
+        error._tag === "AllRoutesFailed" ? Effect.annotateCurrentSpan(outcomeAttributes({ _tag: "Left", error })) : Effect.void
     }),
     Effect.withSpan(`chat ${request.model}`, {
       kind: "client",

@@ -23,7 +23,7 @@ import * as OpenAi from "../../src/providers/OpenAi.js"
 import * as ChaosServer from "../../src/testing/ChaosServer.js"
 import type * as Scenario from "../../src/testing/Scenario.js"
 import * as Transport from "../../src/Transport.js"
-import { awaitSleepUntil, settle } from "../testing/helpers.js"
+import { awaitSleepUntil, routesFailed, settle } from "../testing/helpers.js"
 
 type Api = "openai" | "anthropic"
 
@@ -130,7 +130,7 @@ describe("Fallback over HTTP (ChaosServer)", () => {
             yield* chainRoute(server, "tertiary", "openai")
           ]
         })
-        const error = yield* settle(yield* Effect.fork(Effect.flip(chain.generateObject(Answer, request))))
+        const error = yield* settle(yield* Effect.fork(routesFailed(chain.generateObject(Answer, request))))
         expect(error._tag).toBe("AllRoutesFailed")
         expect(error.reason).toBe("exhausted")
         expect(error.attempts.map((a) => [a.route, a.outcome, a.status])).toEqual([
@@ -148,7 +148,7 @@ describe("Fallback over HTTP (ChaosServer)", () => {
         const chain = yield* Fallback.make({
           routes: [yield* chainRoute(server, "primary", "openai"), yield* chainRoute(server, "secondary", "anthropic")]
         })
-        const error = yield* settle(yield* Effect.fork(Effect.flip(chain.generateObject(Answer, request))))
+        const error = yield* settle(yield* Effect.fork(routesFailed(chain.generateObject(Answer, request))))
         expect(error.attempts.map((a) => [a.route, a.outcome])).toEqual([["primary", "Overloaded"], ["secondary", "InvalidOutput"]])
         const last = error.lastError
         expect(last?._tag === "InvalidOutput" && [last.reason, last.output]).toEqual(["schema", undefined])
@@ -166,7 +166,7 @@ describe("Fallback over HTTP (ChaosServer)", () => {
       const chain = yield* Fallback.make({
         routes: [yield* chainRoute(server, "primary", "anthropic"), yield* chainRoute(server, "secondary", "openai")]
       })
-      const error = yield* settle(yield* Effect.fork(Effect.flip(chain.generateObject(Answer, request))))
+      const error = yield* settle(yield* Effect.fork(routesFailed(chain.generateObject(Answer, request))))
       expect(error.reason).toBe("stopped")
       expect(error.lastError?._tag).toBe("BadRequest")
       expect(error.attempts.map((a) => [a.route, a.outcome])).toEqual([["primary", "BadRequest"]])

@@ -5,6 +5,7 @@
 import Anthropic from "@anthropic-ai/sdk"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import type { AllRoutesFailed, InvalidOptions } from "../../src/Errors.js"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
@@ -139,3 +140,16 @@ export class BodyReader {
     return this.reader.cancel()
   }
 }
+
+/**
+ * The chain's failure of a call that must reach the routes: `AllRoutesFailed`. An `InvalidOptions`
+ * (a schema with no JSON Schema) would be a mistake in the test itself, so it is a defect here.
+ */
+export const routesFailed = <A, R>(
+  effect: Effect.Effect<A, AllRoutesFailed | InvalidOptions, R>
+): Effect.Effect<AllRoutesFailed, never, R> =>
+  Effect.matchEffect(effect, {
+    onSuccess: () => Effect.dieMessage("expected the call to fail"),
+    onFailure: (error) =>
+      error._tag === "AllRoutesFailed" ? Effect.succeed(error) : Effect.dieMessage(`unexpected ${error._tag}: ${error.message}`)
+  })

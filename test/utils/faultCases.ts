@@ -4,6 +4,7 @@
  * and the in-process test (ChaosProvider, TestClock). Both run the same adapters and the same fault
  * engine, so both must produce the same answers.
  */
+import { routesFailed } from "../testing/helpers.js"
 import { expect } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
@@ -251,7 +252,7 @@ export const failureOf = (provider: ProviderShape, api: Api, c: FaultCase, timeo
     })
     const request = { messages, maxTokens: 64 }
     const failure = c.mode === "object"
-      ? yield* Effect.flip(chain.generateObject(Answer, request))
+      ? yield* routesFailed(chain.generateObject(Answer, request))
       : yield* Effect.flip(chain.generate(request))
     expect(failure.attempts.length).toBe(1)
     expect(failure.lastError).toBeDefined()

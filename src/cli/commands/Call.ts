@@ -23,7 +23,7 @@ import * as Option from "effect/Option"
 import type * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as DegradedMode from "../../DegradedMode.js"
-import { actionOf, type AllRoutesFailed, type AttemptRecord } from "../../Errors.js"
+import { actionOf, type AllRoutesFailed, type AttemptRecord, type InvalidOptions } from "../../Errors.js"
 import * as Fallback from "../../Fallback.js"
 import * as Policy from "../../Policy.js"
 import * as Transport from "../../Transport.js"
@@ -122,7 +122,9 @@ const options = {
   ...routeOptions,
   prompt: Options.text("prompt").pipe(Options.withDescription("The user message")),
   system: Options.text("system").pipe(Options.withDescription("A system prompt"), Options.optional),
-  stream: Options.boolean("stream").pipe(Options.withDescription("Stream the answer (text only)")),
+  stream: Options.boolean("stream").pipe(
+    Options.withDescription("Stream the answer as it arrives (with --schema: the JSON text, checked whole at the end)")
+  ),
   schema: Options.text("schema").pipe(
     Options.withDescription("A JSON Schema file (JSON or YAML): the answer must be JSON that fits it"),
     Options.optional
@@ -140,15 +142,32 @@ type CallFlags = Command.Command.ParseConfig<typeof options>
 const describeAttempt = (a: AttemptRecord) =>
   `${a.route}#${a.attempt} ${a.outcome}${a.status !== undefined ? ` ${a.status}` : ""}${a.delayMs > 0 ? ` after ${Math.round(a.delayMs)} ms` : ""} (${Math.round(a.durationMs)} ms)`
 
+/**
+ * A chain stream printed as it arrives (text deltas on stdout unless `--json`; a restart noted on
+ * stderr), ending with the call's result.
+ */
+const printed = <A>(
+  events: Stream.Stream<Fallback.ChainStreamEvent<A> | Fallback.PartialObject, AllRoutesFailed | InvalidOptions>,
+  json: boolean
+): Effect.Effect<Fallback.ChainResult<A>, AllRoutesFailed | InvalidOptions> =>
+  events.pipe(
+    Stream.runFoldEffect(undefined as Fallback.ChainResult<A> | undefined, (done, event) => {
+      if (event._tag === "TextDelta") return Effect.as(json ? Effect.void : writeOut(event.text), done)
+      if (event._tag === "Restarted") {
+        return Effect.as(json ? Effect.void : writeErr(`\n[${event.from} failed after partial output (${event.error._tag}); restarting on ${event.to}]\n`), done)
+      }
+      if (event._tag === "Completed") return Effect.succeed(event.result)
+      return Effect.succeed(done)
+    }),
+    Effect.flatMap((result) => result === undefined ? Effect.dieMessage("the chain stream ended without Completed") : Effect.succeed(result))
+  )
+
 const run = (flags: CallFlags) =>
   Effect.gen(function*() {
     const config = yield* loadConfig(flags.config)
     const specs = yield* routeSpecs(flags, config)
     const deadlineMs = yield* positive("deadline-ms", flags.deadlineMs)
     if (flags.maxTokens <= 0) return yield* new UsageError({ message: `--max-tokens must be a positive integer, got ${flags.maxTokens}` })
-    if (flags.stream && Option.isSome(flags.schema)) {
-      return yield* new UsageError({ message: "--stream and --schema cannot be combined (a schema is checked on the whole answer)" })
-    }
     let schema: Option.Option<Schema.Schema<unknown, unknown>> = Option.none()
     if (Option.isSome(flags.schema)) {
       const converted = JsonSchema.toSchema(yield* ConfigFile.readData(flags.schema.value), flags.schema.value)
@@ -164,24 +183,14 @@ const run = (flags: CallFlags) =>
         routes,
         ...(deadline !== undefined ? { deadline } : {}),
         ...(config.repairAttempts !== undefined ? { repairAttempts: config.repairAttempts } : {})
-      })
+      }).pipe(Effect.mapError((error) => new UsageError({ message: error.message })))
       const request: Fallback.ChainRequest = {
         messages: [{ role: "user", content: flags.prompt }],
         maxTokens: flags.maxTokens,
         ...(Option.isSome(flags.system) ? { system: flags.system.value } : {})
       }
-      const call: Effect.Effect<Fallback.ChainResult<unknown>, AllRoutesFailed> = flags.stream
-        ? chain.stream(request).pipe(
-          Stream.runFoldEffect(undefined as Fallback.ChainResult<string> | undefined, (done, event) => {
-            if (event._tag === "TextDelta") return Effect.as(flags.json ? Effect.void : writeOut(event.text), done)
-            if (event._tag === "Restarted") {
-              return Effect.as(flags.json ? Effect.void : writeErr(`\n[${event.from} failed after partial output (${event.error._tag}); restarting on ${event.to}]\n`), done)
-            }
-            if (event._tag === "Completed") return Effect.succeed(event.result)
-            return Effect.succeed(done)
-          }),
-          Effect.flatMap((result) => result === undefined ? Effect.dieMessage("the chain stream ended without Completed") : Effect.succeed(result))
-        )
+      const call: Effect.Effect<Fallback.ChainResult<unknown>, AllRoutesFailed | InvalidOptions> = flags.stream
+        ? printed(Option.isSome(schema) ? chain.streamObject(schema.value, request) : chain.stream(request), flags.json)
         : Option.isSome(schema)
         ? chain.generateObject(schema.value, request)
         : chain.generate(request)
@@ -202,6 +211,8 @@ const run = (flags: CallFlags) =>
         return
       }
       const error = outcome.left
+      // A schema the chain cannot use for structured output is the caller's mistake, not a failed call.
+      if (error._tag === "InvalidOptions") return yield* new UsageError({ message: `--schema: ${error.message}` })
       if (flags.json) yield* writeOut(`${JSON.stringify(failureOutput(error))}\n`)
       else {
         const err = stylesFor(process.stderr)

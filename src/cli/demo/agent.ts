@@ -26,7 +26,7 @@ import * as Agent from "../../agent/Agent.js"
 import type * as CheckpointStore from "../../agent/CheckpointStore.js"
 import * as Tool from "../../agent/Tool.js"
 import * as DegradedMode from "../../DegradedMode.js"
-import type { AllRoutesFailed } from "../../Errors.js"
+import type { AllRoutesFailed, InvalidOptions } from "../../Errors.js"
 import * as Fallback from "../../Fallback.js"
 import { LlmClient } from "../../LlmClient.js"
 import * as Policy from "../../Policy.js"
@@ -184,14 +184,16 @@ export interface AgentDemoOptions<StoreE> {
 
 /** The chain as an `LlmClient` whose every call is recorded under the current step's name. */
 const recordedClient = (recorder: Recorder, chain: Fallback.Chain, primary: Fallback.Route): Fallback.Chain => {
-  const span = <A>(step: string, maxTokens: number, effect: Effect.Effect<Fallback.ChainResult<A>, AllRoutesFailed>) =>
+  const span = <A, E extends AllRoutesFailed | InvalidOptions>(step: string, maxTokens: number, effect: Effect.Effect<Fallback.ChainResult<A>, E>) =>
     GenAi.withChatSpan({ provider: primary.provider.name, model: primary.model, maxTokens, label: step }, recorder.call(step, effect, { step }))
   return {
     generate: (request) => Effect.flatMap(FiberRef.get(currentStep), (step) => span(step, request.maxTokens, chain.generate(request))),
     generateObject: (schema, request, options) =>
       Effect.flatMap(FiberRef.get(currentStep), (step) => span(step, request.maxTokens, chain.generateObject(schema, request, options))),
     stream: (request, options) =>
-      Stream.unwrap(Effect.map(FiberRef.get(currentStep), (step) => recorder.callStream(step, chain.stream(request, options), { step })))
+      Stream.unwrap(Effect.map(FiberRef.get(currentStep), (step) => recorder.callStream(step, chain.stream(request, options), { step }))),
+    // The demo agent does not stream objects; its attempts are still recorded by the routes' observers.
+    streamObject: (schema, request, options) => chain.streamObject(schema, request, options)
   }
 }
 

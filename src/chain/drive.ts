@@ -1,0 +1,153 @@
+/**
+ * The two drivers of the walk: one runs an attempt as an effect (`generate`, `generateObject`), the
+ * other as a stream (`stream`, `streamObject`). Neither decides anything — the walk does; a driver
+ * only runs the attempt it is given and tells the walk how it ended.
+ *
+ * @internal
+ */
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import * as CircuitBreaker from "../CircuitBreaker.js"
+import * as Deadline from "../Deadline.js"
+import type { AllRoutesFailed, RouteError } from "../Errors.js"
+import type { ChainResult, ChainStreamEvent, PartialObject } from "../Fallback.js"
+import { extend } from "../internal/object.js"
+import { isContentEvent, type StreamEvent } from "../Provider.js"
+import { preview } from "./partialJson.js"
+import { type CallSpec, type ChainConfig, start, type Step, type Walk } from "./walk.js"
+
+/** Runs a call whose attempts are effects. */
+export const generate = <A>(config: ChainConfig, spec: CallSpec<A>): Effect.Effect<ChainResult<A>, AllRoutesFailed> =>
+  Effect.flatMap(start(config, spec), (walk) => {
+    const step = (next: Step<A>): Effect.Effect<ChainResult<A>, AllRoutesFailed> => {
+      if (next._tag === "Done") return Effect.succeed(next.result)
+      if (next._tag === "Stop") return Effect.fail(next.error)
+      const call = next.policy.generate(next.request, next.context)
+      return Effect.matchEffect(next.panic ? Effect.locally(call, CircuitBreaker.currentPanic, true) : call, {
+        onFailure: (error) => Effect.flatMap(walk.failed(error, undefined), step),
+        onSuccess: (response) => Effect.flatMap(walk.answered(response), step)
+      })
+    }
+    return Effect.flatMap(Effect.withFiberRuntime<Step<A>>((fiber) => walk.begin(Deadline.unsafeOf(fiber))), step)
+  })
+
+/**
+ * Previews of the answer from its text so far (`streamObject`'s `PartialObject`s), each with a key
+ * telling it from the last one emitted; `undefined` when there is nothing new to show.
+ */
+export type Previewer<P> = (text: string) => { readonly event: P; readonly key: string } | undefined
+
+/** `streamObject`'s previewer: the JSON prefix, closed and parsed. */
+export const objectPreviews: Previewer<PartialObject> = (text) => {
+  const seen = preview(text)
+  return seen === undefined ? undefined : { event: { _tag: "PartialObject", value: seen.value }, key: seen.source }
+}
+
+/** Runs a call whose attempts are streams, with previews of the answer when `previewer` is given. */
+export const stream = <A, P = never>(
+  config: ChainConfig,
+  spec: CallSpec<A>,
+  previewer?: Previewer<P>
+): Stream.Stream<ChainStreamEvent<A> | P, AllRoutesFailed> =>
+  Stream.unwrapScoped(Effect.gen(function*() {
+    const walk = yield* start(config, spec)
+    const first = yield* Effect.withFiberRuntime<Step<A>>((fiber) => walk.begin(Deadline.unsafeOf(fiber)))
+    // The call's deadline is published once for the whole stream, not watched by a producer of its
+    // own: every attempt's watch is clipped to it (it fails with DeadlineExceeded at that instant,
+    // after the events already received) and every wait between attempts refuses to cross it.
+    if (walk.until < Number.POSITIVE_INFINITY) yield* Effect.locallyScoped(Deadline.currentDeadline, Option.some(walk.until))
+    return fromStep(walk, previewer, first)
+  }))
+
+const fromStep = <A, P>(
+  walk: Walk<A>,
+  previewer: Previewer<P> | undefined,
+  step: Step<A>
+): Stream.Stream<ChainStreamEvent<A> | P, AllRoutesFailed> => {
+  if (step._tag === "Stop") return Stream.fail(step.error)
+  if (step._tag === "Done") return Stream.make<[ChainStreamEvent<A>]>({ _tag: "Completed", result: step.result })
+  return Stream.suspend(() => {
+    const attempt = new StreamedAttempt(walk, previewer, step)
+    const events = step.policy.stream(step.request, step.context)
+    const admitted = step.panic
+      ? Stream.unwrapScoped(Effect.as(Effect.locallyScoped(CircuitBreaker.currentPanic, true), events))
+      : events
+    return admitted.pipe(
+      Stream.mapChunksEffect((chunk) => attempt.onChunk(chunk)),
+      Stream.catchAll((error) =>
+        Stream.unwrap(Effect.map(walk.failed(error, attempt.delivered()), (next) => fromStep(walk, previewer, next)))
+      )
+    )
+  })
+}
+
+/**
+ * One streamed attempt as the consumer sees it. Events before the first content (metadata, usage)
+ * are held back, so that an attempt failing before content leaves no trace in the consumer's stream;
+ * a pending `Restarted` goes out just before the attempt's first output.
+ */
+class StreamedAttempt<A, P> {
+  private readonly held: Array<ChainStreamEvent<A> | P> = []
+  private readonly text: Array<string> = []
+  private flowing = false
+  private lastPreview = ""
+
+  constructor(
+    private readonly walk: Walk<A>,
+    private readonly previewer: Previewer<P> | undefined,
+    private readonly step: Extract<Step<A>, { readonly _tag: "Attempt" }>
+  ) {}
+
+  /** The text that reached the consumer, or `undefined` when no output did. */
+  delivered(): string | undefined {
+    return this.flowing ? this.text.join("") : undefined
+  }
+
+  /** A chunk at a time, synchronously but for the `Finish` (one stage, not one effect per event). */
+  onChunk(chunk: Chunk.Chunk<StreamEvent>): Effect.Effect<Chunk.Chunk<ChainStreamEvent<A> | P>, RouteError> {
+    const events = Chunk.toReadonlyArray(chunk)
+    const out: Array<ChainStreamEvent<A> | P> = []
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i]!
+      if (event._tag === "Finish") {
+        // The policy's gate passed this answer inside the attempt; the walk makes it the result.
+        return Effect.map(this.walk.answered(event.response), (done) => {
+          this.release(out)
+          out.push(event)
+          // Whatever the provider sent after its terminator in the same chunk, then the chain's last word.
+          for (let j = i + 1; j < events.length; j++) if (events[j]!._tag !== "Finish") out.push(events[j]!)
+          out.push({ _tag: "Completed", result: done.result })
+          return Chunk.unsafeFromArray(out)
+        })
+      }
+      if (isContentEvent(event)) {
+        this.release(out)
+        out.push(event)
+        if (event._tag === "TextDelta") {
+          this.text.push(event.text)
+          if (this.previewer !== undefined) this.preview(this.previewer, out)
+        }
+      } else if (this.flowing) out.push(event)
+      else this.held.push(event)
+    }
+    return Effect.succeed(Chunk.unsafeFromArray(out))
+  }
+
+  private release(out: Array<ChainStreamEvent<A> | P>): void {
+    if (this.flowing) return
+    this.flowing = true
+    const restarted = this.step.restartedFrom
+    if (restarted !== undefined) out.push(extend(restarted, { to: this.step.route.name }))
+    for (const event of this.held) out.push(event)
+    this.held.length = 0
+  }
+
+  private preview(previewer: Previewer<P>, out: Array<ChainStreamEvent<A> | P>): void {
+    const seen = previewer(this.text.join(""))
+    if (seen === undefined || seen.key === this.lastPreview) return
+    this.lastPreview = seen.key
+    out.push(seen.event)
+  }
+}
