@@ -121,6 +121,34 @@ describe("Fallback — routing by action", () => {
 })
 
 describe("Fallback — output gate and repair", () => {
+  it.effect("a never-decodable answer costs each route its call and its repair, once per call (not once per pass)", () =>
+    Effect.gen(function*() {
+      const primary = Mock.make({ otherwise: Mock.succeed(violating) })
+      const secondary = Mock.make({ otherwise: Mock.succeed(JSON.stringify({ town: "Paris" })) })
+      const chain = yield* Fallback.make({
+        routes: [route("primary", primary), route("secondary", secondary)],
+        repairAttempts: 1,
+        deadline: "30 seconds" // three passes by default
+      })
+      const fiber = yield* Effect.fork(routesFailed(chain.generateObject(Answer, request)))
+      yield* TestClock.adjust("1 minute")
+      const error = yield* Fiber.join(fiber)
+      // 2 routes × (call + repair) = 4 paid calls; before, 3 passes made it 12.
+      expect(primary.calls.length + secondary.calls.length).toBe(4)
+      expect(error.reason).toBe("exhausted")
+      expect(error.attempts.map((a) => [a.route, a.outcome])).toEqual([
+        ["primary", "InvalidOutput"],
+        ["primary", "InvalidOutput"],
+        ["secondary", "InvalidOutput"],
+        ["secondary", "InvalidOutput"]
+      ])
+      // The message names every route's decode issues, briefly, not only "does not match the schema".
+      expect(error.message).toContain("decode issues: primary:")
+      expect(error.message).toContain("population")
+      expect(error.message).toContain("secondary:")
+      expect(error.message).toContain("city")
+    }).pipe(Effect.provide(State)))
+
   it.effect("an invalid first answer repaired on the same route is accepted, marked repaired and degraded", () =>
     Effect.gen(function*() {
       const primary = Mock.make({ script: [Mock.succeed(violating), Mock.succeed(valid)] })

@@ -101,7 +101,7 @@ export class Walk<A> {
   private order: ReadonlyArray<Route> = []
   private index = -1
   private minContextWindow = 0
-  private passErrors: Array<RouteError> = []
+  private passErrors: Array<{ readonly route: string; readonly error: RouteError }> = []
   private passStart = 0
   private panic = false
   private repairs = 0
@@ -233,7 +233,7 @@ export class Walk<A> {
 
   /** The route failed for this pass: settle it if no later pass can help, then route on or stop. */
   private onward(route: Route, error: RouteError, delivered: string | undefined): Effect.Effect<Step<A>> {
-    this.passErrors.push(error)
+    this.passErrors.push({ route: route.name, error })
     if (!transientTags.has(error._tag)) this.settled.set(route.name, error._tag)
     // Its answer failed the gate even after a repair: another pass would pay for the same answer.
     else if (error._tag === "InvalidOutput" && this.repairs > 0) this.settled.set(route.name, "InvalidOutput after a repair")
@@ -267,7 +267,9 @@ export class Walk<A> {
 
   /** The wait before another pass, or `undefined` when no pass can help or the deadline forbids it. */
   private pauseBeforePass(): Effect.Effect<number | undefined> {
-    const hopeful = this.passErrors.filter((error) => transientTags.has(error._tag))
+    // Routes another pass would walk: failed transiently this pass and not settled since.
+    const hopeful = this.passErrors.flatMap(({ error, route }) =>
+      transientTags.has(error._tag) && !this.settled.has(route) ? [error] : [])
     if (hopeful.length === 0) return Effect.succeed(undefined)
     // The soonest any hopeful route said it may answer; a route that said nothing may try after one backoff.
     let wait = Number.POSITIVE_INFINITY

@@ -274,7 +274,14 @@ export const make = (options: MockOptions = {}): MockProvider => {
         case "Stream":
           return streamOf(request, step, context)
         case "Succeed":
-          return streamOf(request, { _tag: "Stream", chunks: [{ text: step.text, ...(step.delay !== undefined ? { delay: step.delay } : {}) }] }, context)
+          // A short answer arrives in one read: its text and its end in one chunk, after the metadata.
+          return Stream.concat(
+            Stream.fromEffect(Effect.as(step.delay === undefined ? Effect.void : Effect.sleep(step.delay), { _tag: "Metadata", id: "mock" } as const)),
+            Stream.fromIterable<StreamEvent>([
+              ...(step.text.length > 0 ? [{ _tag: "TextDelta", text: step.text } as const] : []),
+              { _tag: "Finish", response: responseFor(name, request, step.text, step.finishReason ?? "stop") }
+            ])
+          )
         case "Fail":
           return Stream.fail(step.error(context))
         case "Hang":

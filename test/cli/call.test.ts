@@ -144,6 +144,30 @@ describe.concurrent("call --json", () => {
     expect(out.output).toContain("deterministic test response")
   })
 
+  it("--stream --schema --json: the decoded object, checked whole", async () => {
+    const run = await runCli(openai("gpt-json", "--stream", "--json", "--schema", path.join(dir, "schema.json")))
+    expect(run.code, run.stderr).toBe(0)
+    expect(json(run.stdout)).toMatchObject({ ok: true, output: { answer: "42", confidence: 0.9 } })
+  })
+
+  it("--stream --schema --json, prose where the schema wants JSON: InvalidOutput, exit 1", async () => {
+    const run = await runCli(openai("gpt-prose", "--stream", "--json", "--schema", path.join(dir, "schema.json")))
+    expect(run.code).toBe(1)
+    const out = json(run.stdout)
+    expect(out.ok).toBe(false)
+    expect(out.error).toMatchObject({ _tag: "InvalidOutput", status: 200 })
+  })
+
+  it("--stream --schema (text): the JSON text streams to stdout; a bad answer is InvalidOutput on stderr, exit 1", async () => {
+    const good = await runCli(openai("gpt-json", "--stream", "--schema", path.join(dir, "schema.json")))
+    expect(good.code, good.stderr).toBe(0)
+    expect(JSON.parse(good.stdout)).toEqual({ answer: "42", confidence: 0.9 })
+    expect(good.stderr).toMatch(/served by openai/)
+    const bad = await runCli(openai("gpt-prose", "--stream", "--schema", path.join(dir, "schema.json")))
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toMatch(/InvalidOutput/)
+  })
+
   it("without --json: the answer on stdout, the attempt summary on stderr", async () => {
     const run = await runCli(openai("gpt-4o-mini"))
     expect(run.code, run.stderr).toBe(0)
