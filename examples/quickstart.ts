@@ -7,7 +7,7 @@ const Llm = Layer.unwrapEffect(Effect.gen(function*() {
   const openai = yield* OpenAi.make({ apiKey: yield* Config.redacted("OPENAI_API_KEY") })
   const anthropic = yield* Anthropic.make({ apiKey: yield* Config.redacted("ANTHROPIC_API_KEY") })
   return LlmClient.layerWithState({
-    deadline: "30 seconds", // one wall clock for every retry, wait and fallback
+    deadline: "30 seconds", // one wall clock for every retry, wait and fallback; a hung primary hands over at 15 s
     repairAttempts: 1, // re-ask a route once with the decode errors before moving on
     routes: [
       { name: "primary", provider: openai, model: "gpt-4o-mini" },
