@@ -47,6 +47,13 @@ export * as Transport from "./Transport.js"
 export * as OpenAi from "./providers/OpenAi.js"
 
 /**
+ * The OpenAI Responses adapter (`POST /responses`): typed SSE events, `incomplete_details`, `text.format`.
+ *
+ * @since 0.2.0
+ */
+export * as OpenAiResponses from "./providers/OpenAiResponses.js"
+
+/**
  * Anthropic Messages.
  *
  * @since 0.1.0

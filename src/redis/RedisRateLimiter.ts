@@ -45,7 +45,7 @@ import * as Metrics from "../internal/metrics.js"
 import type { GenerateRequest, GenerateResponse, StreamEvent, Usage } from "../Provider.js"
 import * as RateLimiterModule from "../RateLimiter.js"
 import { type RateLimiter, type RateLimiterOptions, RateLimiters, type Site } from "../RateLimiter.js"
-import type { RateLimitSnapshot } from "../RateLimitSnapshot.js"
+import { type RateLimitSnapshot, spentWindowsResetMs } from "../RateLimitSnapshot.js"
 import * as Connection from "./internal/connection.js"
 import * as OwnSpend from "./internal/ownSpend.js"
 import * as Scripts from "./internal/scripts.js"
@@ -504,15 +504,15 @@ const makeLimiter = (
     if (snapshot !== undefined) {
       age = Math.max(0, now - snapshot.observedAt)
       if (snapshot.retryAfterMs !== undefined) coolUntil = Math.max(coolUntil, snapshot.observedAt + snapshot.retryAfterMs)
+      // A spent window blocks until its reset: the same rule as the local limiter's and Retry's.
+      const spent = spentWindowsResetMs(snapshot)
+      if (spent !== undefined) coolUntil = Math.max(coolUntil, snapshot.observedAt + spent)
       // Anthropic's combined `tokens` window is the most restrictive of input / output, not a total:
       // when the split windows are present it only blocks (remaining 0); they teach the buckets.
       const split = snapshot.inputTokens !== undefined || snapshot.outputTokens !== undefined
       DIMENSIONS.forEach((name, i) => {
         const window = snapshot[name]
         if (window === undefined) return
-        if (window.remaining !== undefined && window.remaining <= 0 && window.resetAfterMs !== undefined) {
-          coolUntil = Math.max(coolUntil, snapshot.observedAt + window.resetAfterMs)
-        }
         if (split && name === "tokens") return
         if (window.limit !== undefined && window.limit > 0) {
           learned[i] = window.limit

@@ -22,6 +22,7 @@ import type { InvalidOptions, ProviderError } from "../Errors.js"
 import { Provider, type ProviderShape } from "../Provider.js"
 import * as Anthropic from "../providers/Anthropic.js"
 import * as OpenAi from "../providers/OpenAi.js"
+import * as OpenAiResponses from "../providers/OpenAiResponses.js"
 import type { ChaosStats } from "./ChaosServer.js"
 import { Engine } from "./internal/engine.js"
 import { MEMORY_ORIGIN, memoryClient } from "./internal/memoryClient.js"
@@ -121,12 +122,15 @@ export const make = (
     const api = options.api ?? "openai"
     const adapter = {
       apiKey: IN_PROCESS_KEY,
-      ...(options.name !== undefined ? { name: options.name } : {}),
+      // The Responses adapter is labelled `openai` like Chat Completions; in-process, name the format.
+      ...(options.name !== undefined ? { name: options.name } : api === "responses" ? { name: "responses" } : {}),
       ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
       ...(options.maxSseEventBytes !== undefined ? { maxSseEventBytes: options.maxSseEventBytes } : {})
     }
     const provider = yield* (api === "openai"
       ? OpenAi.make({ ...adapter, baseUrl: openAiBaseUrl })
+      : api === "responses"
+      ? OpenAiResponses.make({ ...adapter, baseUrl: openAiBaseUrl })
       : Anthropic.make({ ...adapter, baseUrl: anthropicBaseUrl })).pipe(
         Effect.provideService(HttpClient.HttpClient, httpClient)
       )

@@ -1,12 +1,14 @@
 /**
- * A local HTTP server that speaks the real OpenAI Chat Completions and Anthropic Messages wire formats
+ * A local HTTP server that speaks the real OpenAI Chat Completions, OpenAI Responses and Anthropic
+ * Messages wire formats
  * and fails on demand: rate limits with real Retry-After and rate-limit headers, quota and billing
  * errors, overload, any 4xx/5xx in the provider's shape, connection resets, hangs, slow first tokens,
  * stalls, errors inside 200 streams, streams cut before their terminator, malformed and off-contract
  * bodies — chosen per route by a script, a seeded random mix, a token-bucket capacity model, a
  * concurrency cap and outage windows (see `Scenario` and docs/chaos-server.md).
  *
- * Point any client at it (`openAiBaseUrl` for OpenAI SDKs, `anthropicBaseUrl` for Anthropic SDKs) and
+ * Point any client at it (`openAiBaseUrl` for OpenAI SDKs — `chat.completions` and `responses` —,
+ * `anthropicBaseUrl` for Anthropic SDKs) and
  * read what it served from `stats` or `GET /__chaos/stats`.
  *
  * Time comes from the Effect `Clock` in the context where `make` runs: under `TestClock` the outage
@@ -283,6 +285,7 @@ const makeApp = (engine: Engine) => {
   return HttpRouter.empty.pipe(
     HttpRouter.post("/v1/chat/completions", chat("openai")),
     HttpRouter.post("/v1/messages", chat("anthropic")),
+    HttpRouter.post("/v1/responses", chat("responses")),
     HttpRouter.get("/v1/models", models),
     HttpRouter.get("/__chaos/stats", Effect.sync(() => jsonResponse(200, engine.stats()))),
     HttpRouter.get("/__chaos/scenario", Effect.sync(() => jsonResponse(200, engine.scenario))),

@@ -38,12 +38,13 @@ const NonEmpty = Schema.String.pipe(Schema.minLength(1))
 const opt = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
 
 /**
- * The provider wire format a request used: OpenAI Chat Completions or Anthropic Messages.
+ * The provider wire format a request used: OpenAI Chat Completions, OpenAI Responses or Anthropic
+ * Messages.
  *
  * @since 0.1.0
  * @category models
  */
-export const Api = Schema.Literal("openai", "anthropic")
+export const Api = Schema.Literal("openai", "anthropic", "responses")
 
 /**
  * @since 0.1.0

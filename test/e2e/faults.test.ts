@@ -1,6 +1,7 @@
 /**
  * The whole fault list of the ChaosServer, over real HTTP (undici sockets on 127.0.0.1), through the
- * real adapters: every fault maps to the right tag, action and retryability, for both wire formats.
+ * real adapters: every fault maps to the right tag, action and retryability, for every wire format
+ * (OpenAI Chat Completions, OpenAI Responses, Anthropic Messages).
  * The same table runs in-process against the ChaosProvider in test/testing/ChaosProvider.test.ts.
  * (Outcomes only — timing is asserted under TestClock elsewhere; the phase timeouts here are short
  * real ones because sockets do not follow TestClock.)
@@ -13,6 +14,7 @@ import * as DegradedMode from "../../src/DegradedMode.js"
 import * as Policy from "../../src/Policy.js"
 import * as Anthropic from "../../src/providers/Anthropic.js"
 import * as OpenAi from "../../src/providers/OpenAi.js"
+import * as OpenAiResponses from "../../src/providers/OpenAiResponses.js"
 import * as ChaosServer from "../../src/testing/ChaosServer.js"
 import type * as Timeouts from "../../src/Timeouts.js"
 import * as Transport from "../../src/Transport.js"
@@ -23,13 +25,15 @@ const SECRET = "sk-chaos-e2e-secret-key"
 const providerFor = (api: Api, server: ChaosServer.ChaosServerHandle) =>
   api === "openai"
     ? OpenAi.make({ apiKey: Redacted.make(SECRET), baseUrl: server.openAiBaseUrl })
+    : api === "responses"
+    ? OpenAiResponses.make({ apiKey: Redacted.make(SECRET), baseUrl: server.openAiBaseUrl, name: "responses" })
     : Anthropic.make({ apiKey: Redacted.make(SECRET), baseUrl: server.anthropicBaseUrl })
 
 const timeouts: Timeouts.TimeoutOptions = { attempt: "1 second", headers: "500 millis", firstToken: "500 millis", idle: "500 millis" }
 
 const Env = Layer.mergeAll(Transport.layer(), Policy.layerState, DegradedMode.layer)
 
-for (const api of ["openai", "anthropic"] as const) {
+for (const api of ["openai", "responses", "anthropic"] as const) {
   describe(`ChaosServer faults → typed errors over real HTTP (${api})`, () => {
     it.live.each(faultCases.map((c) => [caseTitle(c), c] as const))(
       "%s",

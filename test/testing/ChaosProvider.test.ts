@@ -29,7 +29,7 @@ const Env = Layer.mergeAll(Policy.layerState, DegradedMode.layer)
 
 const request = (model = "gpt-4o-mini") => ({ model, messages: [{ role: "user" as const, content: "Say hello." }], maxTokens: 64 })
 
-for (const api of ["openai", "anthropic"] as const) {
+for (const api of ["openai", "responses", "anthropic"] as const) {
   describe(`ChaosProvider faults → typed errors in-process (${api})`, () => {
     it.effect.each(faultCases.map((c) => [caseTitle(c), c] as const))(
       "%s",
@@ -57,7 +57,7 @@ for (const api of ["openai", "anthropic"] as const) {
 }
 
 describe("ChaosProvider — healthy answers", () => {
-  it.effect.each(["openai", "anthropic"] as const)("%s: JSON and stream carry the route's content, usage and request id", (api) =>
+  it.effect.each(["openai", "responses", "anthropic"] as const)("%s: JSON and stream carry the route's content, usage and request id", (api) =>
     Effect.gen(function*() {
       const chaos = yield* ChaosProvider.make({ api, scenario: { default: { content: { kind: "text", text: "one two three" } } } })
       const response = yield* chaos.generate(request())

@@ -15,7 +15,7 @@ import type { ProviderShape } from "../../src/Provider.js"
 import type * as Scenario from "../../src/testing/Scenario.js"
 import * as Timeouts from "../../src/Timeouts.js"
 
-export type Api = "openai" | "anthropic"
+export type Api = "openai" | "anthropic" | "responses"
 
 /**
  * `generate` / `object` go through a one-route fallback chain (no retries) so the output gate runs
@@ -86,7 +86,7 @@ export const faultCases: ReadonlyArray<FaultCase> = [
     tag: "QuotaExhausted",
     action: "reroute",
     retryable: false,
-    check: (e, api) => expect(e.status).toBe(api === "openai" ? 429 : 400)
+    check: (e, api) => expect(e.status).toBe(api === "anthropic" ? 400 : 429)
   },
   { fault: { kind: "billing" }, mode: "generate", tag: "QuotaExhausted", action: "reroute", retryable: false, check: (e) => expect(e.status).toBe(402) },
   { fault: { kind: "overloaded" }, mode: "generate", tag: "Overloaded", action: "reroute", retryable: true, check: (e) => expect(e.status).toBe(529) },
@@ -236,7 +236,7 @@ export const defaultTimeouts = { attempt: 60_000, headers: 10_000, firstToken: 2
  */
 export const failureOf = (provider: ProviderShape, api: Api, c: FaultCase, timeouts: Timeouts.TimeoutOptions = defaultTimeouts) =>
   Effect.gen(function*() {
-    const model = api === "openai" ? "gpt-chaos" : "claude-chaos"
+    const model = api === "anthropic" ? "claude-chaos" : "gpt-chaos"
     const messages = [{ role: "user" as const, content: "hello there" }]
     if (c.mode === "stream") {
       const guarded = Timeouts.make(timeouts).stream(provider.stream({ model, messages, maxTokens: 64 }), {
@@ -267,7 +267,7 @@ export const assertCase = (error: RouteError, api: Api, c: FaultCase, secret: st
   expect(error.provider).toBe(api)
   // Everything that came with a response carries the provider's request id; transport failures cannot.
   if (error._tag !== "Timeout" && error._tag !== "ConnectionError") {
-    expect(error.requestId ?? "").toMatch(api === "openai" ? /^req_[0-9a-f]{32}$/ : /^req_011C[A-Za-z0-9]{20}$/)
+    expect(error.requestId ?? "").toMatch(api === "anthropic" ? /^req_011C[A-Za-z0-9]{20}$/ : /^req_[0-9a-f]{32}$/)
   }
   expect(JSON.stringify(error)).not.toContain(secret)
   expect(String(error)).not.toContain(secret)

@@ -57,6 +57,11 @@ export class ResponseBuilder {
     this.receivedContent = true
   }
 
+  /** Whether any tool call has begun (a completed answer with one ended to let the caller run it). */
+  get receivedToolCall(): boolean {
+    return this.tools.size > 0
+  }
+
   partialText(): string {
     return this.text.join("")
   }

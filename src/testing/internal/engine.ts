@@ -112,7 +112,7 @@ export const sampleLatency = (latency: Latency | undefined, rng: Prng): number =
 }
 
 const defaultOutageFault = (api: Api): Fault =>
-  api === "openai" ? { kind: "http_error", status: 503 } : { kind: "overloaded" }
+  api === "anthropic" ? { kind: "overloaded" } : { kind: "http_error", status: 503 }
 
 const window = (bucket: Bucket | undefined, nominal: number, spent: number) =>
   bucket === undefined

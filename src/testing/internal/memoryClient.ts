@@ -101,7 +101,10 @@ const execute = (
 const apiOfPath = (path: string, request: HttpClientRequest.HttpClientRequest): Api =>
   path.startsWith("/v1/messages") || request.headers["anthropic-version"] !== undefined ? "anthropic" : "openai"
 
-/** The in-memory client over `engine`. Paths are the ChaosServer's (`/v1/chat/completions`, `/v1/messages`, `/v1/models`). */
+/**
+ * The in-memory client over `engine`. Paths are the ChaosServer's (`/v1/chat/completions`,
+ * `/v1/responses`, `/v1/messages`, `/v1/models`).
+ */
 export const memoryClient = (engine: Engine): HttpClient.HttpClient =>
   HttpClient.make((request, url, signal) =>
     Effect.flatMap(Clock.currentTimeMillis, (nowMs) => {
@@ -112,6 +115,8 @@ export const memoryClient = (engine: Engine): HttpClient.HttpClient =>
         ? "openai"
         : path === "/v1/messages"
         ? "anthropic"
+        : path === "/v1/responses"
+        ? "responses"
         : undefined
       if (chatApi === undefined) {
         const answer = request.method === "GET" && path === "/v1/models"

@@ -134,7 +134,7 @@ const base = (spec: ErrorSpec): { readonly status: number; readonly error: OpenA
   }
 }
 
-const errorObject = (spec: ErrorSpec): { readonly status: number; readonly error: OpenAiErrorObject } => {
+export const errorObject = (spec: ErrorSpec): { readonly status: number; readonly error: OpenAiErrorObject } => {
   const { error, status } = base(spec)
   const overrides = definedOverrides(spec)
   // Field order as the API sends it: message, type, param, code.

@@ -56,7 +56,7 @@ export const parseChatRequest = (
   try {
     json = JSON.parse(body)
   } catch {
-    return api === "openai"
+    return api !== "anthropic"
       ? left(
         "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you have trouble figuring out how to fix this, please contact us through our help center at help.openai.com.)",
         null
@@ -66,8 +66,9 @@ export const parseChatRequest = (
   if (!isRecord(json)) return left("The request body must be a JSON object.", null)
   const model = json["model"]
   if (typeof model !== "string" || model === "") {
-    return api === "openai" ? left("you must provide a model parameter", null) : left("model: Field required", "model")
+    return api !== "anthropic" ? left("you must provide a model parameter", null) : left("model: Field required", "model")
   }
+  if (api === "responses") return parseResponsesRequest(json, model)
   const messages = json["messages"]
   if (!Array.isArray(messages)) {
     return api === "openai"
@@ -98,6 +99,45 @@ export const parseChatRequest = (
       stream: json["stream"] === true,
       includeUsage: isRecord(streamOptions) && streamOptions["include_usage"] === true,
       maxTokens,
+      promptText: texts.join("\n"),
+      lastUserText
+    }
+  }
+}
+
+/**
+ * A Responses body: `input` (a string, or items of which messages and tool outputs carry text),
+ * `instructions`, `max_output_tokens`. Usage is always in the final event, so `includeUsage` is true.
+ */
+const parseResponsesRequest = (
+  json: Readonly<Record<string, unknown>>,
+  model: string
+): { readonly _tag: "Right"; readonly request: ChatRequest } | { readonly _tag: "Left"; readonly problem: RequestProblem } => {
+  const input = json["input"]
+  if (typeof input !== "string" && !Array.isArray(input)) {
+    return { _tag: "Left", problem: { message: "Missing required parameter: 'input'.", param: "input" } }
+  }
+  const texts: Array<string> = []
+  const instructions = textOf(json["instructions"])
+  if (instructions !== "") texts.push(instructions)
+  let lastUserText = typeof input === "string" ? input : ""
+  if (typeof input === "string") texts.push(input)
+  else {
+    for (const item of input) {
+      if (!isRecord(item)) continue
+      const text = textOf(item["content"] ?? item["output"] ?? item["arguments"])
+      texts.push(text)
+      if (item["role"] === "user") lastUserText = text
+    }
+  }
+  return {
+    _tag: "Right",
+    request: {
+      api: "responses",
+      model,
+      stream: json["stream"] === true,
+      includeUsage: true,
+      maxTokens: nonNegativeInt(json["max_output_tokens"]),
       promptText: texts.join("\n"),
       lastUserText
     }

@@ -14,12 +14,13 @@ import { type Api, decodeUnknown, type Scenario, type ScenarioError } from "../S
 import { anthropicWire } from "./anthropicWire.js"
 import type { Admission, Engine } from "./engine.js"
 import { openaiWire } from "./openaiWire.js"
+import { responsesWire } from "./responsesWire.js"
 import { type Plan, planResponse, statusOf, type Step } from "./plan.js"
 import { parseChatRequest } from "./request.js"
 import type { ErrorSpec, Wire } from "./wire.js"
 
 /** The wire format of an API. */
-export const wireOf = (api: Api): Wire => (api === "openai" ? openaiWire : anthropicWire)
+export const wireOf = (api: Api): Wire => (api === "openai" ? openaiWire : api === "responses" ? responsesWire : anthropicWire)
 
 /** A complete response decided without the fault model (bad body, unknown path, model list). */
 export interface Immediate {
