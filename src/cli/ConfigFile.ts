@@ -6,7 +6,7 @@
  *
  * ```
  * Invalid config file llm.yaml:
- *   - routes[0].provider (line 3, column 15): Expected "openai" | "anthropic" | "openai-compatible", actual "openia"
+ *   - routes[0].provider (line 3, column 15): Expected "openai" | "openai-responses" | "anthropic" | "openai-compatible", actual "openia"
  * ```
  *
  * API keys are never in the file: a route names the environment variable that holds its key
@@ -162,7 +162,7 @@ export type PolicyConfig = typeof PolicyConfig.Type
  * @since 0.1.0
  * @category schemas
  */
-export const ProviderKind = Schema.Literal("openai", "anthropic", "openai-compatible")
+export const ProviderKind = Schema.Literal("openai", "openai-responses", "anthropic", "openai-compatible")
 
 /**
  * @since 0.1.0

@@ -16,6 +16,7 @@ import type * as Policy from "../Policy.js"
 import type { ProviderShape } from "../Provider.js"
 import * as Anthropic from "../providers/Anthropic.js"
 import * as OpenAi from "../providers/OpenAi.js"
+import * as OpenAiResponses from "../providers/OpenAiResponses.js"
 import { UsageError } from "./CliError.js"
 import type { ProviderKind } from "./ConfigFile.js"
 
@@ -47,6 +48,7 @@ export interface RouteSpec {
  */
 export const defaultKeyEnv: Readonly<Record<ProviderKind, string>> = {
   openai: "OPENAI_API_KEY",
+  "openai-responses": "OPENAI_API_KEY",
   anthropic: "ANTHROPIC_API_KEY",
   "openai-compatible": "OPENAI_API_KEY"
 }
@@ -59,6 +61,7 @@ export const defaultKeyEnv: Readonly<Record<ProviderKind, string>> = {
  */
 export const defaultStatusPage: Readonly<Record<ProviderKind, string | undefined>> = {
   openai: "https://status.openai.com/api/v2/status.json",
+  "openai-responses": "https://status.openai.com/api/v2/status.json",
   anthropic: "https://status.anthropic.com/api/v2/status.json",
   "openai-compatible": undefined
 }
@@ -111,6 +114,8 @@ export const providerOf = (
     ? Anthropic.make({ apiKey, baseUrl: baseUrlOf(spec) })
     : spec.provider === "openai"
     ? OpenAi.make({ apiKey, baseUrl: baseUrlOf(spec) })
+    : spec.provider === "openai-responses"
+    ? OpenAiResponses.make({ apiKey, baseUrl: baseUrlOf(spec), name: "openai-responses" })
     : OpenAi.make({ apiKey, baseUrl: baseUrlOf(spec), name: "openai-compatible", maxTokensField: "max_tokens" })
   return Effect.mapError(adapter, (error: InvalidOptions) => {
     // The user set the key through a variable, not an option: name the variable.

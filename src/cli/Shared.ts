@@ -61,7 +61,7 @@ export interface OtelFlags {
  * @category options
  */
 export const routeOptions = {
-  provider: Options.choice("provider", ["openai", "anthropic", "openai-compatible"]).pipe(
+  provider: Options.choice("provider", ["openai", "openai-responses", "anthropic", "openai-compatible"]).pipe(
     Options.withDescription("Wire format of the route given by flags"),
     Options.optional
   ),

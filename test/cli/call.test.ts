@@ -168,6 +168,16 @@ describe.concurrent("call --json", () => {
     expect(bad.stderr).toMatch(/InvalidOutput/)
   })
 
+  it("--provider openai-responses: the Responses API, JSON and streamed", async () => {
+    const base = ["call", "--provider", "openai-responses", "--base-url", chaos.server.openAiBaseUrl, "--model", "gpt-json", "--prompt", "x", "--json"]
+    const run = await runCli([...base, "--schema", path.join(dir, "schema.json")])
+    expect(run.code, run.stderr).toBe(0)
+    expect(json(run.stdout)).toMatchObject({ ok: true, route: "openai-responses", output: { answer: "42", confidence: 0.9 } })
+    const streamed = await runCli([...base, "--stream"])
+    expect(streamed.code, streamed.stderr).toBe(0)
+    expect(JSON.parse(String(json(streamed.stdout).output))).toEqual({ answer: "42", confidence: 0.9 })
+  })
+
   it("without --json: the answer on stdout, the attempt summary on stderr", async () => {
     const run = await runCli(openai("gpt-4o-mini"))
     expect(run.code, run.stderr).toBe(0)
