@@ -17,6 +17,7 @@ import * as Fallback from "../../src/Fallback.js"
 import * as Policy from "../../src/Policy.js"
 import * as Anthropic from "../../src/providers/Anthropic.js"
 import * as OpenAi from "../../src/providers/OpenAi.js"
+import * as OpenAiResponses from "../../src/providers/OpenAiResponses.js"
 import * as ChaosServer from "../../src/testing/ChaosServer.js"
 import type * as Scenario from "../../src/testing/Scenario.js"
 import * as Transport from "../../src/Transport.js"
@@ -270,4 +271,43 @@ describe("Fallback.streamObject over HTTP", () => {
       expect(generated._tag).toBe("InvalidOptions")
       expect(generated.message).toContain("no JSON Schema")
     }).pipe(Effect.scoped, Effect.provide(Env)))
+})
+
+describe("a chain across three wire formats over HTTP", () => {
+  it.scoped("Responses primary overloaded, Chat secondary truncated, Anthropic tertiary answers: generate and stream", () =>
+    Effect.gen(function*() {
+      const handle = yield* ChaosServer.make({
+        scenario: {
+          routes: [
+            { name: "primary", api: "responses", model: "primary-model", script: [{ kind: "overloaded" }, { kind: "overloaded" }] },
+            { name: "secondary", api: "openai", model: "secondary-model", script: [{ kind: "truncated" }, { kind: "truncated" }] },
+            { name: "tertiary", api: "anthropic", model: "tertiary-model", content: { kind: "text", text: SECONDARY_TEXT } }
+          ]
+        }
+      })
+      const key = Redacted.make("sk-e2e-three-formats")
+      const routes: ReadonlyArray<Fallback.Route> = [
+        { name: "primary", model: "primary-model", provider: yield* OpenAiResponses.make({ apiKey: key, baseUrl: handle.openAiBaseUrl }) },
+        { name: "secondary", model: "secondary-model", provider: yield* OpenAi.make({ apiKey: key, baseUrl: handle.openAiBaseUrl }) },
+        { name: "tertiary", model: "tertiary-model", provider: yield* Anthropic.make({ apiKey: key, baseUrl: handle.anthropicBaseUrl }) }
+      ]
+      const chain = yield* Fallback.make({ routes, onPartialOutputFailure: "restart" })
+      const generated = yield* settle(yield* Effect.fork(chain.generate(request)))
+      expect(generated.value).toBe(SECONDARY_TEXT)
+      expect(generated.attempts.map((a) => [a.route, a.outcome])).toEqual([
+        ["primary", "Overloaded"],
+        ["secondary", "InvalidOutput"],
+        ["tertiary", "success"]
+      ])
+      const { events, failure } = yield* settle(yield* Effect.fork(collect(chain.stream(request))))
+      expect(failure).toBeUndefined()
+      expect(textAfterLastRestart(events)).toBe(SECONDARY_TEXT)
+      const completed = events.at(-1)
+      if (completed?._tag !== "Completed") return expect.unreachable("the stream must end with Completed")
+      expect(completed.result.attempts.map((a) => [a.route, a.outcome])).toEqual([
+        ["primary", "Overloaded"],
+        ["secondary", "InvalidOutput"],
+        ["tertiary", "success"]
+      ])
+    }).pipe(Effect.provide(Env)))
 })
