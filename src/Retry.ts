@@ -20,21 +20,15 @@
  *
  * @since 0.1.0
  */
-import * as Cause from "effect/Cause"
-import type * as Chunk from "effect/Chunk"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as ExecutionStrategy from "effect/ExecutionStrategy"
-import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
-import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleInterval from "effect/ScheduleInterval"
-import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Deadline from "./Deadline.js"
 import {
@@ -53,6 +47,7 @@ import { extend } from "./internal/object.js"
 import { clockOf, millisOf } from "./internal/timer.js"
 import type { GenerateRequest, GenerateResponse, StreamEvent } from "./Provider.js"
 import type { RetryBudget } from "./RetryBudget.js"
+import { type AttemptOutcome, type RetryCore, retryStream } from "./policy/retryStream.js"
 
 /**
  * How backoff delays are randomised.
@@ -220,27 +215,6 @@ const isProviderError = (error: RouteError): error is ProviderError =>
   error._tag !== "CircuitOpen" && error._tag !== "RetryBudgetExhausted" && error._tag !== "DeadlineExceeded"
 
 /**
- * A stream failure after content reached the consumer becomes StreamInterrupted with the partial text
- * — unless it is the output gate's verdict on a complete answer.
- */
-const afterContent = <E extends RouteError>(error: E, attempt: number, text: string): E | StreamInterrupted =>
-  // A stream that ended and whose whole answer the output gate then refused was not interrupted: the
-  // gate's verdict is the attempt's real outcome (the consumer has the text it saw).
-  error._tag === "StreamInterrupted" || error._tag === "InvalidOutput" || error._tag === "ContentFiltered"
-    ? error
-    : new StreamInterrupted({
-      provider: error.provider,
-      model: error.model,
-      route: error.route,
-      attempt,
-      ...(error.status !== undefined ? { status: error.status } : {}),
-      ...(error.requestId !== undefined ? { requestId: error.requestId } : {}),
-      receivedContent: true,
-      ...(text.length > 0 ? { partialText: text } : {}),
-      message: `stream failed after partial output: ${error._tag}: ${error.message}`
-    }, true)
-
-/**
  * One key per logical call: 24 hex digits, a random 64-bit prefix drawn once per process (again after
  * 2^32 keys) followed by a 32-bit counter. Unique across processes and runs by the prefix, and within a
  * process by the counter — without drawing randomness per call (the key is on every call's path). Not
@@ -266,6 +240,76 @@ const randomPrefix = (): string => {
 const HEX: ReadonlyArray<string> = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"))
 let keyPrefix = randomPrefix()
 let keyCounter = 0
+
+/** The observers of one call: its own, then the policy's. */
+const observersOf = (observe: AttemptObserver | undefined, call: CallOptions | undefined): AttemptObserver | undefined =>
+  call?.observe === undefined
+    ? observe
+    : observe === undefined
+    ? call.observe
+    : (record) => Effect.zipRight(call.observe!(record), observe(record))
+
+/** Reports one finished attempt of `route` to the call's observers. */
+const record = (
+  route: string,
+  observer: AttemptObserver | undefined,
+  clock: Clock.Clock,
+  attempt: number,
+  delayMs: number,
+  startedAt: number,
+  outcome: AttemptOutcome
+): Effect.Effect<void> => {
+  if (observer === undefined) return Effect.void
+  const requestId = outcome.error?.requestId ?? outcome.requestId
+  return Effect.suspend(() =>
+    observer({
+      route,
+      attempt,
+      outcome: outcome.tag,
+      ...(outcome.error?.status !== undefined ? { status: outcome.error.status } : {}),
+      ...(requestId !== undefined ? { requestId } : {}),
+      delayMs,
+      durationMs: clock.unsafeCurrentTimeMillis() - startedAt,
+      ...(outcome.error !== undefined ? { message: outcome.error.message } : {})
+    })
+  )
+}
+
+/**
+ * The instant no retry may wait past: the call's deadline or the fiber's, whichever is sooner, and
+ * the hand-over instant when another route waits for its turn.
+ */
+const waitLimitOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>, call: CallOptions | undefined): number => {
+  let limit = Deadline.unsafeOf(fiber)
+  if (call?.deadline !== undefined && call.deadline < limit) limit = call.deadline
+  if (call?.handOverAt !== undefined && call.handOverAt < limit) limit = call.handOverAt
+  return limit
+}
+
+/** Takes a retry from the budget, or surfaces the failure as RetryBudgetExhausted. */
+const spend = <E extends RouteError>(
+  budget: RetryBudget | undefined,
+  rejected: Metric.Metric.Counter<number>,
+  error: E
+): Effect.Effect<void, E | RetryBudgetExhausted> => {
+  if (budget === undefined) return Effect.void
+  return Effect.flatMap(budget.withdraw, (ok): Effect.Effect<void, E | RetryBudgetExhausted> => {
+    if (ok) return Effect.void
+    const surfaced: Effect.Effect<never, E | RetryBudgetExhausted> = !isProviderError(error)
+      ? Effect.fail(error)
+      : Effect.fail(
+        new RetryBudgetExhausted({
+          provider: error.provider,
+          model: error.model,
+          route: error.route,
+          attempt: error.attempt,
+          lastError: error,
+          message: `retry budget of route ${error.route} is spent; not retrying: ${error.message}`
+        }, true)
+      )
+    return Effect.zipRight(Metric.increment(rejected), surfaced)
+  })
+}
 
 /**
  * Builds a retry policy. `budget` (optional) is the route's {@link RetryBudget}; `observe` (optional)
@@ -325,72 +369,8 @@ export const make = (
       // Retrying after the deadline (or the hand-over to the next route) is pointless, and retrying before a Retry-After would only
       // be refused again: surface the failure while the caller still has time to reroute.
       if (delay >= waitLimit - clock.unsafeCurrentTimeMillis()) return Effect.fail(error)
-      return Effect.as(spend(error), { delay, reroute })
+      return Effect.as(spend(budget, rejected, error), { delay, reroute })
     })
-  }
-
-  /** Takes a retry from the budget, or surfaces the failure as RetryBudgetExhausted. */
-  const spend = <E extends RouteError>(error: E): Effect.Effect<void, E | RetryBudgetExhausted> => {
-    if (budget === undefined) return Effect.void
-    return Effect.flatMap(budget.withdraw, (ok): Effect.Effect<void, E | RetryBudgetExhausted> => {
-      if (ok) return Effect.void
-      const surfaced: Effect.Effect<never, E | RetryBudgetExhausted> = !isProviderError(error)
-        ? Effect.fail(error)
-        : Effect.fail(
-          new RetryBudgetExhausted({
-            provider: error.provider,
-            model: error.model,
-            route: error.route,
-            attempt: error.attempt,
-            lastError: error,
-            message: `retry budget of route ${error.route} is spent; not retrying: ${error.message}`
-          }, true)
-        )
-      return Effect.zipRight(Metric.increment(rejected), surfaced)
-    })
-  }
-
-  /** The observers of one call: its own, then the policy's. */
-  const observersOf = (call: CallOptions | undefined): AttemptObserver | undefined =>
-    call?.observe === undefined
-      ? observe
-      : observe === undefined
-      ? call.observe
-      : (record) => Effect.zipRight(call.observe!(record), observe(record))
-
-  const record = (
-    observer: AttemptObserver | undefined,
-    clock: Clock.Clock,
-    attempt: number,
-    delayMs: number,
-    startedAt: number,
-    outcome: { readonly tag: string; readonly error?: RouteError; readonly requestId?: string | undefined }
-  ): Effect.Effect<void> => {
-    if (observer === undefined) return Effect.void
-    const requestId = outcome.error?.requestId ?? outcome.requestId
-    return Effect.suspend(() =>
-      observer({
-        route,
-        attempt,
-        outcome: outcome.tag,
-        ...(outcome.error?.status !== undefined ? { status: outcome.error.status } : {}),
-        ...(requestId !== undefined ? { requestId } : {}),
-        delayMs,
-        durationMs: clock.unsafeCurrentTimeMillis() - startedAt,
-        ...(outcome.error !== undefined ? { message: outcome.error.message } : {})
-      })
-    )
-  }
-
-  /**
-   * The instant no retry may wait past: the call's deadline or the fiber's, whichever is sooner, and
-   * the hand-over instant when another route waits for its turn.
-   */
-  const waitLimitOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>, call: CallOptions | undefined): number => {
-    let limit = Deadline.unsafeOf(fiber)
-    if (call?.deadline !== undefined && call.deadline < limit) limit = call.deadline
-    if (call?.handOverAt !== undefined && call.handOverAt < limit) limit = call.handOverAt
-    return limit
   }
 
   /** Starts a logical call: one budget deposit and one idempotency key, at the clock time `now`. */
@@ -407,7 +387,7 @@ export const make = (
     Effect.withFiberRuntime((fiber) => {
       const clock = clockOf(fiber)
       const waitLimit = waitLimitOf(fiber, call)
-      const observer = observersOf(call)
+      const observer = observersOf(observe, call)
       const loop = (
         keyed: GenerateRequest,
         n: number,
@@ -419,11 +399,11 @@ export const make = (
         const observed = observer === undefined
           ? attempted
           : Effect.tap(attempted, (response) =>
-            record(observer, clock, n, delayMs, startedAt, { tag: "success", requestId: response.requestId }))
+            record(route, observer, clock, n, delayMs, startedAt, { tag: "success", requestId: response.requestId }))
         return Effect.catchAll(observed, (raw) => {
           const error = restamp(raw, { attempt: n })
           return Effect.zipRight(
-            record(observer, clock, n, delayMs, startedAt, { tag: error._tag, error }),
+            record(route, observer, clock, n, delayMs, startedAt, { tag: error._tag, error }),
             Effect.flatMap(decide(error, n, delayMs, reroutesUsed, waitLimit, clock), ({ delay, reroute }) =>
               Effect.zipRight(
                 Effect.sleep(Duration.millis(delay)),
@@ -436,102 +416,14 @@ export const make = (
       return loop(begin(request, clock.unsafeCurrentTimeMillis()), 1, 0, 0)
     })
 
-  /**
-   * One logical streamed call as a single stage: the pull below runs each attempt's own pull and, on a
-   * failure before content, closes that attempt, sleeps and opens the next — rather than a stream
-   * operator per concern (each one a stage of the channel executor, paid on every chunk).
-   */
-  const stream = <E extends RouteError, R>(
-    request: GenerateRequest,
-    attempt: (request: GenerateRequest, attempt: number, delayMs: number) => Stream.Stream<StreamEvent, E, R>,
-    call?: CallOptions
-  ): Stream.Stream<StreamEvent, E | RetryBudgetExhausted | StreamInterrupted, R> =>
-    Stream.fromPull(Effect.withFiberRuntime((fiber) => {
-      type Failure = E | RetryBudgetExhausted | StreamInterrupted
-      type Pull = Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<Failure>, R>
-      const clock = clockOf(fiber)
-      const waitLimit = waitLimitOf(fiber, call)
-      const observer = observersOf(call)
-      const keyed = begin(request, clock.unsafeCurrentTimeMillis())
-      return Effect.map(Effect.scope, (scope): Pull => {
-        let n = 1
-        let delayMs = 0
-        let reroutesUsed = 0
-        let startedAt = 0
-        let partial: Array<string> = []
-        let sawContent = false
-        let current: { readonly pull: Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<E>, R>; readonly scope: Scope.CloseableScope } | undefined
-
-        // Each attempt runs in a scope of its own, closed as soon as it failed (its socket and timer go
-        // before the backoff sleep), or with the stream's when the consumer is done.
-        const open = Effect.flatMap(Scope.fork(scope, ExecutionStrategy.sequential), (attemptScope) => {
-          startedAt = clock.unsafeCurrentTimeMillis()
-          partial = []
-          sawContent = false
-          return Effect.map(Scope.extend(Stream.toPull(attempt(keyed, n, delayMs)), attemptScope), (attemptPull) => {
-            current = { pull: attemptPull, scope: attemptScope }
-            return attemptPull
-          })
-        })
-
-        const onChunk = (chunk: Chunk.Chunk<StreamEvent>): Effect.Effect<Chunk.Chunk<StreamEvent>> => {
-          let finished: StreamEvent | undefined
-          for (const event of chunk) {
-            if (event._tag === "TextDelta") {
-              sawContent = true
-              partial.push(event.text)
-            } else if (event._tag === "ToolCallDelta") sawContent = true
-            else if (event._tag === "Finish") finished = event
-          }
-          return finished?._tag === "Finish" && observer !== undefined
-            ? Effect.as(record(observer, clock, n, delayMs, startedAt, { tag: "success", requestId: finished.response.requestId }), chunk)
-            : Effect.succeed(chunk)
-        }
-
-        const onError = (raw: E): Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<Failure>, R> => {
-          const error = restamp(raw, { attempt: n })
-          if (sawContent) {
-            // The consumer has seen output: a transparent retry would splice two answers.
-            const surfaced = afterContent(error, n, partial.join(""))
-            return Effect.zipRight(
-              record(observer, clock, n, delayMs, startedAt, { tag: surfaced._tag, error: surfaced }),
-              Effect.fail(Option.some(surfaced))
-            )
-          }
-          return Effect.zipRight(
-            record(observer, clock, n, delayMs, startedAt, { tag: error._tag, error }),
-            Effect.matchEffect(decide(error, n, delayMs, reroutesUsed, waitLimit, clock), {
-              onFailure: (surfaced) => Effect.fail(Option.some(surfaced)),
-              onSuccess: ({ delay, reroute }) => {
-                const failed = current
-                current = undefined
-                n += 1
-                delayMs = delay
-                reroutesUsed += reroute ? 1 : 0
-                return Effect.zipRight(
-                  failed === undefined ? Effect.void : Scope.close(failed.scope, Exit.void),
-                  Effect.zipRight(Effect.sleep(Duration.millis(delay)), pull)
-                )
-              }
-            })
-          )
-        }
-
-        const step = (attemptPull: Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<E>, R>): Pull =>
-          Effect.matchCauseEffect(attemptPull, {
-            onSuccess: onChunk,
-            onFailure: (cause): Pull => {
-              const failure = Cause.failureOption(cause)
-              // The end of the stream, an interruption or a defect: nothing to retry.
-              if (Option.isNone(failure) || Option.isNone(failure.value)) return Effect.failCause(cause)
-              return onError(failure.value.value)
-            }
-          })
-
-        const pull: Pull = Effect.suspend(() => current === undefined ? Effect.flatMap(open, step) : step(current.pull))
-        return pull
-      })
-    }))
+  const core: RetryCore = {
+    decide,
+    record: (observer, clock, attempt, delayMs, startedAt, outcome) => record(route, observer, clock, attempt, delayMs, startedAt, outcome),
+    observersOf: (call) => observersOf(observe, call),
+    waitLimitOf,
+    begin
+  }
+  const stream: Retry["stream"] = (request, attempt, call) => retryStream(core, request, attempt, call)
 
   return { generate, stream }
 }
