@@ -30,7 +30,7 @@ import {
   type ToolCall,
   type Usage
 } from "../Provider.js"
-import { type CommonOptions, type Exchange, makeHttpAdapter, resolve, sseFraming, type WireFormat } from "./internal/adapter.js"
+import { type CommonOptions, decodedResponse, type Exchange, makeHttpAdapter, resolve, sseFraming, type WireFormat } from "./internal/adapter.js"
 import { parseEventObject, ResponseBuilder, type StreamProtocol } from "./internal/streaming.js"
 import { malformed } from "./internal/wire.js"
 
@@ -184,10 +184,8 @@ const usageOf = (u: unknown, previous?: Usage): Usage | undefined => {
   return { inputTokens, outputTokens, totalTokens: inputTokens + outputTokens }
 }
 
-const decodeResponse = (
-  { provider, rateLimit, request, requestId, site }: Exchange,
-  body: unknown
-): Effect.Effect<GenerateResponse, ProviderError> => {
+const decodeResponse = (exchange: Exchange, body: unknown): Effect.Effect<GenerateResponse, ProviderError> => {
+  const { request, requestId, site } = exchange
   if (isRecord(body) && body["type"] === "error") {
     return Effect.fail(fromStreamError({ site, payload: body, requestId }))
   }
@@ -209,19 +207,13 @@ const decodeResponse = (
     }
   }
   const rawFinishReason = string(body["stop_reason"])
-  return Effect.succeed({
-    provider,
-    model: string(body["model"]) ?? site.model,
-    ...opt("id", string(body["id"])),
+  return Effect.succeed(decodedResponse(exchange, body, {
     text: text.join(""),
     toolCalls,
     finishReason: finishReasonOf(rawFinishReason, structured !== undefined),
-    ...opt("rawFinishReason", rawFinishReason),
-    usage: usageOf(body["usage"]) ?? { inputTokens: 0, outputTokens: 0, totalTokens: 0 },
-    ...opt("requestId", requestId),
-    ...opt("rateLimit", rateLimit),
-    raw: body
-  })
+    rawFinishReason,
+    usage: usageOf(body["usage"])
+  }))
 }
 
 /** The Messages event grammar: `message_start` … `message_stop`, `ping`, `error`. */

@@ -29,7 +29,7 @@ import {
   type ToolCall,
   type Usage
 } from "../Provider.js"
-import { type CommonOptions, type Exchange, makeHttpAdapter, resolve, sseFraming, type WireFormat } from "./internal/adapter.js"
+import { type CommonOptions, decodedResponse, type Exchange, makeHttpAdapter, resolve, sseFraming, type WireFormat } from "./internal/adapter.js"
 import { parseEventObject, ResponseBuilder, type StreamProtocol } from "./internal/streaming.js"
 import { malformed } from "./internal/wire.js"
 
@@ -167,10 +167,8 @@ const toolCallsOf = (u: unknown): Array<ToolCall> => {
   return calls
 }
 
-const decodeResponse = (
-  { provider, rateLimit, requestId, site }: Exchange,
-  body: unknown
-): Effect.Effect<GenerateResponse, ProviderError> => {
+const decodeResponse = (exchange: Exchange, body: unknown): Effect.Effect<GenerateResponse, ProviderError> => {
+  const { requestId, site } = exchange
   // Some OpenAI-compatible servers answer HTTP 200 with an error object.
   if (isRecord(body) && isRecord(body["error"])) {
     return Effect.fail(fromStreamError({ site, payload: body, requestId }))
@@ -182,20 +180,14 @@ const decodeResponse = (
   }
   const refusal = string(message["refusal"])
   const rawFinishReason = string(choice["finish_reason"])
-  return Effect.succeed({
-    provider,
-    model: string(body["model"]) ?? site.model,
-    ...opt("id", string(body["id"])),
+  return Effect.succeed(decodedResponse(exchange, body, {
     text: string(message["content"]) ?? "",
     toolCalls: toolCallsOf(message["tool_calls"]),
     finishReason: finishReasonOf(rawFinishReason, refusal !== undefined && refusal.length > 0),
-    ...opt("rawFinishReason", rawFinishReason),
-    ...opt("refusal", refusal),
-    usage: usageOf(body["usage"]) ?? { inputTokens: 0, outputTokens: 0, totalTokens: 0 },
-    ...opt("requestId", requestId),
-    ...opt("rateLimit", rateLimit),
-    raw: body
-  })
+    rawFinishReason,
+    refusal,
+    usage: usageOf(body["usage"])
+  }))
 }
 
 /** The chat.completion.chunk grammar: content, tool-call and refusal deltas; `error` chunks; `[DONE]`. */

@@ -35,7 +35,7 @@ import {
   type ToolCall,
   type Usage
 } from "../Provider.js"
-import { type CommonOptions, type Exchange, makeHttpAdapter, resolve, sseFraming, type WireFormat } from "./internal/adapter.js"
+import { type CommonOptions, decodedResponse, type Exchange, makeHttpAdapter, resolve, sseFraming, type WireFormat } from "./internal/adapter.js"
 import { parseEventObject, ResponseBuilder, type StreamProtocol } from "./internal/streaming.js"
 import { malformed } from "./internal/wire.js"
 import { DEFAULT_BASE_URL } from "./OpenAi.js"
@@ -198,7 +198,8 @@ const errorPayloadOf = (error: JsonRecord | undefined): JsonRecord => {
 const failedResponse = (site: CallSite, response: JsonRecord, requestId: string | undefined): ProviderError =>
   fromStreamError({ site, payload: errorPayloadOf(record(response["error"])), requestId })
 
-const decodeResponse = ({ provider, rateLimit, requestId, site }: Exchange, body: unknown): Effect.Effect<GenerateResponse, ProviderError> => {
+const decodeResponse = (exchange: Exchange, body: unknown): Effect.Effect<GenerateResponse, ProviderError> => {
+  const { requestId, site } = exchange
   // OpenAI-compatible servers may answer 200 with an error object.
   if (isRecord(body) && isRecord(body["error"]) && body["status"] === undefined) {
     return Effect.fail(fromStreamError({ site, payload: body, requestId }))
@@ -208,20 +209,7 @@ const decodeResponse = ({ provider, rateLimit, requestId, site }: Exchange, body
   }
   if (body["status"] === "failed") return Effect.fail(failedResponse(site, body, requestId))
   const outcome = outcomeOf(body)
-  return Effect.succeed({
-    provider,
-    model: string(body["model"]) ?? site.model,
-    ...opt("id", string(body["id"])),
-    text: outcome.text,
-    toolCalls: outcome.toolCalls,
-    finishReason: outcome.finishReason,
-    ...opt("rawFinishReason", outcome.rawFinishReason),
-    ...opt("refusal", outcome.refusal),
-    usage: usageOf(body["usage"]) ?? { inputTokens: 0, outputTokens: 0, totalTokens: 0 },
-    ...opt("requestId", requestId),
-    ...opt("rateLimit", rateLimit),
-    raw: body
-  })
+  return Effect.succeed(decodedResponse(exchange, body, { ...outcome, usage: usageOf(body["usage"]) }))
 }
 
 /**

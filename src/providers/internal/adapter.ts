@@ -18,7 +18,16 @@ import { InvalidOptions, type ProviderError } from "../../Errors.js"
 import { parseRateLimit, requestIdOf } from "../../internal/headers.js"
 import { redactAndTruncate } from "../../internal/redact.js"
 import type { SseEvent } from "../../internal/sse.js"
-import type { GenerateRequest, GenerateResponse, ProviderShape, StreamEvent } from "../../Provider.js"
+import { type JsonRecord, opt, string } from "../../internal/json.js"
+import type {
+  FinishReason,
+  GenerateRequest,
+  GenerateResponse,
+  ProviderShape,
+  StreamEvent,
+  ToolCall,
+  Usage
+} from "../../Provider.js"
 import type { RateLimitSnapshot } from "../../RateLimitSnapshot.js"
 import { decodeStream, type FrameError, type StreamProtocol } from "./streaming.js"
 import { type HttpClassifier, readJson, type Received, send, sseEvents, type WireLimits } from "./wire.js"
@@ -242,6 +251,39 @@ export interface WireFormat<Frame = SseEvent> {
     | ((request: HttpClientRequest.HttpClientRequest, site: CallSite) => Effect.Effect<HttpClientRequest.HttpClientRequest, ProviderError>)
     | undefined
 }
+
+/** What a format's decoder read from a 2xx body; the rest of the response comes from the exchange. */
+export interface DecodedAnswer {
+  readonly text: string
+  readonly toolCalls: ReadonlyArray<ToolCall>
+  readonly finishReason: FinishReason
+  readonly rawFinishReason?: string | undefined
+  readonly refusal?: string | undefined
+  readonly usage: Usage | undefined
+}
+
+/**
+ * The response of a decoded 2xx body: the answer, with the body's `model` and `id` when it names them,
+ * the exchange's provider label, request id and rate-limit headers, and the body as `raw`.
+ */
+export const decodedResponse = (
+  { provider, rateLimit, requestId, site }: Exchange,
+  body: JsonRecord,
+  answer: DecodedAnswer
+): GenerateResponse => ({
+  provider,
+  model: string(body["model"]) ?? site.model,
+  ...opt("id", string(body["id"])),
+  text: answer.text,
+  toolCalls: answer.toolCalls,
+  finishReason: answer.finishReason,
+  ...opt("rawFinishReason", answer.rawFinishReason),
+  ...opt("refusal", answer.refusal),
+  usage: answer.usage ?? { inputTokens: 0, outputTokens: 0, totalTokens: 0 },
+  ...opt("requestId", requestId),
+  ...opt("rateLimit", rateLimit),
+  raw: body
+})
 
 // ---------------------------------------------------------------------------------------------------
 // The skeleton
