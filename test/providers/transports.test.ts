@@ -18,11 +18,12 @@ import { actionOf, type ErrorAction, isRetryable, type ProviderError } from "../
 import type { GenerateRequest, GenerateResponse, ProviderShape } from "../../src/Provider.js"
 import * as Anthropic from "../../src/providers/Anthropic.js"
 import * as OpenAi from "../../src/providers/OpenAi.js"
+import * as OpenAiResponses from "../../src/providers/OpenAiResponses.js"
 import * as Transport from "../../src/Transport.js"
 import { chunkedReply, closedPort, jsonReply, mockClient, refused, type Reply, sseReply, toHandler } from "../utils/reply.js"
 import { anthropicEvent, openAiChunk, wireServer } from "../utils/wireServer.js"
 
-type Api = "openai" | "anthropic"
+type Api = "openai" | "anthropic" | "responses"
 
 const KEY = "sk-transport-secret-0123456789"
 const NOW = Date.parse("2026-03-02T10:00:00Z")
@@ -302,7 +303,7 @@ const cases: ReadonlyArray<Case> = [
 ]
 
 const request = (api: Api): GenerateRequest => ({
-  model: api === "openai" ? "gpt-test" : "claude-test",
+  model: api === "anthropic" ? "claude-test" : "gpt-test",
   messages: [{ role: "user", content: "hi" }],
   maxTokens: 32
 })
@@ -310,6 +311,8 @@ const request = (api: Api): GenerateRequest => ({
 const adapter = (api: Api, baseUrl: string, limits: Case["limits"] = {}) =>
   api === "openai"
     ? OpenAi.make({ apiKey: Redacted.make(KEY), baseUrl: `${baseUrl}/v1`, ...limits })
+    : api === "responses"
+    ? OpenAiResponses.make({ apiKey: Redacted.make(KEY), baseUrl: `${baseUrl}/v1`, ...limits })
     : Anthropic.make({ apiKey: Redacted.make(KEY), baseUrl, ...limits })
 
 type Transport = "mock HttpClient" | "real local server"
@@ -481,5 +484,63 @@ describe("deep and wide JSON anywhere in a reply never becomes a defect", () => 
         }),
         { numRuns: 200, seed: 20261206 }
       )
+    ))
+})
+
+describe("OpenAI Responses: arbitrary and deep replies never become a defect", () => {
+  const deep = fc.integer({ min: 100, max: 8_000 }).map((depth) => "[".repeat(depth) + "]".repeat(depth))
+  const value = fc.oneof(deep, fc.json(), fc.string().map((text) => JSON.stringify(text)))
+  const type = fc.constantFrom(
+    "response.created",
+    "response.output_text.delta",
+    "response.refusal.delta",
+    "response.output_item.added",
+    "response.function_call_arguments.delta",
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+    "error",
+    "response.unknown"
+  )
+  // Each event's fields replaced by arbitrary values of arbitrary types, in arbitrary order.
+  const frame = fc.oneof(
+    fc.tuple(type, fc.constantFrom("delta", "response", "item", "output_index", "code", "usage"), value)
+      .map(([t, field, v]) => `event: ${t}\ndata: {"type":"${t}","${field}":${v}}\n\n`),
+    fc.tuple(type, value).map(([t, v]) => `event: ${t}\ndata: ${v}\n\n`),
+    fc.constant("event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"status\":\"completed\",\"output\":[]}}\n\n"),
+    fc.string()
+  )
+  const body = value.chain((v) =>
+    fc.constantFrom(
+      v,
+      `{"id":"r","object":"response","status":"completed","output":${v}}`,
+      `{"id":"r","status":"completed","output":[{"type":"message","content":${v}}]}`,
+      `{"id":"r","status":"incomplete","incomplete_details":${v},"output":[]}`,
+      `{"id":"r","status":"failed","error":${v},"output":[]}`,
+      `{"error":{"message":"boom","type":"server_error","code":${v}}}`
+    )
+  )
+  const reply = fc.oneof(
+    fc.tuple(fc.constantFrom(200, 400, 429, 500, 503), body).map(([status, b]) => jsonReply(status, b)),
+    fc.tuple(fc.array(frame, { maxLength: 8 }), fc.boolean()).map(([frames, breakAfter]) => sseReply(frames, {}, { breakAfter }))
+  )
+
+  it("generate and stream: a typed error or a valid answer, never a defect", () =>
+    fc.assert(
+      fc.asyncProperty(reply, fc.boolean(), async (r, streamMode) => {
+        const program = adapter("responses", "http://mock.invalid", { maxBodyBytes: 65_536, maxSseEventBytes: 65_536 }).pipe(
+          Effect.provideService(HttpClient.HttpClient, mockClient(r)),
+          Effect.flatMap((provider) =>
+            streamMode ? Stream.runDrain(provider.stream(request("responses"))) : Effect.asVoid(provider.generate(request("responses")))
+          )
+        )
+        const exit = await Effect.runPromiseExit(program)
+        if (Exit.isFailure(exit)) {
+          expect(Cause.isDie(exit.cause)).toBe(false)
+          expect(Option.isSome(Cause.failureOption(exit.cause))).toBe(true)
+          expect(() => JSON.stringify(Cause.failureOption(exit.cause))).not.toThrow()
+        }
+      }),
+      { numRuns: 400, seed: 20261206 }
     ))
 })
