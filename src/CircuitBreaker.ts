@@ -34,7 +34,6 @@
  *
  * @since 0.1.0
  */
-import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
@@ -50,6 +49,7 @@ import * as Stream from "effect/Stream"
 import { CircuitOpen, isProviderHealthFailure, type RouteError, routeErrorTags } from "./Errors.js"
 import * as Metrics from "./internal/metrics.js"
 import { millisOf } from "./internal/timer.js"
+import { BreakerCore, type Resolved } from "./policy/breakerCore.js"
 
 /**
  * Options. Every default is in {@link defaults} and docs/policies/circuit-breaker.md.
@@ -245,34 +245,11 @@ export interface CircuitBreaker {
 
 const stateCode: Readonly<Record<BreakerState, number>> = { closed: 0, "half-open": 1, open: 2, isolated: 3 }
 
-const HISTORY = 256
-
 const SUCCESS = { failed: false, error: undefined } as const
 
 const isRouteError = (error: unknown): error is RouteError =>
   typeof error === "object" && error !== null && "_tag" in error &&
   (routeErrorTags as ReadonlyArray<unknown>).includes((error as { readonly _tag: unknown })._tag)
-
-const retryAfterOf = (error: unknown): number | undefined => {
-  if (typeof error !== "object" || error === null || !("retryAfterMs" in error)) return undefined
-  const value = (error as { readonly retryAfterMs: unknown }).retryAfterMs
-  return typeof value === "number" && Number.isFinite(value) ? value : undefined
-}
-
-interface Resolved {
-  readonly consecutive: number
-  readonly rate: number
-  readonly minimumThroughput: number
-  readonly windowMs: number
-  readonly bucketMs: number
-  readonly buckets: number
-  readonly openMs: number
-  readonly factor: number
-  readonly maxOpenMs: number
-  readonly honourRetryAfter: boolean
-  readonly probes: number
-  readonly isFailure: (error: unknown) => boolean
-}
 
 const resolve = (options: CircuitBreakerOptions): Resolved => {
   const countRateLimited = options.countRateLimited ?? defaults.countRateLimited
@@ -298,191 +275,84 @@ const resolve = (options: CircuitBreakerOptions): Resolved => {
   }
 }
 
-/**
- * Builds a breaker that publishes its transitions to `hub`. Prefer the {@link CircuitBreakers}
- * registry, which shares one breaker per key across callers.
- */
-const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.PubSub<BreakerEvent>): CircuitBreaker => {
-  const o = resolve(options)
-  // Tagged once per breaker (see internal/metrics.ts): rejections happen on every call of an outage.
-  const metrics = {
-    transitions: Metrics.counterFamily(
-      "llm_breaker_transitions_total",
-      "Circuit breaker state transitions, by key and target state",
-      { key },
-      "to"
+/** A breaker's metrics, tagged once per breaker (see internal/metrics.ts): rejections happen on every call of an outage. */
+const breakerMetrics = (key: string) => ({
+  transitions: Metrics.counterFamily(
+    "llm_breaker_transitions_total",
+    "Circuit breaker state transitions, by key and target state",
+    { key },
+    "to"
+  ),
+  rejections: Metrics.counter("llm_breaker_rejections_total", "Calls refused because the breaker was open, by key", { key }),
+  state: Metrics.gauge("llm_breaker_state", "Circuit breaker state by key: 0 closed, 1 half-open, 2 open, 3 isolated", { key })
+})
+
+/** Publishes a transition, if there is one: metrics, then the hub. */
+type Announce = (event: BreakerEvent | undefined) => Effect.Effect<void>
+
+const announcer = (metrics: ReturnType<typeof breakerMetrics>, hub: PubSub.PubSub<BreakerEvent>): Announce => (event) =>
+  event === undefined ? Effect.void : Effect.zipRight(
+    Effect.zipRight(
+      Metric.increment(metrics.transitions(event.to)),
+      Metric.set(metrics.state, stateCode[event.to])
     ),
-    rejections: Metrics.counter("llm_breaker_rejections_total", "Calls refused because the breaker was open, by key", { key }),
-    state: Metrics.gauge("llm_breaker_state", "Circuit breaker state by key: 0 closed, 1 half-open, 2 open, 3 isolated", { key })
-  }
-  // Sliding window of calls and failures, in buckets of `bucketMs`.
-  const calls = new Float64Array(o.buckets)
-  const failures = new Float64Array(o.buckets)
-  let currentBucket = Number.NEGATIVE_INFINITY
-  let consecutive = 0
-  let state: BreakerState = "closed"
-  let openUntil = 0
-  let reopenings = 0 // consecutive re-opens without a close in between, for the open-duration backoff
-  let probesInFlight = 0
-  let probeSuccesses = 0
-  // Bumped on every transition: a permit only reports into the generation it was taken in.
-  let generation = 0
-  const history: Array<BreakerEvent> = []
+    PubSub.publish(hub, event)
+  )
 
-  const advance = (now: number) => {
-    const bucket = Math.floor(now / o.bucketMs)
-    if (bucket === currentBucket) return
-    const stale = Math.min(o.buckets, bucket - currentBucket)
-    for (let i = 1; i <= stale; i++) {
-      const slot = (((bucket - stale + i) % o.buckets) + o.buckets) % o.buckets
-      calls[slot] = 0
-      failures[slot] = 0
-    }
-    currentBucket = bucket
+const permitFor = (core: BreakerCore, announce: Announce, taken: number, probe: boolean): Permit => {
+  let done = false
+  const report = (failed: boolean | undefined, error: unknown): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (done) return Effect.void
+      done = true
+      if (failed === undefined) {
+        if (probe && taken === core.generation) core.probesInFlight = Math.max(0, core.probesInFlight - 1)
+        return Effect.void
+      }
+      return Effect.flatMap(Clock.currentTimeMillis, (now) => announce(core.settle(taken, failed, error, now)))
+    })
+  return {
+    success: report(false, undefined),
+    failure: (error) => report(core.o.isFailure(error), error),
+    cancel: report(undefined, undefined)
   }
-  const slot = () => ((currentBucket % o.buckets) + o.buckets) % o.buckets
-  const sum = (array: Float64Array) => {
-    let total = 0
-    for (let i = 0; i < array.length; i++) total += array[i]!
-    return total
-  }
-  const clearWindow = () => {
-    calls.fill(0)
-    failures.fill(0)
-    consecutive = 0
-  }
+}
 
-  /** Applies a transition now and returns the event to publish (publishing happens outside the sync block). */
-  const transition = (now: number, to: BreakerState, reason: string): BreakerEvent => {
-    const from = state
-    state = to
-    generation++
-    probesInFlight = 0
-    probeSuccesses = 0
-    const event: BreakerEvent = { key, from, to, at: now, reason, ...(to === "open" ? { openUntil } : {}) }
-    history.push(event)
-    if (history.length > HISTORY) history.shift()
-    return event
-  }
-  const announce = (event: BreakerEvent | undefined): Effect.Effect<void> =>
-    event === undefined ? Effect.void : Effect.zipRight(
-      Effect.zipRight(
-        Metric.increment(metrics.transitions(event.to)),
-        Metric.set(metrics.state, stateCode[event.to])
-      ),
-      PubSub.publish(hub, event)
-    )
-
-  const open = (now: number, reason: string, error: unknown): BreakerEvent => {
-    let duration = Math.min(o.maxOpenMs, o.openMs * o.factor ** reopenings)
-    const hint = o.honourRetryAfter ? retryAfterOf(error) : undefined
-    if (hint !== undefined) duration = Math.max(duration, Math.min(o.maxOpenMs, hint))
-    reopenings++
-    openUntil = now + duration
-    return transition(now, "open", reason)
-  }
-
-  /** Moves an expired open period to half-open (lazily, when someone looks). */
-  const refresh = (now: number): BreakerEvent | undefined =>
-    state === "open" && now >= openUntil ? transition(now, "half-open", "open period ended") : undefined
-
-  const rejected = (site: Site, now: number, retryAfterMs: number | undefined): CircuitOpen =>
-    new CircuitOpen({
-      ...site,
-      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
-      message: state === "isolated"
-        ? `circuit for ${key} is isolated (manually opened)`
-        : state === "half-open"
-        ? `circuit for ${key} is half-open and its probe calls are in flight`
-        : `circuit for ${key} is open for another ${Math.max(0, openUntil - now)} ms`
-    }, true)
-
-  /** Records an outcome taken under `taken` (a generation) and returns the transition it caused, if any. */
-  const settle = (taken: number, failed: boolean, error: unknown, now: number): BreakerEvent | undefined => {
-    if (taken !== generation) return undefined
-    if (state === "half-open") {
-      probesInFlight = Math.max(0, probesInFlight - 1)
-      if (failed) return open(now, "probe failed", error)
-      probeSuccesses++
-      if (probeSuccesses < o.probes) return undefined
-      reopenings = 0
-      clearWindow()
-      return transition(now, "closed", "probes succeeded")
-    }
-    if (state !== "closed") return undefined
-    advance(now)
-    const at = slot()
-    calls[at]! += 1
-    if (!failed) {
-      consecutive = 0
-      return undefined
-    }
-    failures[at]! += 1
-    consecutive++
-    if (consecutive >= o.consecutive) return open(now, `${consecutive} consecutive failures`, error)
-    const total = sum(calls)
-    if (total >= o.minimumThroughput) {
-      const failed = sum(failures)
-      if (failed / total >= o.rate) return open(now, `failure rate ${Math.round((100 * failed) / total)}% of ${total} calls`, error)
-    }
-    return undefined
-  }
-
-  const permitFor = (taken: number, probe: boolean): Permit => {
-    let done = false
-    const report = (failed: boolean | undefined, error: unknown): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        if (done) return Effect.void
-        done = true
-        if (failed === undefined) {
-          if (probe && taken === generation) probesInFlight = Math.max(0, probesInFlight - 1)
-          return Effect.void
-        }
-        return Effect.flatMap(Clock.currentTimeMillis, (now) => announce(settle(taken, failed, error, now)))
-      })
-    return {
-      success: report(false, undefined),
-      failure: (error) => report(o.isFailure(error), error),
-      cancel: report(undefined, undefined)
-    }
-  }
-
+/** The call path of a breaker: admission (permits and the closed-state fast path) and reporting. */
+const callPath = (
+  core: BreakerCore,
+  announce: Announce,
+  rejections: Metric.Metric.Counter<number>
+): Pick<CircuitBreaker, "acquire" | "execute" | "unsafeTryAdmit" | "unsafeReport"> => {
   const acquire = (site: Site): Effect.Effect<Permit, CircuitOpen> =>
     Effect.flatMap(Effect.zip(Clock.currentTimeMillis, FiberRef.get(currentPanic)), ([now, panic]) => {
       // In panic (every alternative is open too), an open period ends early: the call becomes a
       // half-open probe instead of a rejection, so a chain never fails without asking anyone.
-      const event = refresh(now) ??
-        (panic && state === "open" ? transition(now, "half-open", "panic: every route's breaker is open") : undefined)
+      const event = core.refresh(now) ??
+        (panic && core.state === "open" ? core.transition(now, "half-open", "panic: every route's breaker is open") : undefined)
       let outcome: Permit | CircuitOpen
-      if (state === "closed") outcome = permitFor(generation, false)
-      else if (state === "half-open" && probesInFlight < o.probes) {
-        probesInFlight++
-        outcome = permitFor(generation, true)
+      if (core.state === "closed") outcome = permitFor(core, announce, core.generation, false)
+      else if (core.state === "half-open" && core.probesInFlight < core.o.probes) {
+        core.probesInFlight++
+        outcome = permitFor(core, announce, core.generation, true)
       } else {
-        outcome = rejected(site, now, state === "open" ? Math.max(0, openUntil - now) : state === "half-open" ? 0 : undefined)
+        outcome = core.rejected(
+          site,
+          now,
+          core.state === "open" ? Math.max(0, core.openUntil - now) : core.state === "half-open" ? 0 : undefined
+        )
       }
       const result: Effect.Effect<Permit, CircuitOpen> = outcome instanceof CircuitOpen
-        ? Effect.zipRight(Metric.increment(metrics.rejections), Effect.fail(outcome))
+        ? Effect.zipRight(Metric.increment(rejections), Effect.fail(outcome))
         : Effect.succeed(outcome)
       return event === undefined ? result : Effect.zipRight(announce(event), result)
     })
 
-  /** The verdict of a finished call: failure (counted or not), or none for a bare interruption. */
-  const verdictOf = (exit: Exit.Exit<unknown, unknown>): { readonly failed: boolean; readonly error: unknown } | undefined => {
-    if (Exit.isSuccess(exit)) return { failed: false, error: undefined }
-    const failure = Cause.failureOption(exit.cause)
-    if (Option.isSome(failure)) return { failed: o.isFailure(failure.value), error: failure.value }
-    // A defect is a failure of the call; an interruption alone has no verdict.
-    if (Cause.isInterruptedOnly(exit.cause)) return undefined
-    const defect = Cause.squash(exit.cause)
-    return { failed: o.isFailure(defect), error: defect }
-  }
-
-  const unsafeTryAdmit = (): BreakerTicket | undefined => (state === "closed" ? generation : undefined)
+  const unsafeTryAdmit = (): BreakerTicket | undefined => (core.state === "closed" ? core.generation : undefined)
 
   const unsafeReport = (ticket: BreakerTicket, exit: Exit.Exit<unknown, unknown>, now: number): Effect.Effect<void> => {
-    const verdict = Exit.isSuccess(exit) ? SUCCESS : verdictOf(exit)
-    return verdict === undefined ? Effect.void : announce(settle(ticket, verdict.failed, verdict.error, now))
+    const verdict = Exit.isSuccess(exit) ? SUCCESS : core.verdictOf(exit)
+    return verdict === undefined ? Effect.void : announce(core.settle(ticket, verdict.failed, verdict.error, now))
   }
 
   const execute = <A, E, R>(call: Effect.Effect<A, E, R>, site: Site): Effect.Effect<A, E | CircuitOpen, R> =>
@@ -496,20 +366,30 @@ const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.Pub
   const slowExecute = <A, E, R>(call: Effect.Effect<A, E, R>, site: Site): Effect.Effect<A, E | CircuitOpen, R> =>
     Effect.flatMap(acquire(site), (permit) =>
       Effect.onExit(call, (exit) => {
-        const verdict = verdictOf(exit)
+        const verdict = core.verdictOf(exit)
         if (verdict === undefined) return permit.cancel
         return verdict.failed ? permit.failure(verdict.error) : permit.success
       }))
 
+  return { acquire, execute, unsafeTryAdmit, unsafeReport }
+}
+
+/** The control side of a breaker: snapshots, health probes, remote and manual opens, resets and events. */
+const controlPath = (
+  core: BreakerCore,
+  announce: Announce,
+  hub: PubSub.PubSub<BreakerEvent>
+): Omit<CircuitBreaker, "key" | "acquire" | "execute" | "unsafeTryAdmit" | "unsafeReport"> => {
   const stats: Effect.Effect<BreakerStats> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
-    const event = refresh(now)
-    advance(now)
+    const event = core.refresh(now)
+    core.advance(now)
+    const state = core.state
     const snapshot: BreakerStats = {
       state,
-      calls: sum(calls),
-      failures: sum(failures),
-      consecutiveFailures: consecutive,
-      ...(state === "open" ? { openUntil } : {})
+      calls: core.totalCalls(),
+      failures: core.totalFailures(),
+      consecutiveFailures: core.consecutive,
+      ...(state === "open" ? { openUntil: core.openUntil } : {})
     }
     return Effect.as(announce(event), snapshot)
   })
@@ -517,50 +397,69 @@ const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.Pub
   const probe = <A, E, R>(check: Effect.Effect<A, E, R>): Effect.Effect<boolean, never, R> =>
     Effect.flatMap(Effect.exit(check), (exit) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const verdict = verdictOf(exit)
+        const verdict = core.verdictOf(exit)
         const ok = Exit.isSuccess(exit)
-        if (verdict === undefined || (state !== "open" && state !== "half-open")) return Effect.succeed(ok)
+        if (verdict === undefined || (core.state !== "open" && core.state !== "half-open")) return Effect.succeed(ok)
         let event: BreakerEvent | undefined
-        if (!verdict.failed) {
-          reopenings = 0
-          clearWindow()
-          event = transition(now, "closed", "health probe succeeded")
-        } else if (state === "half-open") event = open(now, "health probe failed", verdict.error)
+        if (!verdict.failed) event = core.close(now, "health probe succeeded")
+        else if (core.state === "half-open") event = core.open(now, "health probe failed", verdict.error)
         return Effect.as(announce(event), ok)
       }))
 
   const tripUntil = (untilMs: number, reason: string): Effect.Effect<void> =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      if (!(untilMs > now) || state === "isolated") return Effect.void
-      const expired = refresh(now)
-      if (state === "open") {
-        if (untilMs > openUntil) openUntil = untilMs
+      if (!(untilMs > now) || core.state === "isolated") return Effect.void
+      const expired = core.refresh(now)
+      if (core.state === "open") {
+        if (untilMs > core.openUntil) core.openUntil = untilMs
         return announce(expired)
       }
-      openUntil = untilMs
-      const event = transition(now, "open", reason)
+      core.openUntil = untilMs
+      const event = core.transition(now, "open", reason)
       return expired === undefined ? announce(event) : Effect.zipRight(announce(expired), announce(event))
     })
 
   return {
-    key,
-    acquire,
-    execute,
-    unsafeTryAdmit,
-    unsafeReport,
     probe,
     tripUntil,
     state: Effect.map(stats, (s) => s.state),
     stats,
     isolate: Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      announce(state === "isolated" ? undefined : transition(now, "isolated", "manual isolate"))),
+      announce(core.state === "isolated" ? undefined : core.transition(now, "isolated", "manual isolate"))),
     reset: Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      reopenings = 0
-      clearWindow()
-      return announce(state === "closed" ? undefined : transition(now, "closed", "manual reset"))
+      core.reopenings = 0
+      core.clearWindow()
+      return announce(core.state === "closed" ? undefined : core.transition(now, "closed", "manual reset"))
     }),
-    events: Effect.map(Stream.fromPubSub(hub, { scoped: true }), Stream.filter((event) => event.key === key)),
-    history: Effect.sync(() => history.slice())
+    events: Effect.map(Stream.fromPubSub(hub, { scoped: true }), Stream.filter((event) => event.key === core.key)),
+    history: Effect.sync(() => core.history.slice())
+  }
+}
+
+/**
+ * Builds a breaker that publishes its transitions to `hub`. Prefer the {@link CircuitBreakers}
+ * registry, which shares one breaker per key across callers.
+ */
+const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.PubSub<BreakerEvent>): CircuitBreaker => {
+  const core = new BreakerCore(key, resolve(options))
+  const metrics = breakerMetrics(key)
+  const announce = announcer(metrics, hub)
+  const calls = callPath(core, announce, metrics.rejections)
+  const controls = controlPath(core, announce, hub)
+  return {
+    key,
+    acquire: calls.acquire,
+    execute: calls.execute,
+    unsafeTryAdmit: calls.unsafeTryAdmit,
+    unsafeReport: calls.unsafeReport,
+    probe: controls.probe,
+    tripUntil: controls.tripUntil,
+    state: controls.state,
+    stats: controls.stats,
+    isolate: controls.isolate,
+    reset: controls.reset,
+    events: controls.events,
+    history: controls.history
   }
 }
 
