@@ -73,7 +73,9 @@ export const errorInfoOf = (body: unknown): ProviderErrorInfo => {
   const error = body["error"]
   if (isRecord(error)) {
     const type = str(error["type"])
-    const code = strOrNumber(error["code"])
+    // Anthropic names some failures only in `error.details.error_code` (the spend-cap 429).
+    const details = error["details"]
+    const code = strOrNumber(error["code"]) ?? (isRecord(details) ? str(details["error_code"]) : undefined)
     const message = str(error["message"])
     const param = str(error["param"])
     return {
@@ -91,8 +93,24 @@ export const errorInfoOf = (body: unknown): ProviderErrorInfo => {
   }
 }
 
-// Anthropic answers an empty balance with 400 invalid_request_error and this message, not a 402.
-const OUT_OF_CREDIT = /credit balance is too low|exceeded your current quota/i
+// Anthropic answers an empty balance (observed) and a user-set spend limit (its errors page) with 400
+// invalid_request_error and these messages, not a 402: money, not a malformed request — reroute.
+const OUT_OF_CREDIT = /credit balance is too low|exceeded your current quota|reached your specified API usage limits/i
+
+/**
+ * Codes that name a spent budget rather than a rate: OpenAI's billing 429s (whose type is only *maybe*
+ * `insufficient_quota`, per its spend-limits guide) and Anthropic's monthly spend cap (a 429
+ * `rate_limit_error` with `details.error_code`, and no `retry-after`). Waiting does not cure them.
+ */
+const SPENT_BUDGET_CODES: ReadonlySet<string> = new Set([
+  "insufficient_quota",
+  "billing_not_active",
+  "credit_balance_exhausted",
+  "organization_usage_limit_exceeded",
+  "organization_spend_limit_exceeded",
+  "project_spend_limit_exceeded",
+  "enforced_spend_limit_reached"
+])
 
 const CONTEXT_LENGTH = /context[_ ]length|context window|maximum context|prompt is too long|too many tokens|reduce the length of the messages/i
 
@@ -114,8 +132,8 @@ type Kind =
 const kindFromProvider = (info: ProviderErrorInfo): Kind | undefined => {
   const { code, type } = info
   if (
-    code === "insufficient_quota" || type === "insufficient_quota" || type === "billing_error" ||
-    code === "billing_not_active" || (info.message !== undefined && OUT_OF_CREDIT.test(info.message))
+    (code !== undefined && SPENT_BUDGET_CODES.has(code)) || type === "insufficient_quota" || type === "billing_error" ||
+    (info.message !== undefined && OUT_OF_CREDIT.test(info.message))
   ) return "QuotaExhausted"
   if (type === "rate_limit_error" || code === "rate_limit_exceeded") return "RateLimited"
   if (type === "overloaded_error" || code === "overloaded") return "Overloaded"

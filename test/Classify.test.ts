@@ -5,6 +5,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import { classify, fromHttp, fromStreamError, fromTransport } from "../src/Classify.js"
 import {
   actionOf,
@@ -140,6 +141,64 @@ describe("the taxonomy", () => {
     expect(error.attempt).toBe(1)
     expect(restamp(error, { attempt: 1 })).toBe(error)
   })
+})
+
+describe("spent budgets are QuotaExhausted (reroute, never waited on), as the providers document them", () => {
+  // Sources: OpenAI spend-limits guide / help article (billing codes; the type is only *maybe*
+  // insufficient_quota); Anthropic rate-limits page (spend cap: 429 rate_limit_error with
+  // details.error_code, no retry-after) and errors page (user-set limit: 400 invalid_request_error).
+  it.each([
+    ["OpenAI credit_balance_exhausted", 429, { error: { type: "invalid_request_error", code: "credit_balance_exhausted", message: "Your credit balance is exhausted." } }],
+    ["OpenAI organization_spend_limit_exceeded", 429, { error: { type: "requests", code: "organization_spend_limit_exceeded", message: "Spend limit" } }],
+    ["OpenAI project_spend_limit_exceeded", 429, { error: { code: "project_spend_limit_exceeded", message: "Project spend limit" } }],
+    ["OpenAI organization_usage_limit_exceeded", 429, { error: { code: "organization_usage_limit_exceeded", message: "Usage limit" } }],
+    [
+      "Anthropic monthly spend cap",
+      429,
+      { type: "error", error: { type: "rate_limit_error", message: "You have reached your monthly spend limit.", details: { error_code: "enforced_spend_limit_reached" } } }
+    ],
+    [
+      "Anthropic user-set spend limit",
+      400,
+      { type: "error", error: { type: "invalid_request_error", message: "You have reached your specified API usage limits. You will regain access on 2026-12-31." } }
+    ]
+  ] as const)("%s", (_, status, body) => {
+    const error = http(status, JSON.stringify(body))
+    expect(error._tag).toBe("QuotaExhausted")
+    expect(actionOf(error)).toBe("reroute")
+  })
+
+  it("a plain 429 rate_limit_error is still a wait", () => {
+    expect(http(429, JSON.stringify({ type: "error", error: { type: "rate_limit_error", message: "slow down" } }))._tag).toBe("RateLimited")
+  })
+})
+
+describe("OpenAI stream errors, as the SDK reads them", () => {
+  const streamed = (frames: ReadonlyArray<string>) =>
+    Effect.gen(function*() {
+      const client = HttpClient.make((request) =>
+        Effect.succeed(HttpClientResponse.fromWeb(request, new Response(frames.join(""), { status: 200, headers: { "content-type": "text/event-stream" } }))))
+      const provider = yield* OpenAi.make({ apiKey: Redacted.make("sk-stream-errors"), baseUrl: "http://mock.invalid/v1" }).pipe(
+        Effect.provideService(HttpClient.HttpClient, client)
+      )
+      return yield* Effect.either(Stream.runCollect(provider.stream({ model: "m", messages: [{ role: "user", content: "hi" }], maxTokens: 5 })))
+    })
+
+  it.effect("a chunk with \"error\": null is a chunk, not an error", () =>
+    Effect.gen(function*() {
+      const outcome = yield* streamed([
+        `data: {"choices":[{"index":0,"delta":{"content":"ok"}}],"error":null}\n\n`,
+        `data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n`,
+        "data: [DONE]\n\n"
+      ])
+      expect(outcome._tag).toBe("Right")
+    }))
+
+  it.effect("an `event: error` whose payload is the error object itself is classified", () =>
+    Effect.gen(function*() {
+      const outcome = yield* streamed([`event: error\ndata: {"message":"The server is overloaded.","type":"server_error","code":"overloaded"}\n\n`])
+      expect(outcome._tag === "Left" && outcome.left._tag).toBe("Overloaded")
+    }))
 })
 
 describe("adapters run on any HttpClient (swappable in tests)", () => {

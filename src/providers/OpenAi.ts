@@ -206,7 +206,10 @@ const chunkProtocol = ({ provider, rateLimit, requestId, site }: Exchange): Stre
     }
     const chunk = parseEventObject(site, data, "stream chunk", requestId)
     if (chunk instanceof InvalidOutput) return chunk
-    if (chunk["error"] !== undefined) return fromStreamError({ site, payload: chunk, requestId })
+    // As the SDK: an `error` that is set (not `null`), or an SSE `event: error` whose payload is the
+    // error object itself.
+    if (isRecord(chunk["error"]) || typeof chunk["error"] === "string") return fromStreamError({ site, payload: chunk, requestId })
+    if (event.event === "error") return fromStreamError({ site, payload: { error: chunk }, requestId })
     builder.id ??= string(chunk["id"])
     const model = string(chunk["model"])
     if (model !== undefined) builder.model = model
