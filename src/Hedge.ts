@@ -38,8 +38,8 @@ import type * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as Metrics from "./internal/metrics.js"
 import { arm, clockOf, type Disarm, millisOf, type Pump, runtimeOf, startPump } from "./internal/timer.js"
+import { HedgeCore } from "./policy/hedgeCore.js"
 import type { StreamEvent } from "./Provider.js"
 import type { RetryBudget } from "./RetryBudget.js"
 
@@ -125,42 +125,150 @@ export interface Hedge {
   readonly stats: Effect.Effect<HedgeStats>
 }
 
-/**
- * A small latency sketch: the last `size` observations in a ring; the percentile is recomputed (a
- * sort of at most `size` numbers) only after a tenth of the ring changed, so reading it is O(1)
- * amortised.
- */
-const makeSketch = (size: number) => {
-  const ring = new Float64Array(size)
-  let count = 0
-  let next = 0
-  let cached: number | undefined
-  let changed = 0
-  const refresh = Math.max(1, Math.floor(size / 10))
-  return {
-    record: (ms: number) => {
-      ring[next] = ms
-      next = (next + 1) % size
-      if (count < size) count++
-      changed++
-    },
-    count: () => count,
-    quantile: (q: number): number | undefined => {
-      if (count === 0) return undefined
-      if (cached === undefined || changed >= refresh) {
-        const sorted = ring.slice(0, count).sort()
-        cached = sorted[Math.min(count - 1, Math.max(0, Math.ceil(q * count) - 1))]!
-        changed = 0
-      }
-      return cached
-    }
-  }
-}
-
 const noDisarm: Disarm = () => {}
 
 const isDecisive = (chunk: Chunk.Chunk<StreamEvent>): boolean =>
   Chunk.some(chunk, (event) => event._tag === "TextDelta" || event._tag === "ToolCallDelta" || event._tag === "Finish")
+
+const generateWith = <A, E, R>(
+  core: HedgeCore,
+  primary: Effect.Effect<A, E, R>,
+  secondary: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
+  Effect.withFiberRuntime<A, E, R>((parent, status) => {
+    const { sketch } = core
+    const clock = clockOf(parent)
+    const startedAt = clock.unsafeCurrentTimeMillis()
+    const runtime = runtimeOf<R>(parent, status.runtimeFlags)
+    const first = Runtime.runFork(runtime)(primary)
+    const early = first.unsafePoll()
+    if (early !== null) {
+      if (Exit.isSuccess(early)) sketch.record(0)
+      return early
+    }
+    return Effect.async<A, E>((resume) => {
+      let second: Fiber.RuntimeFiber<A, E> | undefined
+      let firstExit: Exit.Exit<A, E> | undefined
+      let secondExit: Exit.Exit<A, E> | undefined
+      let settled = false
+      let disarm: Disarm = noDisarm
+      const settle = (exit: Exit.Exit<A, E>, loser: Fiber.RuntimeFiber<A, E> | undefined) => {
+        if (settled) return
+        settled = true
+        disarm()
+        // The loser's finalizers (socket close) complete before the winner is returned.
+        resume(loser === undefined ? exit : Effect.zipRight(Fiber.interrupt(loser), exit))
+      }
+      const onSecond = (exit: Exit.Exit<A, E>) => {
+        secondExit = exit
+        if (Exit.isSuccess(exit)) {
+          sketch.record(clock.unsafeCurrentTimeMillis() - startedAt)
+          core.secondWon()
+          settle(exit, first)
+        } else if (firstExit !== undefined) settle(firstExit, undefined)
+      }
+      disarm = arm(clock, core.delayMs(), () => {
+        if (settled || !core.mayHedge(clock.unsafeCurrentTimeMillis())) return
+        second = Runtime.runFork(runtime)(secondary)
+        const done = second.unsafePoll()
+        if (done !== null) onSecond(done)
+        else second.addObserver(onSecond)
+      })
+      first.addObserver((exit) => {
+        firstExit = exit
+        if (Exit.isSuccess(exit)) {
+          sketch.record(clock.unsafeCurrentTimeMillis() - startedAt)
+          if (second !== undefined) core.firstWon()
+          settle(exit, second)
+        } else if (second === undefined || secondExit !== undefined) settle(exit, undefined)
+      })
+      return Effect.suspend(() => {
+        settled = true
+        disarm()
+        return second === undefined ? Fiber.interrupt(first) : Fiber.interruptAll([first, second])
+      })
+    })
+  })
+
+const streamWith = <E, R>(
+  core: HedgeCore,
+  primary: Stream.Stream<StreamEvent, E, R>,
+  secondary: Stream.Stream<StreamEvent, E, R>
+): Stream.Stream<StreamEvent, E, R> =>
+  Stream.fromPull(
+    Effect.withFiberRuntime<Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<E>>, never, R | Scope.Scope>(
+      (parent, status) => {
+        const clock = clockOf(parent)
+        const startedAt = clock.unsafeCurrentTimeMillis()
+        let first: Pump<StreamEvent, E> | undefined
+        let second: Pump<StreamEvent, E> | undefined
+        let firstDecisive = false
+        let secondDecisive = false
+        let winner: Pump<StreamEvent, E> | undefined
+        let waiting: ((pull: Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<E>>) => void) | undefined
+
+        const decide = () => {
+          if (winner !== undefined || first === undefined) return
+          let loser: Pump<StreamEvent, E> | undefined
+          if (firstDecisive) {
+            winner = first
+            loser = second
+            if (second !== undefined) core.firstWon()
+          } else if (secondDecisive && second !== undefined) {
+            winner = second
+            loser = first
+            core.secondWon()
+          } else if (first.ended() && (second === undefined || second.ended())) {
+            // The first attempt failed before any hedge, or both failed: its outcome stands.
+            winner = first
+            loser = undefined
+          } else return
+          disarm()
+          if (winner !== undefined && (firstDecisive || secondDecisive)) {
+            core.sketch.record(clock.unsafeCurrentTimeMillis() - startedAt)
+          }
+          loser?.stopNow()
+          const resume = waiting
+          waiting = undefined
+          resume?.(winner.pull)
+        }
+
+        let disarm: Disarm = noDisarm
+        first = startPump<StreamEvent, E, R>(parent, status.runtimeFlags, primary, (chunk) => {
+          if (!firstDecisive && isDecisive(chunk)) firstDecisive = true
+        }, decide)
+        decide()
+        if (winner === undefined) {
+          disarm = arm(clock, core.delayMs(), () => {
+            if (winner !== undefined || !core.mayHedge(clock.unsafeCurrentTimeMillis())) return
+            second = startPump<StreamEvent, E, R>(parent, status.runtimeFlags, secondary, (chunk) => {
+              if (!secondDecisive && isDecisive(chunk)) secondDecisive = true
+            }, decide)
+            decide()
+          })
+        }
+        const pull: Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<E>> = Effect.suspend(() =>
+          winner !== undefined
+            ? winner.pull
+            : Effect.async<Chunk.Chunk<StreamEvent>, Option.Option<E>>((resume) => {
+              waiting = (next) => resume(next)
+              return Effect.sync(() => {
+                waiting = undefined
+              })
+            })
+        )
+        return Effect.as(
+          Effect.addFinalizer(() =>
+            Effect.suspend(() => {
+              disarm()
+              return Effect.zipRight(first?.stop ?? Effect.void, second?.stop ?? Effect.void)
+            })
+          ),
+          pull
+        )
+      }
+    )
+  )
 
 /**
  * Builds a hedger. `budget` (optional) pays for every second attempt; `label` tags its metrics
@@ -173,186 +281,26 @@ export const make = (
   options: HedgeOptions = {},
   extras: { readonly budget?: RetryBudget | undefined; readonly label?: string | undefined } = {}
 ): Hedge => {
-  const fixed = millisOf(options.delay)
-  const percentile = Math.min(1, Math.max(0, options.percentile ?? defaults.percentile))
-  const initialMs = millisOf(options.initialDelay) ?? defaults.initialDelayMs
-  const minSamples = Math.max(1, options.minSamples ?? defaults.minSamples)
-  const minMs = millisOf(options.minDelay) ?? defaults.minDelayMs
-  const maxMs = millisOf(options.maxDelay) ?? defaults.maxDelayMs
-  const sketch = makeSketch(Math.max(1, Math.floor(options.samples ?? defaults.samples)))
-  const { budget } = extras
-  const label = extras.label ?? "*"
-  const hedges = Metrics.counterFamily(
-    "llm_hedges_total",
-    "Hedged attempts by route and outcome (started, won, lost, skipped: budget spent)",
-    { route: label },
-    "outcome"
-  )
-  const counters = { started: hedges("started"), won: hedges("won"), lost: hedges("lost"), skipped: hedges("skipped") }
-  let started = 0
-  let won = 0
-  let skipped = 0
-
-  const delayMs = (): number => {
-    if (fixed !== undefined) return fixed
-    if (sketch.count() < minSamples) return initialMs
-    return Math.min(maxMs, Math.max(minMs, sketch.quantile(percentile) ?? initialMs))
-  }
-
-  /** Whether a second attempt may start now (spends one retry from the budget). */
-  const mayHedge = (now: number): boolean => {
-    if (budget !== undefined && !budget.unsafeWithdraw(now)) {
-      skipped++
-      counters.skipped.unsafeUpdate(1, [])
-      return false
-    }
-    started++
-    counters.started.unsafeUpdate(1, [])
-    return true
-  }
-  const secondWon = () => {
-    won++
-    counters.won.unsafeUpdate(1, [])
-  }
-
-  const generate = <A, E, R>(primary: Effect.Effect<A, E, R>, secondary: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    Effect.withFiberRuntime<A, E, R>((parent, status) => {
-      const clock = clockOf(parent)
-      const startedAt = clock.unsafeCurrentTimeMillis()
-      const runtime = runtimeOf<R>(parent, status.runtimeFlags)
-      const first = Runtime.runFork(runtime)(primary)
-      const early = first.unsafePoll()
-      if (early !== null) {
-        if (Exit.isSuccess(early)) sketch.record(0)
-        return early
-      }
-      return Effect.async<A, E>((resume) => {
-        let second: Fiber.RuntimeFiber<A, E> | undefined
-        let firstExit: Exit.Exit<A, E> | undefined
-        let secondExit: Exit.Exit<A, E> | undefined
-        let settled = false
-        let disarm: Disarm = noDisarm
-        const settle = (exit: Exit.Exit<A, E>, loser: Fiber.RuntimeFiber<A, E> | undefined) => {
-          if (settled) return
-          settled = true
-          disarm()
-          // The loser's finalizers (socket close) complete before the winner is returned.
-          resume(loser === undefined ? exit : Effect.zipRight(Fiber.interrupt(loser), exit))
-        }
-        const onSecond = (exit: Exit.Exit<A, E>) => {
-          secondExit = exit
-          if (Exit.isSuccess(exit)) {
-            sketch.record(clock.unsafeCurrentTimeMillis() - startedAt)
-            secondWon()
-            settle(exit, first)
-          } else if (firstExit !== undefined) settle(firstExit, undefined)
-        }
-        disarm = arm(clock, delayMs(), () => {
-          if (settled || !mayHedge(clock.unsafeCurrentTimeMillis())) return
-          second = Runtime.runFork(runtime)(secondary)
-          const done = second.unsafePoll()
-          if (done !== null) onSecond(done)
-          else second.addObserver(onSecond)
-        })
-        first.addObserver((exit) => {
-          firstExit = exit
-          if (Exit.isSuccess(exit)) {
-            sketch.record(clock.unsafeCurrentTimeMillis() - startedAt)
-            if (second !== undefined) counters.lost.unsafeUpdate(1, [])
-            settle(exit, second)
-          } else if (second === undefined || secondExit !== undefined) settle(exit, undefined)
-        })
-        return Effect.suspend(() => {
-          settled = true
-          disarm()
-          return second === undefined ? Fiber.interrupt(first) : Fiber.interruptAll([first, second])
-        })
-      })
-    })
-
-  const stream = <E, R>(
-    primary: Stream.Stream<StreamEvent, E, R>,
-    secondary: Stream.Stream<StreamEvent, E, R>
-  ): Stream.Stream<StreamEvent, E, R> =>
-    Stream.fromPull(
-      Effect.withFiberRuntime<Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<E>>, never, R | Scope.Scope>(
-        (parent, status) => {
-          const clock = clockOf(parent)
-          const startedAt = clock.unsafeCurrentTimeMillis()
-          let first: Pump<StreamEvent, E> | undefined
-          let second: Pump<StreamEvent, E> | undefined
-          let firstDecisive = false
-          let secondDecisive = false
-          let winner: Pump<StreamEvent, E> | undefined
-          let waiting: ((pull: Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<E>>) => void) | undefined
-
-          const decide = () => {
-            if (winner !== undefined || first === undefined) return
-            let loser: Pump<StreamEvent, E> | undefined
-            if (firstDecisive) {
-              winner = first
-              loser = second
-              if (second !== undefined) counters.lost.unsafeUpdate(1, [])
-            } else if (secondDecisive && second !== undefined) {
-              winner = second
-              loser = first
-              secondWon()
-            } else if (first.ended() && (second === undefined || second.ended())) {
-              // The first attempt failed before any hedge, or both failed: its outcome stands.
-              winner = first
-              loser = undefined
-            } else return
-            disarm()
-            if (winner !== undefined && (firstDecisive || secondDecisive)) {
-              sketch.record(clock.unsafeCurrentTimeMillis() - startedAt)
-            }
-            loser?.stopNow()
-            const resume = waiting
-            waiting = undefined
-            resume?.(winner.pull)
-          }
-
-          let disarm: Disarm = noDisarm
-          first = startPump<StreamEvent, E, R>(parent, status.runtimeFlags, primary, (chunk) => {
-            if (!firstDecisive && isDecisive(chunk)) firstDecisive = true
-          }, decide)
-          decide()
-          if (winner === undefined) {
-            disarm = arm(clock, delayMs(), () => {
-              if (winner !== undefined || !mayHedge(clock.unsafeCurrentTimeMillis())) return
-              second = startPump<StreamEvent, E, R>(parent, status.runtimeFlags, secondary, (chunk) => {
-                if (!secondDecisive && isDecisive(chunk)) secondDecisive = true
-              }, decide)
-              decide()
-            })
-          }
-          const pull: Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<E>> = Effect.suspend(() =>
-            winner !== undefined
-              ? winner.pull
-              : Effect.async<Chunk.Chunk<StreamEvent>, Option.Option<E>>((resume) => {
-                waiting = (next) => resume(next)
-                return Effect.sync(() => {
-                  waiting = undefined
-                })
-              })
-          )
-          return Effect.as(
-            Effect.addFinalizer(() =>
-              Effect.suspend(() => {
-                disarm()
-                return Effect.zipRight(first?.stop ?? Effect.void, second?.stop ?? Effect.void)
-              })
-            ),
-            pull
-          )
-        }
-      )
-    )
+  const core = new HedgeCore({
+    fixed: millisOf(options.delay),
+    percentile: Math.min(1, Math.max(0, options.percentile ?? defaults.percentile)),
+    initialMs: millisOf(options.initialDelay) ?? defaults.initialDelayMs,
+    minSamples: Math.max(1, options.minSamples ?? defaults.minSamples),
+    minMs: millisOf(options.minDelay) ?? defaults.minDelayMs,
+    maxMs: millisOf(options.maxDelay) ?? defaults.maxDelayMs,
+    samples: Math.max(1, Math.floor(options.samples ?? defaults.samples))
+  }, extras.budget, extras.label ?? "*")
 
   return {
-    generate,
-    stream,
-    record: (latencyMs) => Effect.sync(() => sketch.record(latencyMs)),
-    stats: Effect.sync(() => ({ delayMs: delayMs(), samples: sketch.count(), started, won, skipped }))
+    generate: (primary, secondary) => generateWith(core, primary, secondary),
+    stream: (primary, secondary) => streamWith(core, primary, secondary),
+    record: (latencyMs) => Effect.sync(() => core.sketch.record(latencyMs)),
+    stats: Effect.sync(() => ({
+      delayMs: core.delayMs(),
+      samples: core.sketch.count(),
+      started: core.started,
+      won: core.won,
+      skipped: core.skipped
+    }))
   }
 }
