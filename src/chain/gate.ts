@@ -11,6 +11,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { ContentFiltered, InvalidOptions, InvalidOutput, type InvalidOutputReason, type RouteError } from "../Errors.js"
 import { parseUntrusted, refusedBecause } from "../internal/json.js"
+import type { Validator } from "../Fallback.js"
 import type { Acceptor } from "../Policy.js"
 import type { GenerateRequest, GenerateResponse } from "../Provider.js"
 
@@ -70,10 +71,6 @@ const parseAnswer = (text: string) => {
   return parseUntrusted(fenced?.[1] ?? trimmed)
 }
 
-/**
- * Extra acceptance rule for decoded values: fail with a message to reject.
- */
-export type Validator<A> = (value: A) => Effect.Effect<void, string>
 
 /** A schema's decoder and JSON Schema, built once per schema (applications reuse theirs on every call). */
 export interface Compiled<A> {
