@@ -31,7 +31,17 @@ import * as Stream from "effect/Stream"
 import * as http from "node:http"
 import { Engine } from "./internal/engine.js"
 import type { Plan } from "./internal/plan.js"
-import { chunkedBody, controlsOf, type Immediate, listModels, serveChat, unknownPath } from "./internal/serve.js"
+import {
+  apiOfOtherRequest,
+  chunkedBody,
+  controlsOf,
+  type Immediate,
+  listModels,
+  type ModelCall,
+  modelCallOf,
+  serveChat,
+  unknownPath
+} from "./internal/serve.js"
 import * as Scenario from "./Scenario.js"
 
 // ---------------------------------------------------------------------------------------------------
@@ -230,14 +240,13 @@ const readBody = (request: HttpServerRequest.HttpServerRequest) => Effect.orElse
 const makeApp = (engine: Engine) => {
   const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
-  const chat = (api: Scenario.Api) =>
+  const chat = (call: ModelCall, request: HttpServerRequest.HttpServerRequest) =>
     Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
       const body = yield* readBody(request)
       const nowMs = yield* now
       const res = NodeHttpServerRequest.toServerResponse(request)
       const answer = yield* Effect.sync(() => {
-        const answer = serveChat(engine, api, body, nowMs)
+        const answer = serveChat(engine, call, body, nowMs)
         if (answer._tag === "Admitted") {
           // The slot is held until the response is finished or the connection drops, whichever the fault
           // (`release` is idempotent; `finish` comes first on a clean end, `close` on a dropped connection).
@@ -255,17 +264,18 @@ const makeApp = (engine: Engine) => {
 
   const models = Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
-    const api: Scenario.Api = request.headers["anthropic-version"] !== undefined ? "anthropic" : "openai"
+    const api = apiOfOtherRequest("/v1/models", request.headers)
     const nowMs = yield* now
     return immediate(yield* Effect.sync(() => listModels(engine, api, nowMs)))
   })
 
-  const unknown = Effect.gen(function*() {
+  /** Every other request: a model call when `modelCallOf` knows its path, else a 404 in the format it suggests. */
+  const dispatch = Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const path = request.url.split("?")[0] ?? request.url
-    const api: Scenario.Api = path.startsWith("/v1/messages") || request.headers["anthropic-version"] !== undefined
-      ? "anthropic"
-      : "openai"
+    const call = modelCallOf(request.method, path)
+    if (call !== undefined) return yield* chat(call, request)
+    const api = apiOfOtherRequest(path, request.headers)
     const nowMs = yield* now
     return immediate(yield* Effect.sync(() => unknownPath(engine, api, request.method, path, nowMs)))
   })
@@ -283,9 +293,6 @@ const makeApp = (engine: Engine) => {
   })
 
   return HttpRouter.empty.pipe(
-    HttpRouter.post("/v1/chat/completions", chat("openai")),
-    HttpRouter.post("/v1/messages", chat("anthropic")),
-    HttpRouter.post("/v1/responses", chat("responses")),
     HttpRouter.get("/v1/models", models),
     HttpRouter.get("/__chaos/stats", Effect.sync(() => jsonResponse(200, engine.stats()))),
     HttpRouter.get("/__chaos/scenario", Effect.sync(() => jsonResponse(200, engine.scenario))),
@@ -294,7 +301,7 @@ const makeApp = (engine: Engine) => {
       Effect.flatMap(now, (nowMs) => Effect.sync(() => engine.reset(nowMs))).pipe(Effect.as(jsonResponse(200, { ok: true })))
     ),
     HttpRouter.post("/__chaos/scenario", setScenarioRoute),
-    HttpRouter.all("*", unknown)
+    HttpRouter.all("*", dispatch)
   )
 }
 

@@ -133,12 +133,41 @@ export const JsonContent = Schema.Struct({ kind: Schema.Literal("json"), value: 
 export const EchoContent = Schema.Struct({ kind: Schema.Literal("echo") }).annotations({ identifier: "EchoContent" })
 
 /**
- * What a healthy answer says. The default is a fixed sentence (see docs/chaos-server.md).
+ * One tool call of a {@link ToolCallsContent} answer: the function's name and its arguments (any JSON
+ * value; sent as the format sends arguments — JSON text for OpenAI, an object for Anthropic, Gemini
+ * and Bedrock).
+ *
+ * @since 0.2.0
+ * @category content
+ */
+export const ToolCallSpec = Schema.Struct({ name: Schema.NonEmptyString, arguments: Schema.Unknown }).annotations({
+  identifier: "ToolCallSpec"
+})
+
+/**
+ * Answer by calling tools, in every wire format's own shape — Chat `tool_calls`, Responses
+ * `function_call` items, Anthropic `tool_use` blocks, Gemini `functionCall` parts, Bedrock `toolUse`
+ * blocks — streamed as each format streams them (argument fragments where the format has them).
+ *
+ * @since 0.2.0
+ * @category content
+ */
+export const ToolCallsContent = Schema.Struct({
+  kind: Schema.Literal("tool_calls"),
+  calls: Schema.NonEmptyArray(ToolCallSpec),
+  /** Text said before the calls (default none). */
+  text: Schema.optional(Schema.String)
+}).annotations({ identifier: "ToolCallsContent" })
+
+/**
+ * What a healthy answer says. The default is a fixed sentence (see docs/chaos-server.md). A request
+ * that forces one tool (`tool_choice` naming a function, as our Anthropic adapter does for structured
+ * output) is answered with a call of that tool whose arguments are the content's JSON.
  *
  * @since 0.1.0
  * @category content
  */
-export const Content = Schema.Union(TextContent, JsonContent, EchoContent).annotations({ identifier: "Content" })
+export const Content = Schema.Union(TextContent, JsonContent, EchoContent, ToolCallsContent).annotations({ identifier: "Content" })
 
 /**
  * @since 0.1.0

@@ -7,7 +7,7 @@
  * @internal
  */
 import { rfc3339 } from "./timeFormat.js"
-import type { Completion, ErrorSpec, RateLimitView, RenderedError, StreamFrames, Wire } from "./wire.js"
+import type { Completion, CompletionToolCall, ErrorSpec, RateLimitView, RenderedError, StreamFrames, Wire } from "./wire.js"
 import { definedOverrides } from "./wire.js"
 
 interface AnthropicErrorObject {
@@ -15,8 +15,54 @@ interface AnthropicErrorObject {
   readonly message: string
 }
 
-const stopReason = (finish: Completion["finish"]): string =>
-  finish === "stop" ? "end_turn" : finish === "length" ? "max_tokens" : "refusal"
+/** `stop_reason`: an answer that ends in tool calls stops with `tool_use`, forced or not. */
+const stopReason = (c: Completion): string =>
+  c.finish === "length"
+    ? "max_tokens"
+    : c.finish === "filtered"
+    ? "refusal"
+    : c.toolCalls.length > 0
+    ? "tool_use"
+    : "end_turn"
+
+const toolUseId = (call: CompletionToolCall): string => `toolu_01${call.id}`
+
+/** A tool call's `input` object; arguments cut short by a fault parse to nothing, so `{}`. */
+const inputOf = (call: CompletionToolCall): unknown => {
+  try {
+    return JSON.parse(call.arguments)
+  } catch {
+    return {}
+  }
+}
+
+/** The content blocks of a whole message: a text block when there is text, then one `tool_use` per call. */
+const contentBlocks = (c: Completion): Array<Record<string, unknown>> => [
+  // An answer with no text has no text block at all, as the API returns it.
+  ...(c.text === "" ? [] : [{ type: "text", text: c.text }]),
+  ...c.toolCalls.map((call) => ({ type: "tool_use", id: toolUseId(call), name: call.name, input: inputOf(call) }))
+]
+
+/**
+ * The streamed blocks after the text: each tool call is its own block — `content_block_start` with
+ * the `tool_use` (empty input), `input_json_delta` fragments, `content_block_stop` — and the block
+ * before it is closed first. Returns the frames and the index of the last block opened (-1: none).
+ */
+const toolUseFrames = (c: Completion, firstIndex: number): { readonly frames: Array<string>; readonly last: number } => {
+  const frames: Array<string> = []
+  c.toolCalls.forEach((call, k) => {
+    const index = firstIndex + k
+    if (index > 0) frames.push(event("content_block_stop", { index: index - 1 }))
+    frames.push(event("content_block_start", {
+      index,
+      content_block: { type: "tool_use", id: toolUseId(call), name: call.name, input: {} }
+    }))
+    for (const partial_json of call.argumentDeltas) {
+      frames.push(event("content_block_delta", { index, delta: { type: "input_json_delta", partial_json } }))
+    }
+  })
+  return { frames, last: firstIndex + c.toolCalls.length - 1 }
+}
 
 const CREDIT_TOO_LOW =
   "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."
@@ -143,15 +189,16 @@ export const anthropicWire: Wire = {
       type: "message",
       role: "assistant",
       model: c.model,
-      // An answer with no text has no text block at all, as the API returns it.
-      content: c.text === "" ? [] : [{ type: "text", text: c.text }],
-      stop_reason: stopReason(c.finish),
+      content: contentBlocks(c),
+      stop_reason: stopReason(c),
       stop_sequence: null,
       usage: usage(c, c.completionTokens)
     }),
 
   stream: (c): StreamFrames => {
     const hasText = c.deltas.length > 0
+    const tools = toolUseFrames(c, hasText ? 1 : 0)
+    const lastBlock = tools.last >= 0 ? tools.last : hasText ? 0 : -1
     const start = event("message_start", {
       message: {
         id: c.id,
@@ -170,11 +217,14 @@ export const anthropicWire: Wire = {
         ...(hasText ? [event("content_block_start", { index: 0, content_block: { type: "text", text: "" } })] : []),
         event("ping", {})
       ],
-      deltas: c.deltas.map((text) => event("content_block_delta", { index: 0, delta: { type: "text_delta", text } })),
+      deltas: [
+        ...c.deltas.map((text) => event("content_block_delta", { index: 0, delta: { type: "text_delta", text } })),
+        ...tools.frames
+      ],
       tail: [
-        ...(hasText ? [event("content_block_stop", { index: 0 })] : []),
+        ...(lastBlock >= 0 ? [event("content_block_stop", { index: lastBlock })] : []),
         event("message_delta", {
-          delta: { stop_reason: stopReason(c.finish), stop_sequence: null },
+          delta: { stop_reason: stopReason(c), stop_sequence: null },
           usage: { output_tokens: c.completionTokens }
         }),
         event("message_stop", {})
@@ -185,6 +235,8 @@ export const anthropicWire: Wire = {
   malformedBody: (c) => `{"id":"${c.id}","type":"message","role":"assistant","model":"${c.model}","content":[{"type":"text","text":"`,
 
   malformedFrame: () => `event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":\n\n`,
+
+  rawFrame: (payload) => `data: ${payload}\n\n`,
 
   models: (ids, nowMs) => {
     const createdAt = rfc3339(nowMs)

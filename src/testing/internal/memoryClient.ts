@@ -17,10 +17,9 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import type { Api } from "../Scenario.js"
 import type { Engine } from "./engine.js"
 import type { Plan } from "./plan.js"
-import { chunkedBody, type Immediate, listModels, serveChat, unknownPath } from "./serve.js"
+import { apiOfOtherRequest, chunkedBody, type Immediate, listModels, modelCallOf, serveChat, unknownPath } from "./serve.js"
 
 /** The origin the in-memory client answers for (any origin works; this one reads well in errors). */
 export const MEMORY_ORIGIN = "http://chaos.invalid"
@@ -98,33 +97,22 @@ const execute = (
   }
 }
 
-const apiOfPath = (path: string, request: HttpClientRequest.HttpClientRequest): Api =>
-  path.startsWith("/v1/messages") || request.headers["anthropic-version"] !== undefined ? "anthropic" : "openai"
-
 /**
- * The in-memory client over `engine`. Paths are the ChaosServer's (`/v1/chat/completions`,
- * `/v1/responses`, `/v1/messages`, `/v1/models`).
+ * The in-memory client over `engine`. Paths are the ChaosServer's (`modelCallOf`, and `GET /v1/models`).
  */
 export const memoryClient = (engine: Engine): HttpClient.HttpClient =>
   HttpClient.make((request, url, signal) =>
     Effect.flatMap(Clock.currentTimeMillis, (nowMs) => {
       const path = url.pathname
-      const chatApi: Api | undefined = request.method !== "POST"
-        ? undefined
-        : path === "/v1/chat/completions"
-        ? "openai"
-        : path === "/v1/messages"
-        ? "anthropic"
-        : path === "/v1/responses"
-        ? "responses"
-        : undefined
-      if (chatApi === undefined) {
+      const call = modelCallOf(request.method, path)
+      if (call === undefined) {
+        const api = apiOfOtherRequest(path, request.headers)
         const answer = request.method === "GET" && path === "/v1/models"
-          ? listModels(engine, apiOfPath(path, request), nowMs)
-          : unknownPath(engine, apiOfPath(path, request), request.method, path, nowMs)
+          ? listModels(engine, api, nowMs)
+          : unknownPath(engine, api, request.method, path, nowMs)
         return Effect.succeed(immediate(request, answer))
       }
-      const answer = serveChat(engine, chatApi, requestText(request), nowMs)
+      const answer = serveChat(engine, call, requestText(request), nowMs)
       if (answer._tag === "Immediate") return Effect.succeed(immediate(request, answer))
       const release = answer.admission.release
       // Freed when the response is complete, or when the caller gives up (interrupt or abandoned body).

@@ -7,7 +7,7 @@
  * @internal
  */
 import { goDuration } from "./timeFormat.js"
-import type { Completion, ErrorSpec, RateLimitView, RenderedError, StreamFrames, Wire } from "./wire.js"
+import type { Completion, CompletionToolCall, ErrorSpec, RateLimitView, RenderedError, StreamFrames, Wire } from "./wire.js"
 import { definedOverrides } from "./wire.js"
 
 interface OpenAiErrorObject {
@@ -19,8 +19,34 @@ interface OpenAiErrorObject {
 
 const RATE_LIMIT_DOCS = "Visit https://platform.openai.com/account/rate-limits to learn more."
 
-const finishReason = (finish: Completion["finish"]): string =>
-  finish === "stop" ? "stop" : finish === "length" ? "length" : "content_filter"
+/**
+ * `finish_reason`. A call of a tool the request named in `tool_choice` finishes with `stop`, not
+ * `tool_calls` — the API's own behaviour, which clients that wait for `tool_calls` trip over.
+ */
+const finishReason = (c: Completion): string =>
+  c.finish === "stop"
+    ? "stop"
+    : c.finish === "length"
+    ? "length"
+    : c.finish === "tool_calls"
+    ? (c.forcedTool ? "stop" : "tool_calls")
+    : "content_filter"
+
+/** The id OpenAI gives a tool call. */
+export const toolCallId = (call: CompletionToolCall): string => `call_${call.id}`
+
+const toolCallsOf = (c: Completion) =>
+  c.toolCalls.map((call) => ({ id: toolCallId(call), type: "function", function: { name: call.name, arguments: call.arguments } }))
+
+/**
+ * A streamed tool call as the API streams it: a first delta with its index, id, type, name and empty
+ * arguments, then one delta per argument fragment carrying only the index.
+ */
+const toolCallDeltas = (c: Completion): Array<Record<string, unknown>> =>
+  c.toolCalls.flatMap((call, index) => [
+    { tool_calls: [{ index, id: toolCallId(call), type: "function", function: { name: call.name, arguments: "" } }] },
+    ...call.argumentDeltas.map((args) => ({ tool_calls: [{ index, function: { arguments: args } }] }))
+  ])
 
 const statusMessages: Readonly<Record<number, Omit<OpenAiErrorObject, "param">>> = {
   400: { message: "Invalid request.", type: "invalid_request_error", code: null },
@@ -203,9 +229,16 @@ export const openaiWire: Wire = {
         model: c.model,
         choices: [{
           index: 0,
-          message: { role: "assistant", content: c.text, refusal: null, annotations: [] },
+          message: {
+            role: "assistant",
+            // With tool calls and no text, `content` is null, as the API sends it.
+            content: c.text === "" && c.toolCalls.length > 0 ? null : c.text,
+            refusal: null,
+            ...(c.toolCalls.length > 0 ? { tool_calls: toolCallsOf(c) } : {}),
+            annotations: []
+          },
           logprobs: null,
-          finish_reason: finishReason(c.finish)
+          finish_reason: finishReason(c)
         }],
         usage: usage(c),
         service_tier: "default",
@@ -241,9 +274,9 @@ export const openaiWire: Wire = {
     })
     return {
       head: [chunk({ role: "assistant", content: "", refusal: null }, null)],
-      deltas: c.deltas.map((text) => chunk({ content: text }, null)),
+      deltas: [...c.deltas.map((text) => chunk({ content: text }, null)), ...toolCallDeltas(c).map((delta) => chunk(delta, null))],
       tail: [
-        chunk({}, finishReason(c.finish)),
+        chunk({}, finishReason(c)),
         ...(includeUsage ? [usageChunk] : []),
         "data: [DONE]\n\n"
       ]
@@ -253,6 +286,8 @@ export const openaiWire: Wire = {
   malformedBody: (c) => `{"id":"${c.id}","object":"chat.completion","created":${c.created},"model":"${c.model}","choices":[{"index":0,"message":{"role":"assistant","content":"`,
 
   malformedFrame: (c) => `data: {"id":"${c.id}","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":\n\n`,
+
+  rawFrame: (payload) => `data: ${payload}\n\n`,
 
   models: (ids, nowMs) =>
     JSON.stringify(

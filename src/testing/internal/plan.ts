@@ -6,15 +6,15 @@
  * @internal
  */
 import type { Fault } from "../Scenario.js"
-import { capToMaxTokens, estimateTokens, prefixDeltas, resolveText, splitDeltas } from "./content.js"
+import { answerFor, estimateTokens, splitDeltas } from "./content.js"
 import type { Admission } from "./engine.js"
 import type { ChatRequest } from "./request.js"
 import { httpDate } from "./timeFormat.js"
-import type { Completion, ErrorSpec, Finish, RateLimitView, Wire } from "./wire.js"
+import type { Completion, CompletionToolCall, ErrorSpec, Frame, RateLimitView, Wire } from "./wire.js"
 
 /** One step of a chunked body. */
 export type Step =
-  | { readonly _tag: "Write"; readonly data: string }
+  | { readonly _tag: "Write"; readonly data: Frame }
   | { readonly _tag: "Sleep"; readonly ms: number }
   /** Silence until the client or the server closes the connection. */
   | { readonly _tag: "Forever" }
@@ -59,49 +59,36 @@ export interface PlanInput {
 const JSON_TYPE = "application/json"
 const SSE_TYPE = "text/event-stream; charset=utf-8"
 
-const write = (data: string): Step => ({ _tag: "Write", data })
+const write = (data: Frame): Step => ({ _tag: "Write", data })
 
 /** Seconds as a header value: integers stay integers, fractions keep up to three decimals. */
 const seconds = (s: number): string => String(Math.round(s * 1000) / 1000)
 
-/** Builds the answer text for a content-bearing fault. */
+/** Builds the answer (text and tool calls) for a content-bearing fault. */
 const completionFor = (input: PlanInput, fault: Fault): Completion => {
   const { admission, request } = input
   const routeContent = admission.route.config.content
   const content = fault.kind === "ok" && fault.content !== undefined ? fault.content : routeContent
-  let text: string
-  let finish: Finish = "stop"
-  switch (fault.kind) {
-    case "empty_content":
-      text = ""
-      break
-    case "schema_violation":
-      // The point is valid JSON of the wrong shape: never cut it with max_tokens.
-      text = JSON.stringify(fault.value) ?? "null"
-      break
-    case "truncated":
-    case "content_filter": {
-      const full = splitDeltas(resolveText(content, request.lastUserText))
-      const fraction = fault.fraction ?? (fault.kind === "truncated" ? 0.5 : 0)
-      text = prefixDeltas(full, fraction).join("")
-      finish = fault.kind === "truncated" ? "length" : "filtered"
-      break
-    }
-    default: {
-      const capped = capToMaxTokens(resolveText(content, request.lastUserText), request.maxTokens)
-      text = capped.text
-      if (capped.capped) finish = "length"
-    }
-  }
+  const answer = answerFor(content, fault, request)
+  // Neutral, seeded ids: each wire adds its provider's prefix.
+  const idBase = input.responseId.replace(/[^A-Za-z0-9]/g, "").slice(-16)
+  const toolCalls: Array<CompletionToolCall> = answer.calls.map((call, i) => ({
+    id: `${idBase}${i}`,
+    name: call.name,
+    arguments: call.arguments,
+    argumentDeltas: splitDeltas(call.arguments)
+  }))
   return {
     id: input.responseId,
     model: request.model,
     created: Math.floor(input.nowMs / 1000),
-    text,
-    deltas: splitDeltas(text),
-    finish,
+    text: answer.text,
+    deltas: splitDeltas(answer.text),
+    toolCalls,
+    forcedTool: request.forcedTool !== undefined,
+    finish: answer.finish,
     promptTokens: estimateTokens(request.promptText),
-    completionTokens: estimateTokens(text)
+    completionTokens: estimateTokens(answer.text) + toolCalls.reduce((n, call) => n + estimateTokens(call.arguments), 0)
   }
 }
 
@@ -127,7 +114,7 @@ const errorPlan = (
     _tag: "Body",
     status: rendered.status,
     contentType: JSON_TYPE,
-    headers: { ...baseHeaders(input, view), ...extraHeaders },
+    headers: { ...baseHeaders(input, view), ...rendered.headers, ...extraHeaders },
     body: rendered.body,
     delayMs: 0
   }
@@ -343,7 +330,7 @@ const planStream = (input: PlanInput, fault: Fault): Plan => {
       steps = [
         ...head,
         ...deltas(0, Math.min(1, frames.deltas.length)),
-        write(fault.body === undefined ? wire.malformedFrame(completion) : `data: ${fault.body}\n\n`)
+        write(fault.body === undefined ? wire.malformedFrame(completion) : wire.rawFrame(fault.body))
       ]
       break
     default:
@@ -352,7 +339,7 @@ const planStream = (input: PlanInput, fault: Fault): Plan => {
   return {
     _tag: "Chunked",
     status: 200,
-    contentType: SSE_TYPE,
+    contentType: wire.streamContentType ?? SSE_TYPE,
     headers: { ...baseHeaders(input, admission.view), "cache-control": "no-cache" },
     steps
   }

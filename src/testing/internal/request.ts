@@ -20,6 +20,17 @@ export interface ChatRequest {
   readonly promptText: string
   /** The text of the last user message (for `echo` content). */
   readonly lastUserText: string
+  /** The one tool the request forces (`tool_choice` naming a function, or "any"/"required" with one tool). */
+  readonly forcedTool: string | undefined
+}
+
+/**
+ * What the URL says about a model call. Gemini and Bedrock put the model (and Gemini the streaming
+ * mode) in the path; Azure's deployment path names the deployment, which stands for the model.
+ */
+export interface PathFacts {
+  readonly model?: string | undefined
+  readonly stream?: boolean | undefined
 }
 
 /** Why a body was rejected, phrased as the provider would, and which parameter was at fault. */
@@ -46,10 +57,40 @@ const textOf = (content: unknown): string => {
 const nonNegativeInt = (u: unknown): number | undefined =>
   typeof u === "number" && Number.isInteger(u) && u >= 0 ? u : undefined
 
-/** Parses a request body for `api`. */
+/** A request's tool names, in order (OpenAI `function.name`, or a top-level `name`). */
+const toolNames = (tools: unknown): Array<string> => {
+  if (!Array.isArray(tools)) return []
+  const names: Array<string> = []
+  for (const tool of tools) {
+    if (!isRecord(tool)) continue
+    const fn = tool["function"]
+    const name = isRecord(fn) ? fn["name"] : tool["name"]
+    if (typeof name === "string") names.push(name)
+  }
+  return names
+}
+
+/**
+ * The tool a `tool_choice` forces: a named one (`{type:"function",function:{name}}` in Chat,
+ * `{type:"function",name}` in Responses, `{type:"tool",name}` in Anthropic), or the only tool when
+ * any tool is required (`"required"`, `{type:"any"}`).
+ */
+const forcedToolOf = (choice: unknown, tools: unknown): string | undefined => {
+  if (isRecord(choice)) {
+    const fn = choice["function"]
+    const name = isRecord(fn) ? fn["name"] : choice["name"]
+    if (typeof name === "string") return name
+    if (choice["type"] !== "any") return undefined
+  } else if (choice !== "required") return undefined
+  const names = toolNames(tools)
+  return names.length === 1 ? names[0] : undefined
+}
+
+/** Parses a request body for `api`; `path` carries what the URL says (model, streaming). */
 export const parseChatRequest = (
   api: Api,
-  body: string
+  body: string,
+  path: PathFacts = {}
 ): { readonly _tag: "Right"; readonly request: ChatRequest } | { readonly _tag: "Left"; readonly problem: RequestProblem } => {
   const left = (message: string, param: string | null) => ({ _tag: "Left" as const, problem: { message, param } })
   let json: unknown
@@ -64,7 +105,7 @@ export const parseChatRequest = (
       : left("There was an error parsing the body of your request as JSON.", null)
   }
   if (!isRecord(json)) return left("The request body must be a JSON object.", null)
-  const model = json["model"]
+  const model = path.model ?? json["model"]
   if (typeof model !== "string" || model === "") {
     return api !== "anthropic" ? left("you must provide a model parameter", null) : left("model: Field required", "model")
   }
@@ -100,7 +141,8 @@ export const parseChatRequest = (
       includeUsage: isRecord(streamOptions) && streamOptions["include_usage"] === true,
       maxTokens,
       promptText: texts.join("\n"),
-      lastUserText
+      lastUserText,
+      forcedTool: forcedToolOf(json["tool_choice"], json["tools"])
     }
   }
 }
@@ -139,7 +181,8 @@ const parseResponsesRequest = (
       includeUsage: true,
       maxTokens: nonNegativeInt(json["max_output_tokens"]),
       promptText: texts.join("\n"),
-      lastUserText
+      lastUserText,
+      forcedTool: forcedToolOf(json["tool_choice"], json["tools"])
     }
   }
 }

@@ -16,11 +16,58 @@ import type { Admission, Engine } from "./engine.js"
 import { openaiWire } from "./openaiWire.js"
 import { responsesWire } from "./responsesWire.js"
 import { type Plan, planResponse, statusOf, type Step } from "./plan.js"
-import { parseChatRequest } from "./request.js"
+import { parseChatRequest, type PathFacts } from "./request.js"
 import type { ErrorSpec, Wire } from "./wire.js"
 
 /** The wire format of an API. */
 export const wireOf = (api: Api): Wire => (api === "openai" ? openaiWire : api === "responses" ? responsesWire : anthropicWire)
+
+/** A model call as its URL names it: the wire format, and what the path says (model, streaming). */
+export interface ModelCall {
+  readonly api: Api
+  readonly path: PathFacts
+}
+
+const AZURE_DEPLOYMENT = /^\/openai\/deployments\/([^/]+)\/chat\/completions$/
+
+const decodeSegment = (segment: string): string | undefined => {
+  try {
+    return decodeURIComponent(segment)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The model call a `POST` to `path` (without its query) is, or `undefined` when the path serves none.
+ * One table for the socket server and the in-memory client: OpenAI Chat and Responses (also under
+ * Azure's `/openai/v1/`, `/openai/` and `/openai/deployments/{deployment}/` paths — where the
+ * `AzureOpenAI` client sends them —, the deployment standing for the model) and Anthropic Messages.
+ */
+export const modelCallOf = (method: string, path: string): ModelCall | undefined => {
+  if (method !== "POST") return undefined
+  switch (path) {
+    case "/v1/chat/completions":
+    case "/openai/v1/chat/completions":
+      return { api: "openai", path: {} }
+    case "/v1/responses":
+    case "/openai/v1/responses":
+    case "/openai/responses":
+      return { api: "responses", path: {} }
+    case "/v1/messages":
+      return { api: "anthropic", path: {} }
+  }
+  const deployment = AZURE_DEPLOYMENT.exec(path)?.[1]
+  if (deployment !== undefined) {
+    const model = decodeSegment(deployment)
+    return model === undefined ? undefined : { api: "openai", path: { model } }
+  }
+  return undefined
+}
+
+/** The format to answer a request that is no model call in (a model list, a 404): Anthropic's when its headers say so. */
+export const apiOfOtherRequest = (path: string, headers: Readonly<Record<string, string | undefined>>): Api =>
+  path.startsWith("/v1/messages") || headers["anthropic-version"] !== undefined ? "anthropic" : "openai"
 
 /** A complete response decided without the fault model (bad body, unknown path, model list). */
 export interface Immediate {
@@ -63,11 +110,17 @@ const recordServerAnswer = (
     requestId
   })
 
-const immediateJson = (wire: Wire, status: number, requestId: string, body: string): Immediate => ({
+const immediateJson = (
+  wire: Wire,
+  status: number,
+  requestId: string,
+  body: string,
+  headers?: Readonly<Record<string, string>>
+): Immediate => ({
   _tag: "Immediate",
   status,
   contentType: JSON_TYPE,
-  headers: { [wire.requestIdHeader]: requestId },
+  headers: { [wire.requestIdHeader]: requestId, ...headers },
   body
 })
 
@@ -83,7 +136,7 @@ export const rejectRequest = (
   const requestId = wire.requestId(engine.idRng)
   const rendered = wire.error(spec, requestId)
   recordServerAnswer(engine, api, fault, rendered.status, requestId, nowMs)
-  return immediateJson(wire, rendered.status, requestId, rendered.body)
+  return immediateJson(wire, rendered.status, requestId, rendered.body, rendered.headers)
 }
 
 /** `GET /v1/models` in the API's list format (recorded with fault `models`). */
@@ -102,8 +155,9 @@ export const unknownPath = (engine: Engine, api: Api, method: string, path: stri
  * Decides the answer to a chat request body (`POST /v1/chat/completions` or `/v1/messages`). The caller
  * must eventually call `admission.release()` (idempotent) when the response is finished or abandoned.
  */
-export const serveChat = (engine: Engine, api: Api, body: string, nowMs: number): Immediate | Admitted => {
-  const parsed = parseChatRequest(api, body)
+export const serveChat = (engine: Engine, call: ModelCall, body: string, nowMs: number): Immediate | Admitted => {
+  const api = call.api
+  const parsed = parseChatRequest(api, body, call.path)
   if (parsed._tag === "Left") {
     return rejectRequest(engine, api, "invalid_request", { kind: "invalid_request", ...parsed.problem }, nowMs)
   }
@@ -142,7 +196,7 @@ export const chunkedBody = <E>(steps: ReadonlyArray<Step>, abort: () => Stream.S
   Stream.flatMap(Stream.fromIterable(steps), (step): Stream.Stream<Uint8Array, E> => {
     switch (step._tag) {
       case "Write":
-        return Stream.succeed(encoder.encode(step.data))
+        return Stream.succeed(typeof step.data === "string" ? encoder.encode(step.data) : step.data)
       case "Sleep":
         return Stream.drain(Stream.fromEffect(Effect.sleep(Duration.millis(step.ms))))
       case "Forever":

@@ -8,8 +8,25 @@
 import type { Api } from "../Scenario.js"
 import type { Prng } from "./prng.js"
 
-/** How an answer ended, mapped per provider (stop/end_turn, length/max_tokens, content_filter/refusal). */
-export type Finish = "stop" | "length" | "filtered"
+/**
+ * How an answer ended, mapped per provider (stop/end_turn, length/max_tokens, content_filter/refusal,
+ * tool_calls/tool_use).
+ */
+export type Finish = "stop" | "length" | "filtered" | "tool_calls"
+
+/** A tool call in an answer, before rendering. */
+export interface CompletionToolCall {
+  /** A neutral id (alphanumeric); each wire adds its provider's prefix (`call_`, `toolu_`, …). */
+  readonly id: string
+  readonly name: string
+  /** The arguments as JSON text (possibly cut short by a truncation fault). */
+  readonly arguments: string
+  /** `arguments` split the way providers stream them; joined, they give `arguments` back. */
+  readonly argumentDeltas: ReadonlyArray<string>
+}
+
+/** One piece of a rendered stream: SSE text for most formats, binary for Bedrock's eventstream. */
+export type Frame = string | Uint8Array
 
 /** A successful answer, before rendering. */
 export interface Completion {
@@ -19,6 +36,13 @@ export interface Completion {
   readonly created: number
   readonly text: string
   readonly deltas: ReadonlyArray<string>
+  /** Tool calls after the text (none for a plain answer). */
+  readonly toolCalls: ReadonlyArray<CompletionToolCall>
+  /**
+   * The request forced one tool (Anthropic's structured output, a named `tool_choice`): OpenAI then
+   * reports `finish_reason: "stop"`, not `tool_calls`.
+   */
+  readonly forcedTool: boolean
   readonly finish: Finish
   readonly promptTokens: number
   readonly completionTokens: number
@@ -69,20 +93,21 @@ export type ErrorSpec = ErrorOverrides & (
   | { readonly kind: "unknown_path"; readonly method: string; readonly path: string }
 )
 
-/** A rendered error: status and body text. */
+/** A rendered error: status, body text, and any headers of the format's own (Bedrock's error type). */
 export interface RenderedError {
   readonly status: number
   readonly body: string
+  readonly headers?: Readonly<Record<string, string>> | undefined
 }
 
 /** A stream split at the points faults cut into: metadata, content deltas, and the ending. */
 export interface StreamFrames {
   /** Sent promptly: OpenAI's role chunk; Anthropic's message_start, content_block_start, ping. */
-  readonly head: ReadonlyArray<string>
-  /** One frame per content delta. */
-  readonly deltas: ReadonlyArray<string>
+  readonly head: ReadonlyArray<Frame>
+  /** One frame per content delta: text deltas, then each tool call's start and argument deltas. */
+  readonly deltas: ReadonlyArray<Frame>
   /** The finish (reason + usage) and the terminator (`[DONE]` / `message_stop`). */
-  readonly tail: ReadonlyArray<string>
+  readonly tail: ReadonlyArray<Frame>
 }
 
 /** One provider's wire format. */
@@ -96,14 +121,18 @@ export interface Wire {
   /** Headers on every model-call response (rate limits, versions), without the request id. */
   headers(view: RateLimitView, nowMs: number, processingMs: number): Record<string, string>
   error(spec: ErrorSpec, requestId: string): RenderedError
-  /** The same error as an SSE frame inside a 200 stream. */
-  streamError(spec: ErrorSpec, requestId: string): string
+  /** `content-type` of a streamed answer. Default `text/event-stream; charset=utf-8`. */
+  readonly streamContentType?: string | undefined
+  /** The same error as a frame inside a 200 stream. */
+  streamError(spec: ErrorSpec, requestId: string): Frame
   completion(completion: Completion): string
   stream(completion: Completion, includeUsage: boolean): StreamFrames
   /** A 200 body that is not JSON (default of `malformed_json`). */
   malformedBody(completion: Completion): string
-  /** An SSE frame whose data is not JSON. */
-  malformedFrame(completion: Completion): string
+  /** A frame whose payload is not JSON. */
+  malformedFrame(completion: Completion): Frame
+  /** A frame carrying `payload` verbatim (the `malformed_json` fault's `body` on a stream). */
+  rawFrame(payload: string): Frame
   /** `GET /v1/models`. */
   models(ids: ReadonlyArray<string>, nowMs: number): string
 }
