@@ -216,6 +216,18 @@ const decodeResponse = (exchange: Exchange, body: unknown): Effect.Effect<Genera
   }))
 }
 
+/** The events the stream reads (`message` is SSE's name for an event without an `event:` line). */
+const PARSED_EVENTS: ReadonlySet<string> = new Set([
+  "message_start",
+  "content_block_start",
+  "content_block_delta",
+  "content_block_stop",
+  "message_delta",
+  "message_stop",
+  "error",
+  "message"
+])
+
 /** The Messages event grammar: `message_start` … `message_stop`, `ping`, `error`. */
 const eventProtocol = ({ provider, rateLimit, request, requestId, site }: Exchange): StreamProtocol => {
   const builder = new ResponseBuilder(provider, site.model, site.secrets ?? [])
@@ -229,7 +241,9 @@ const eventProtocol = ({ provider, rateLimit, request, requestId, site }: Exchan
     out.push({ _tag: "TextDelta", text })
   }
   const onEvent = (event: SseEvent, out: Array<StreamEvent>): ProviderError | undefined => {
-    if (event.event === "ping") return undefined
+    // Anthropic may add event types and asks clients to tolerate unknown ones (docs: streaming,
+    // "Other events"): an event named something else is skipped unread, whatever its data.
+    if (!PARSED_EVENTS.has(event.event)) return undefined
     const payload = parseEventObject(site, event.data, `event '${event.event}'`, requestId)
     if (payload instanceof InvalidOutput) return payload
     const type = string(payload["type"]) ?? event.event

@@ -116,6 +116,21 @@ describe("Anthropic adapter — success", () => {
         expect(finish.response.usage).toEqual({ inputTokens: 10, outputTokens: 6, totalTokens: 16 })
         expect(finish.response.requestId).toBe("req_s")
       })))
+
+  it.live("an event type it does not know is skipped unread, even when its data is not JSON (Anthropic may add events)", () =>
+    withProvider(
+      sse(messageStream(["Hel", "lo"], [
+        "event: server_hint\ndata: <not json>\n\n",
+        anthropicEvent("future_event", { anything: [1, 2] }),
+        ...streamEnd
+      ])),
+      (p) =>
+        Effect.gen(function*() {
+          const events = Chunk.toReadonlyArray(yield* Stream.runCollect(p.stream(request)))
+          const finish = events.at(-1)
+          expect(finish?._tag === "Finish" ? finish.response.text : undefined).toBe("Hello")
+        })
+    ))
 })
 
 describe("Anthropic adapter — classified failures over real HTTP", () => {
