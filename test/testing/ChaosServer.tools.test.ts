@@ -167,7 +167,7 @@ const adapters = (server: ChaosServer.ChaosServerHandle) => ({
   anthropic: Anthropic.make({ apiKey: Redacted.make("sk-ant-tools"), baseUrl: server.anthropicBaseUrl })
 })
 
-const finishOf = (provider: ProviderShape<unknown>, request: GenerateRequest) =>
+const finishOf = (provider: ProviderShape, request: GenerateRequest) =>
   Effect.map(Stream.runCollect(provider.stream(request)), (events) => {
     const finish = Chunk.findLast(events, (event) => event._tag === "Finish")
     return finish._tag === "Some" && finish.value._tag === "Finish" ? finish.value.response : undefined

@@ -17,8 +17,8 @@ export type Reply =
     readonly _tag: "Http"
     readonly status: number
     readonly headers: Readonly<Record<string, string>>
-    /** Written one by one (SSE frames, or pieces of a body). */
-    readonly chunks: ReadonlyArray<string>
+    /** Written one by one (SSE frames, or pieces of a body; bytes as they are). */
+    readonly chunks: ReadonlyArray<string | Uint8Array>
     /** Send `content-length` (a fixed-size body) instead of chunked transfer. */
     readonly declareLength: boolean
     /** Break the connection after the chunks instead of ending the body. */
@@ -35,7 +35,7 @@ export const jsonReply = (status: number, body: unknown, headers: Readonly<Recor
   breakAfter: false
 })
 
-export const chunkedReply = (status: number, chunks: ReadonlyArray<string>, headers: Readonly<Record<string, string>> = {}): Reply => ({
+export const chunkedReply = (status: number, chunks: ReadonlyArray<string | Uint8Array>, headers: Readonly<Record<string, string>> = {}): Reply => ({
   _tag: "Http",
   status,
   headers: { "content-type": "application/json", ...headers },
@@ -45,7 +45,7 @@ export const chunkedReply = (status: number, chunks: ReadonlyArray<string>, head
 })
 
 export const sseReply = (
-  frames: ReadonlyArray<string>,
+  frames: ReadonlyArray<string | Uint8Array>,
   headers: Readonly<Record<string, string>> = {},
   options: { readonly breakAfter?: boolean } = {}
 ): Reply => ({
@@ -77,7 +77,7 @@ export const mockClient = (reply: Reply, requests: Array<string> = []): HttpClie
         })
       )
     }
-    const bytes = reply.chunks.map((chunk) => encoder.encode(chunk))
+    const bytes = reply.chunks.map((chunk) => (typeof chunk === "string" ? encoder.encode(chunk) : chunk))
     const total = bytes.reduce((n, b) => n + b.length, 0)
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
@@ -98,7 +98,7 @@ export const toHandler = (reply: Reply): Handler => (_req, _body, res) => {
     res.socket?.destroy()
     return
   }
-  const bytes = reply.chunks.map((chunk) => Buffer.from(chunk, "utf8"))
+  const bytes = reply.chunks.map((chunk) => (typeof chunk === "string" ? Buffer.from(chunk, "utf8") : chunk))
   const total = bytes.reduce((n, b) => n + b.length, 0)
   res.writeHead(reply.status, reply.declareLength ? { ...reply.headers, "content-length": String(total) } : reply.headers)
   res.flushHeaders()
