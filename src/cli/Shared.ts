@@ -6,6 +6,7 @@
  */
 import * as Options from "@effect/cli/Options"
 import type * as FileSystem from "@effect/platform/FileSystem"
+import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -234,6 +235,43 @@ export const writeOut = (text: string): Effect.Effect<void> => Effect.sync(() =>
 export const writeErr = (text: string): Effect.Effect<void> => Effect.sync(() => void process.stderr.write(text))
 
 const colourOn = (stream: NodeJS.WriteStream) => stream.isTTY === true && process.env["NO_COLOR"] === undefined
+
+/** ANSI SGR sequences (colour, bold): what @effect/cli's help and error texts are styled with. */
+const ANSI_STYLE = /\x1b\[[0-9;]*m/g
+
+const unstyled = (args: ReadonlyArray<unknown>): Array<unknown> =>
+  args.map((arg) => (typeof arg === "string" ? arg.replace(ANSI_STYLE, "") : arg))
+
+/**
+ * The console the CLI runs with: Effect's own, except that text printed to a stream that is not a
+ * colour terminal (a pipe, a file, `NO_COLOR` set) loses its ANSI styles. @effect/cli styles its help
+ * and validation messages unconditionally; this is where they are made plain. Use it over a program
+ * with {@link withCliConsole}.
+ *
+ * @since 0.2.0
+ * @category output
+ */
+export const cliConsole = (base: Console.Console): Console.Console => {
+  const plainOut = !colourOn(process.stdout)
+  const plainErr = !colourOn(process.stderr)
+  if (!plainOut && !plainErr) return base
+  return {
+    ...base,
+    log: (...args) => base.log(...(plainOut ? unstyled(args) : args)),
+    info: (...args) => base.info(...(plainOut ? unstyled(args) : args)),
+    error: (...args) => base.error(...(plainErr ? unstyled(args) : args)),
+    warn: (...args) => base.warn(...(plainErr ? unstyled(args) : args))
+  }
+}
+
+/**
+ * Runs `effect` with {@link cliConsole} over the current console.
+ *
+ * @since 0.2.0
+ * @category output
+ */
+export const withCliConsole = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Console.consoleWith((base) => Console.withConsole(effect, cliConsole(base)))
 
 /**
  * ANSI styles that are no-ops when the stream is not a colour terminal.

@@ -22,7 +22,7 @@ import * as Call from "./commands/Call.js"
 import * as ChaosServerCommand from "./commands/ChaosServerCommand.js"
 import * as Demo from "./commands/Demo.js"
 import * as Doctor from "./commands/Doctor.js"
-import { stylesFor, writeErr, writeOut } from "./Shared.js"
+import { stylesFor, withCliConsole, writeErr, writeOut } from "./Shared.js"
 
 const root = Command.make("llm-resilience", {}, () =>
   writeOut(
@@ -74,7 +74,7 @@ const Logging = Layer.mergeAll(
   Logger.minimumLogLevel(LogLevel.Warning)
 )
 
-NodeRuntime.runMain(program(process.argv).pipe(Effect.provide(Layer.merge(NodeContext.layer, Logging))), {
+NodeRuntime.runMain(program(process.argv).pipe(withCliConsole, Effect.provide(Layer.merge(NodeContext.layer, Logging))), {
   disableErrorReporting: true,
   disablePrettyLogger: true,
   teardown: (exit, onExit) => {

@@ -219,3 +219,15 @@ describe.concurrent("call: bad usage exits 2", () => {
     expect(run.stderr).toContain('properties.a.$ref: unsupported JSON Schema keyword "$ref"')
   })
 })
+
+describe.concurrent("plain output off a terminal", () => {
+  // stdout and stderr are pipes here: @effect/cli's styled help and validation texts must arrive plain.
+  it("--help and a usage error carry no ANSI escape codes", async () => {
+    const help = await runCli(["--help"])
+    expect(help.code).toBe(0)
+    expect(help.stdout).toContain("USAGE")
+    const usage = await runCli(["call", "--no-such-flag"])
+    expect(usage.code).toBe(2)
+    for (const text of [help.stdout, help.stderr, usage.stdout, usage.stderr]) expect(text).not.toMatch(/\x1b\[/)
+  })
+})
