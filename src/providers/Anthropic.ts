@@ -16,6 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { fromStreamError } from "../Classify.js"
+import { apiKeyConfig } from "../internal/config.js"
 import { type InvalidOptions, InvalidOutput, type ProviderError } from "../Errors.js"
 import { array, isRecord, type JsonRecord, number, opt, record, safeStringify, string } from "../internal/json.js"
 import type { SseEvent } from "../internal/sse.js"
@@ -385,7 +386,7 @@ export const layerConfig: Layer.Layer<Provider, ConfigError.ConfigError | Invali
     Provider,
     Effect.flatMap(
       Config.all({
-        apiKey: Config.redacted("ANTHROPIC_API_KEY"),
+        apiKey: apiKeyConfig("ANTHROPIC_API_KEY"),
         baseUrl: Config.withDefault(Config.string("ANTHROPIC_BASE_URL"), DEFAULT_BASE_URL)
       }),
       build("Anthropic.layerConfig")

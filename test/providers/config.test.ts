@@ -41,3 +41,25 @@ describe("layerConfig", () => {
       expect(String(error)).toContain("OPENAI_API_KEY")
     }).pipe(Effect.provide(Transport.layer())))
 })
+
+describe("keys from the environment (every layerConfig reads them through one rule)", () => {
+  const failure = (env: Record<string, string>) =>
+    Effect.flip(Effect.provide(Provider, Anthropic.layerConfig.pipe(Layer.provide(fromEnv(env))))).pipe(
+      Effect.provide(Transport.layer())
+    )
+
+  it.effect("missing: a ConfigError whose message names the variable and says what to do", () =>
+    Effect.gen(function*() {
+      const error = yield* failure({})
+      const text = String(error)
+      expect(text).toContain("ANTHROPIC_API_KEY is not set")
+      expect(text).not.toContain("<redacted>")
+    }))
+
+  it.effect("set but blank: a ConfigError naming the variable (an empty key would send no credentials)", () =>
+    Effect.gen(function*() {
+      const error = yield* failure({ ANTHROPIC_API_KEY: "   " })
+      expect(error._tag === "InvalidOptions" ? error._tag : error._op).toBe("InvalidData")
+      expect(String(error)).toContain("ANTHROPIC_API_KEY is set but empty")
+    }))
+})
