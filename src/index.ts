@@ -61,6 +61,22 @@ export * as OpenAiResponses from "./providers/OpenAiResponses.js"
 export * as Anthropic from "./providers/Anthropic.js"
 
 /**
+ * Google Gemini (Generative Language API `generateContent` / `streamGenerateContent`): `RetryInfo`
+ * waits, per-day quotas, safety finishes.
+ *
+ * @since 0.2.0
+ */
+export * as Gemini from "./providers/Gemini.js"
+
+/**
+ * AWS Bedrock Converse / ConverseStream: SigV4 or a Bedrock API key, binary eventstream frames,
+ * `x-amzn-errortype` and in-stream exceptions.
+ *
+ * @since 0.2.0
+ */
+export * as Bedrock from "./providers/Bedrock.js"
+
+/**
  * Retries driven by the failure's action (wait / reroute / stop), honouring Retry-After, with jitter.
  *
  * @since 0.1.0

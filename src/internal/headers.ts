@@ -140,8 +140,12 @@ export const parseRateLimit = (headers: HeaderMap, now: number): RateLimitSnapsh
 }
 
 /**
- * The request id each provider stamps on responses: OpenAI `x-request-id`, Anthropic `request-id` —
- * shape-checked and dropped when it carries a secret (see `cleanRequestId`).
+ * The request id each provider stamps on responses: OpenAI (and Azure) `x-request-id`, Anthropic
+ * `request-id`, AWS `x-amzn-requestid`, Azure's gateway `apim-request-id` — shape-checked and dropped
+ * when it carries a secret (see `cleanRequestId`). Gemini sends none.
  */
 export const requestIdOf = (headers: HeaderMap, secrets: ReadonlyArray<string>): string | undefined =>
-  cleanRequestId(headers["x-request-id"] ?? headers["request-id"], secrets)
+  cleanRequestId(
+    headers["x-request-id"] ?? headers["request-id"] ?? headers["x-amzn-requestid"] ?? headers["apim-request-id"],
+    secrets
+  )

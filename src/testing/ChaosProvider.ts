@@ -21,6 +21,9 @@ import * as Redacted from "effect/Redacted"
 import type { InvalidOptions, ProviderError } from "../Errors.js"
 import { Provider, type ProviderShape } from "../Provider.js"
 import * as Anthropic from "../providers/Anthropic.js"
+import * as Bedrock from "../providers/Bedrock.js"
+import * as Gemini from "../providers/Gemini.js"
+import type { CommonOptions } from "../providers/internal/adapter.js"
 import * as OpenAi from "../providers/OpenAi.js"
 import * as OpenAiResponses from "../providers/OpenAiResponses.js"
 import type { ChaosStats } from "./ChaosServer.js"
@@ -127,13 +130,7 @@ export const make = (
       ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
       ...(options.maxSseEventBytes !== undefined ? { maxSseEventBytes: options.maxSseEventBytes } : {})
     }
-    const provider = yield* (api === "openai"
-      ? OpenAi.make({ ...adapter, baseUrl: openAiBaseUrl })
-      : api === "responses"
-      ? OpenAiResponses.make({ ...adapter, baseUrl: openAiBaseUrl })
-      : Anthropic.make({ ...adapter, baseUrl: anthropicBaseUrl })).pipe(
-        Effect.provideService(HttpClient.HttpClient, httpClient)
-      )
+    const provider = yield* adapterOf(api, adapter).pipe(Effect.provideService(HttpClient.HttpClient, httpClient))
     return {
       ...provider,
       api,
@@ -141,6 +138,22 @@ export const make = (
       httpClient
     } satisfies ChaosProviderHandle
   })
+
+/** The real adapter of each format, pointed at the in-memory server (Bedrock with a bearer key: nothing to sign). */
+const adapterOf = (api: Scenario.Api, adapter: CommonOptions) => {
+  switch (api) {
+    case "openai":
+      return OpenAi.make({ ...adapter, baseUrl: openAiBaseUrl })
+    case "responses":
+      return OpenAiResponses.make({ ...adapter, baseUrl: openAiBaseUrl })
+    case "anthropic":
+      return Anthropic.make({ ...adapter, baseUrl: anthropicBaseUrl })
+    case "gemini":
+      return Gemini.make({ ...adapter, baseUrl: `${MEMORY_ORIGIN}/v1beta` })
+    case "bedrock":
+      return Bedrock.make({ ...adapter, region: "us-east-1", baseUrl: MEMORY_ORIGIN })
+  }
+}
 
 /**
  * The chaos provider as the `Provider` of a program, with its handle as `ChaosProvider`.

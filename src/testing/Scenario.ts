@@ -38,13 +38,13 @@ const NonEmpty = Schema.String.pipe(Schema.minLength(1))
 const opt = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
 
 /**
- * The provider wire format a request used: OpenAI Chat Completions, OpenAI Responses or Anthropic
- * Messages.
+ * The provider wire format a request used: OpenAI Chat Completions (also under Azure's paths), OpenAI
+ * Responses, Anthropic Messages, Google Gemini (`generateContent`) or AWS Bedrock Converse.
  *
  * @since 0.1.0
  * @category models
  */
-export const Api = Schema.Literal("openai", "anthropic", "responses")
+export const Api = Schema.Literal("openai", "anthropic", "responses", "gemini", "bedrock")
 
 /**
  * @since 0.1.0

@@ -13,6 +13,8 @@ import * as Redacted from "effect/Redacted"
 import * as DegradedMode from "../../src/DegradedMode.js"
 import * as Policy from "../../src/Policy.js"
 import * as Anthropic from "../../src/providers/Anthropic.js"
+import * as Bedrock from "../../src/providers/Bedrock.js"
+import * as Gemini from "../../src/providers/Gemini.js"
 import * as OpenAi from "../../src/providers/OpenAi.js"
 import * as OpenAiResponses from "../../src/providers/OpenAiResponses.js"
 import * as ChaosServer from "../../src/testing/ChaosServer.js"
@@ -22,18 +24,31 @@ import { type Api, assertCase, caseTitle, failureOf, faultCases } from "../utils
 
 const SECRET = "sk-chaos-e2e-secret-key"
 
-const providerFor = (api: Api, server: ChaosServer.ChaosServerHandle) =>
-  api === "openai"
-    ? OpenAi.make({ apiKey: Redacted.make(SECRET), baseUrl: server.openAiBaseUrl })
-    : api === "responses"
-    ? OpenAiResponses.make({ apiKey: Redacted.make(SECRET), baseUrl: server.openAiBaseUrl, name: "responses" })
-    : Anthropic.make({ apiKey: Redacted.make(SECRET), baseUrl: server.anthropicBaseUrl })
+const providerFor = (api: Api, server: ChaosServer.ChaosServerHandle) => {
+  switch (api) {
+    case "openai":
+      return OpenAi.make({ apiKey: Redacted.make(SECRET), baseUrl: server.openAiBaseUrl })
+    case "responses":
+      return OpenAiResponses.make({ apiKey: Redacted.make(SECRET), baseUrl: server.openAiBaseUrl, name: "responses" })
+    case "anthropic":
+      return Anthropic.make({ apiKey: Redacted.make(SECRET), baseUrl: server.anthropicBaseUrl })
+    case "gemini":
+      return Gemini.make({ apiKey: Redacted.make(SECRET), baseUrl: `${server.url}/v1beta`, name: "gemini" })
+    case "bedrock":
+      return Bedrock.make({
+        region: "us-east-1",
+        baseUrl: server.url,
+        name: "bedrock",
+        credentials: { accessKeyId: "AKIDCHAOSE2E", secretAccessKey: Redacted.make(SECRET) }
+      })
+  }
+}
 
 const timeouts: Timeouts.TimeoutOptions = { attempt: "1 second", headers: "500 millis", firstToken: "500 millis", idle: "500 millis" }
 
 const Env = Layer.mergeAll(Transport.layer(), Policy.layerState, DegradedMode.layer)
 
-for (const api of ["openai", "responses", "anthropic"] as const) {
+for (const api of ["openai", "responses", "anthropic", "gemini", "bedrock"] as const) {
   describe(`ChaosServer faults → typed errors over real HTTP (${api})`, () => {
     it.live.each(faultCases.map((c) => [caseTitle(c), c] as const))(
       "%s",

@@ -1,7 +1,7 @@
 /**
  * Framing invariance, per wire format: however the network cuts a body — at every single byte
  * boundary (through multi-byte characters, SSE field names, line ends) or at random sets of points —
- * the adapter decodes exactly the answer it decodes from the body in one piece. The bodies are the
+ * the adapter decodes exactly the answer it decodes from the body in one piece, in all five formats. The bodies are the
  * ChaosServer's renderings (text with multi-byte characters and two tool calls), which the official
  * SDKs parse (test/testing/ChaosServer.*.test.ts).
  */
@@ -14,10 +14,14 @@ import * as Stream from "effect/Stream"
 import fc from "fast-check"
 import type { GenerateRequest, GenerateResponse, ProviderShape } from "../../src/Provider.js"
 import * as Anthropic from "../../src/providers/Anthropic.js"
+import * as Bedrock from "../../src/providers/Bedrock.js"
+import * as Gemini from "../../src/providers/Gemini.js"
 import * as OpenAi from "../../src/providers/OpenAi.js"
 import * as OpenAiResponses from "../../src/providers/OpenAiResponses.js"
 import { anthropicWire } from "../../src/testing/internal/anthropicWire.js"
+import { bedrockWire } from "../../src/testing/internal/bedrockWire.js"
 import { splitDeltas } from "../../src/testing/internal/content.js"
+import { geminiWire } from "../../src/testing/internal/geminiWire.js"
 import { openaiWire } from "../../src/testing/internal/openaiWire.js"
 import { responsesWire } from "../../src/testing/internal/responsesWire.js"
 import type { Completion, Frame, Wire } from "../../src/testing/internal/wire.js"
@@ -63,7 +67,13 @@ const formats: Record<string, Format> = {
     wire: responsesWire,
     make: withClient(OpenAiResponses.make({ apiKey: Redacted.make("k"), baseUrl: "http://mock.invalid" }))
   },
-  anthropic: { wire: anthropicWire, make: withClient(Anthropic.make({ apiKey: Redacted.make("k"), baseUrl: "http://mock.invalid" })) }
+  anthropic: { wire: anthropicWire, make: withClient(Anthropic.make({ apiKey: Redacted.make("k"), baseUrl: "http://mock.invalid" })) },
+  gemini: { wire: geminiWire, make: withClient(Gemini.make({ apiKey: Redacted.make("k"), baseUrl: "http://mock.invalid/v1beta" })) },
+  // Bedrock's stream is binary eventstream frames: cuts fall through preludes, headers and CRCs.
+  bedrock: {
+    wire: bedrockWire,
+    make: withClient(Bedrock.make({ region: "us-east-1", apiKey: Redacted.make("k"), baseUrl: "http://mock.invalid" }))
+  }
 }
 
 const encoder = new TextEncoder()

@@ -29,7 +29,7 @@ const Env = Layer.mergeAll(Policy.layerState, DegradedMode.layer)
 
 const request = (model = "gpt-4o-mini") => ({ model, messages: [{ role: "user" as const, content: "Say hello." }], maxTokens: 64 })
 
-for (const api of ["openai", "responses", "anthropic"] as const) {
+for (const api of ["openai", "responses", "anthropic", "gemini", "bedrock"] as const) {
   describe(`ChaosProvider faults → typed errors in-process (${api})`, () => {
     it.effect.each(faultCases.map((c) => [caseTitle(c), c] as const))(
       "%s",

@@ -126,7 +126,7 @@ describe("Scenario decoding", () => {
         [{ default: { mix: [{ fault: { kind: "ok" }, rate: 2 }] } }, "default.mix[0].rate"],
         [{ routes: [{ outage: { fromMs: 10, toMs: 5 } }] }, "routes[0].outage.toMs: toMs must be greater than fromMs"],
         [{ routes: [{ latency: { kind: "uniform", minMs: 5, maxMs: 1 } }] }, "routes[0].latency.maxMs: maxMs must be at least minMs"],
-        [{ routes: [{ api: "gemini" }] }, "routes[0].api: Expected \"openai\" | \"anthropic\" | \"responses\", actual \"gemini\""],
+        [{ routes: [{ api: "cohere" }] }, "routes[0].api: Expected \"openai\" | \"anthropic\" | \"responses\" | \"gemini\" | \"bedrock\", actual \"cohere\""],
         [{ routes: [{ rpm: 0 }] }, "routes[0].rpm"],
         [{ routes: [{ concurrency: 1.5 }] }, "routes[0].concurrency"],
         [{ default: { name: "x" } }, "default.name: is unexpected"],

@@ -15,7 +15,7 @@ import type { ProviderShape } from "../../src/Provider.js"
 import type * as Scenario from "../../src/testing/Scenario.js"
 import * as Timeouts from "../../src/Timeouts.js"
 
-export type Api = "openai" | "anthropic" | "responses"
+export type Api = "openai" | "anthropic" | "responses" | "gemini" | "bedrock"
 
 /**
  * `generate` / `object` go through a one-route fallback chain (no retries) so the output gate runs
@@ -31,6 +31,12 @@ export interface FaultCase {
   readonly retryable: boolean
   readonly check?: (error: RouteError, api: Api) => void
 }
+
+/** How each format says "overloaded": 529 where it exists (OpenAI-style servers, Anthropic), else 503. */
+const OVERLOADED_STATUS: Readonly<Record<Api, number>> = { openai: 529, responses: 529, anthropic: 529, gemini: 503, bedrock: 503 }
+
+/** How each format refuses an account that cannot pay (Bedrock: AccessDeniedException, 403). */
+const BILLING_STATUS: Readonly<Record<Api, number>> = { openai: 402, responses: 402, anthropic: 402, gemini: 402, bedrock: 403 }
 
 const field = (error: RouteError, name: string): unknown => (error as unknown as Record<string, unknown>)[name]
 
@@ -61,12 +67,13 @@ export const faultCases: ReadonlyArray<FaultCase> = [
     tag: "RateLimited",
     action: "wait",
     retryable: true,
-    check: (e) => {
+    check: (e, api) => {
       // An HTTP-date has one-second resolution (the server rounds up): 30 s from now reads as 29–31 s.
       const wait = field(e, "retryAfterMs") as number
       expect(wait).toBeGreaterThan(29_000)
       expect(wait).toBeLessThanOrEqual(31_000)
-      if (e._tag !== "RateLimited") return
+      // Gemini and Bedrock send no rate-limit headers.
+      if (e._tag !== "RateLimited" || api === "gemini" || api === "bedrock") return
       expect(e.rateLimit?.tokens?.remaining).toBe(0)
       expect(e.rateLimit?.requests?.remaining).toBeGreaterThan(0)
     }
@@ -86,10 +93,25 @@ export const faultCases: ReadonlyArray<FaultCase> = [
     tag: "QuotaExhausted",
     action: "reroute",
     retryable: false,
+    // Anthropic: the empty-balance 400; Bedrock: the per-day throttle, 429.
     check: (e, api) => expect(e.status).toBe(api === "anthropic" ? 400 : 429)
   },
-  { fault: { kind: "billing" }, mode: "generate", tag: "QuotaExhausted", action: "reroute", retryable: false, check: (e) => expect(e.status).toBe(402) },
-  { fault: { kind: "overloaded" }, mode: "generate", tag: "Overloaded", action: "reroute", retryable: true, check: (e) => expect(e.status).toBe(529) },
+  {
+    fault: { kind: "billing" },
+    mode: "generate",
+    tag: "QuotaExhausted",
+    action: "reroute",
+    retryable: false,
+    check: (e, api) => expect(e.status).toBe(BILLING_STATUS[api])
+  },
+  {
+    fault: { kind: "overloaded" },
+    mode: "generate",
+    tag: "Overloaded",
+    action: "reroute",
+    retryable: true,
+    check: (e, api) => expect(e.status).toBe(OVERLOADED_STATUS[api])
+  },
   { fault: { kind: "overloaded" }, mode: "stream", tag: "Overloaded", action: "reroute", retryable: true },
   {
     fault: { kind: "overloaded", status: 503, retryAfterSeconds: 2 },
@@ -117,7 +139,8 @@ export const faultCases: ReadonlyArray<FaultCase> = [
     tag,
     action,
     retryable,
-    check: (e) => expect(e.status).toBe(status)
+    // AWS answers a bad key with 403 (UnrecognizedClientException), never 401.
+    check: (e, api) => expect(e.status).toBe(api === "bedrock" && status === 401 ? 403 : status)
   })),
   {
     fault: { kind: "http_error", status: 400, reason: "context_length" },
@@ -187,7 +210,14 @@ export const faultCases: ReadonlyArray<FaultCase> = [
   { fault: { kind: "stream_error", afterDeltas: 1, error: "server_error" }, mode: "stream", tag: "ServerError", action: "wait", retryable: true },
   { fault: { kind: "stream_error", afterDeltas: 2, error: "rate_limit" }, mode: "stream", tag: "RateLimited", action: "wait", retryable: true },
   // The same fault on a non-stream request is the equivalent HTTP error.
-  { fault: { kind: "stream_error" }, mode: "generate", tag: "Overloaded", action: "reroute", retryable: true, check: (e) => expect(e.status).toBe(529) },
+  {
+    fault: { kind: "stream_error" },
+    mode: "generate",
+    tag: "Overloaded",
+    action: "reroute",
+    retryable: true,
+    check: (e, api) => expect(e.status).toBe(OVERLOADED_STATUS[api])
+  },
   // Streams cut without their terminator, cleanly or by a dropped connection.
   {
     fault: { kind: "stream_cut", afterDeltas: 2 },
@@ -259,6 +289,14 @@ export const failureOf = (provider: ProviderShape, api: Api, c: FaultCase, timeo
     return failure.lastError!
   })
 
+/** Each format's request id as the chaos server renders it (Bedrock: `x-amzn-requestid`, a UUID). */
+const REQUEST_ID: Readonly<Record<Exclude<Api, "gemini">, RegExp>> = {
+  openai: /^req_[0-9a-f]{32}$/,
+  responses: /^req_[0-9a-f]{32}$/,
+  anthropic: /^req_011C[A-Za-z0-9]{20}$/,
+  bedrock: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+}
+
 /** What every case asserts, whatever the transport. */
 export const assertCase = (error: RouteError, api: Api, c: FaultCase, secret: string) => {
   expect(error._tag).toBe(c.tag)
@@ -266,8 +304,9 @@ export const assertCase = (error: RouteError, api: Api, c: FaultCase, secret: st
   expect(isRetryable(error)).toBe(c.retryable)
   expect(error.provider).toBe(api)
   // Everything that came with a response carries the provider's request id; transport failures cannot.
-  if (error._tag !== "Timeout" && error._tag !== "ConnectionError") {
-    expect(error.requestId ?? "").toMatch(api === "anthropic" ? /^req_011C[A-Za-z0-9]{20}$/ : /^req_[0-9a-f]{32}$/)
+  // Gemini's API sends no request id at all.
+  if (error._tag !== "Timeout" && error._tag !== "ConnectionError" && api !== "gemini") {
+    expect(error.requestId ?? "").toMatch(REQUEST_ID[api])
   }
   expect(JSON.stringify(error)).not.toContain(secret)
   expect(String(error)).not.toContain(secret)

@@ -62,8 +62,9 @@ export class ResponseBuilder {
     return this.tools.size > 0
   }
 
+  /** The text so far, scrubbed whole: each delta was scrubbed alone, and a key split across two is not. */
   partialText(): string {
-    return this.text.join("")
+    return scrubSecrets(this.text.join(""), this.secrets)
   }
 
   build(requestId: string | undefined, rateLimit: RateLimitSnapshot | undefined): GenerateResponse {
@@ -98,8 +99,11 @@ export interface StreamProtocol<Frame = SseEvent> {
   readonly onEvent: (event: Frame, out: Array<StreamEvent>) => ProviderError | undefined
 }
 
-/** How a framed body fails on its own: a frame over the bound, or the connection breaking. */
-export type FrameError = ResponseTooLarge | Timeout | ConnectionError
+/**
+ * How a framed body fails on its own: a frame over the bound, the connection breaking, or (binary
+ * framings: Bedrock's event stream) a frame that is corrupt — a checksum mismatch, an impossible length.
+ */
+export type FrameError = ResponseTooLarge | Timeout | ConnectionError | InvalidOutput
 
 const interrupted = (site: CallSite, builder: ResponseBuilder, requestId: string | undefined, detail: string) => {
   const partialText = builder.partialText()

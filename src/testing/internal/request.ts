@@ -6,6 +6,8 @@
  * @internal
  */
 import type { Api } from "../Scenario.js"
+import { parseBedrockRequest } from "./bedrockWire.js"
+import { parseGeminiRequest } from "./geminiWire.js"
 
 /** The provider-neutral view of a model call. */
 export interface ChatRequest {
@@ -93,16 +95,22 @@ export const parseChatRequest = (
   path: PathFacts = {}
 ): { readonly _tag: "Right"; readonly request: ChatRequest } | { readonly _tag: "Left"; readonly problem: RequestProblem } => {
   const left = (message: string, param: string | null) => ({ _tag: "Left" as const, problem: { message, param } })
+  if (api === "bedrock") return parseBedrockRequest(body, path)
   let json: unknown
   try {
     json = JSON.parse(body)
   } catch {
+    if (api === "gemini") return left("Invalid JSON payload received.", null)
     return api !== "anthropic"
       ? left(
         "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you have trouble figuring out how to fix this, please contact us through our help center at help.openai.com.)",
         null
       )
       : left("There was an error parsing the body of your request as JSON.", null)
+  }
+  if (api === "gemini") {
+    const parsed = parseGeminiRequest(json, { model: path.model ?? "", stream: path.stream ?? false })
+    return "api" in parsed ? { _tag: "Right", request: parsed } : { _tag: "Left", problem: parsed }
   }
   if (!isRecord(json)) return left("The request body must be a JSON object.", null)
   const model = path.model ?? json["model"]

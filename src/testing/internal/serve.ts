@@ -12,15 +12,25 @@ import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { type Api, decodeUnknown, type Scenario, type ScenarioError } from "../Scenario.js"
 import { anthropicWire } from "./anthropicWire.js"
+import { bedrockWire } from "./bedrockWire.js"
 import type { Admission, Engine } from "./engine.js"
+import { geminiWire } from "./geminiWire.js"
 import { openaiWire } from "./openaiWire.js"
 import { responsesWire } from "./responsesWire.js"
 import { type Plan, planResponse, statusOf, type Step } from "./plan.js"
 import { parseChatRequest, type PathFacts } from "./request.js"
 import type { ErrorSpec, Wire } from "./wire.js"
 
+const wires: Readonly<Record<Api, Wire>> = {
+  openai: openaiWire,
+  responses: responsesWire,
+  anthropic: anthropicWire,
+  gemini: geminiWire,
+  bedrock: bedrockWire
+}
+
 /** The wire format of an API. */
-export const wireOf = (api: Api): Wire => (api === "openai" ? openaiWire : api === "responses" ? responsesWire : anthropicWire)
+export const wireOf = (api: Api): Wire => wires[api]
 
 /** A model call as its URL names it: the wire format, and what the path says (model, streaming). */
 export interface ModelCall {
@@ -29,6 +39,9 @@ export interface ModelCall {
 }
 
 const AZURE_DEPLOYMENT = /^\/openai\/deployments\/([^/]+)\/chat\/completions$/
+/** `models/{model}:generateContent` under any API version (`v1beta`, `v1`). */
+const GEMINI = /^\/v1[a-z0-9]*\/models\/([^/:]+):(generateContent|streamGenerateContent)$/
+const BEDROCK = /^\/model\/([^/]+)\/(converse|converse-stream)$/
 
 const decodeSegment = (segment: string): string | undefined => {
   try {
@@ -42,7 +55,9 @@ const decodeSegment = (segment: string): string | undefined => {
  * The model call a `POST` to `path` (without its query) is, or `undefined` when the path serves none.
  * One table for the socket server and the in-memory client: OpenAI Chat and Responses (also under
  * Azure's `/openai/v1/`, `/openai/` and `/openai/deployments/{deployment}/` paths — where the
- * `AzureOpenAI` client sends them —, the deployment standing for the model) and Anthropic Messages.
+ * `AzureOpenAI` client sends them —, the deployment standing for the model), Anthropic Messages,
+ * Gemini `/v1beta/models/{model}:generateContent` / `:streamGenerateContent` and Bedrock
+ * `/model/{modelId}/converse` / `/converse-stream` (model and streaming mode from the path).
  */
 export const modelCallOf = (method: string, path: string): ModelCall | undefined => {
   if (method !== "POST") return undefined
@@ -61,6 +76,16 @@ export const modelCallOf = (method: string, path: string): ModelCall | undefined
   if (deployment !== undefined) {
     const model = decodeSegment(deployment)
     return model === undefined ? undefined : { api: "openai", path: { model } }
+  }
+  const gemini = GEMINI.exec(path)
+  if (gemini !== null) {
+    const model = decodeSegment(gemini[1]!)
+    return model === undefined ? undefined : { api: "gemini", path: { model, stream: gemini[2] === "streamGenerateContent" } }
+  }
+  const bedrock = BEDROCK.exec(path)
+  if (bedrock !== null) {
+    const model = decodeSegment(bedrock[1]!)
+    return model === undefined ? undefined : { api: "bedrock", path: { model, stream: bedrock[2] === "converse-stream" } }
   }
   return undefined
 }
