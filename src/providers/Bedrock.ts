@@ -40,7 +40,7 @@ import {
   type Usage
 } from "../Provider.js"
 import { type CommonOptions, decodedResponse, type Exchange, makeHttpAdapter, resolve, type WireFormat } from "./internal/adapter.js"
-import { bedrockRequestId, classifyBedrockHttp, classifyBedrockStreamError } from "./internal/bedrockErrors.js"
+import { classifyBedrockHttp, classifyBedrockStreamError } from "./internal/bedrockErrors.js"
 import { type EventStreamFrame, eventStreamFraming, type EventStreamMessage } from "./internal/eventstream.js"
 import { type AwsCredentials, sigV4Signer } from "./internal/sigv4.js"
 import { parseEventObject, ResponseBuilder, type StreamProtocol } from "./internal/streaming.js"
@@ -299,14 +299,7 @@ const usageOf = (u: unknown): Usage | undefined => {
   return { inputTokens, outputTokens, totalTokens: number(usage["totalTokens"]) ?? inputTokens + outputTokens }
 }
 
-/** The exchange with Bedrock's own request id (`x-amzn-RequestId`), which the shared reader does not know. */
-const withRequestId = (exchange: Exchange): Exchange =>
-  exchange.requestId !== undefined
-    ? exchange
-    : { ...exchange, requestId: bedrockRequestId(exchange.received.headers, exchange.site.secrets ?? []) }
-
-const decodeResponse = (mode: "tool" | "native") => (raw: Exchange, body: unknown): Effect.Effect<GenerateResponse, ProviderError> => {
-  const exchange = withRequestId(raw)
+const decodeResponse = (mode: "tool" | "native") => (exchange: Exchange, body: unknown): Effect.Effect<GenerateResponse, ProviderError> => {
   const { request, requestId, site } = exchange
   const content = array(record(record(record(body)?.["output"])?.["message"])?.["content"])
   if (!isRecord(body) || content === undefined) {
@@ -352,8 +345,8 @@ interface Block {
  * zero usage (undici reports a cut body as an error, so a clean end is the server's decision, and the
  * content is whole). Before `messageStop`, any end is `StreamInterrupted`.
  */
-const eventProtocol = (mode: "tool" | "native") => (raw: Exchange): StreamProtocol<EventStreamFrame> => {
-  const { provider, rateLimit, request, requestId, site } = withRequestId(raw)
+const eventProtocol = (mode: "tool" | "native") => (exchange: Exchange): StreamProtocol<EventStreamFrame> => {
+  const { provider, rateLimit, request, requestId, site } = exchange
   const builder = new ResponseBuilder(provider, site.model, site.secrets ?? [])
   const structured = structuredToolName(request, mode)
   const blocks = new Map<number, Block>()
@@ -435,7 +428,7 @@ const eventProtocol = (mode: "tool" | "native") => (raw: Exchange): StreamProtoc
       const payload = parseEventObject(site, utf8.decode(frame.body), `event '${type}'`, requestId)
       return payload instanceof InvalidOutput ? payload : onEvent(type, payload, out)
     }
-    if (messageType === "exception" || messageType === "error") return streamFailure(frame, raw, requestId)
+    if (messageType === "exception" || messageType === "error") return streamFailure(frame, exchange, requestId)
     return malformed(site, `an event-stream message of type '${messageType ?? "(none)"}'`, utf8.decode(frame.body), requestId)
   }
   return { builder, onEvent: onFrame }

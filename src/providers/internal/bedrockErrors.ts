@@ -45,13 +45,9 @@ import {
   ServerError,
   Unauthorized
 } from "../../Errors.js"
-import { type HeaderMap, parseNumber, parseRateLimit, parseRetryAfterMs, parseShouldRetry } from "../../internal/headers.js"
+import { type HeaderMap, parseNumber, parseRateLimit, parseRetryAfterMs, parseShouldRetry, requestIdOf } from "../../internal/headers.js"
 import { isRecord, type JsonRecord, number, opt, parseUntrusted, safeStringify, string } from "../../internal/json.js"
-import { cleanRequestId, redactAndTruncate, redactField } from "../../internal/redact.js"
-
-/** The request id Bedrock stamps on every response (`x-amzn-RequestId`), checked like any request id. */
-export const bedrockRequestId = (headers: HeaderMap, secrets: ReadonlyArray<string>): string | undefined =>
-  cleanRequestId(headers["x-amzn-requestid"] ?? headers["x-amz-request-id"] ?? headers["x-request-id"], secrets)
+import { redactAndTruncate, redactField } from "../../internal/redact.js"
 
 /**
  * An AWS error code as the SDK cleans it: the part before `,` and `:` (the header appends a URL), and
@@ -267,7 +263,7 @@ export const classifyBedrockHttp = (input: {
     status,
     ...opt("providerType", redactField(code, secrets)),
     ...opt("providerCode", originalStatus !== undefined ? String(originalStatus) : undefined),
-    ...opt("requestId", bedrockRequestId(headers, secrets)),
+    ...opt("requestId", requestIdOf(headers, secrets)),
     ...opt("shouldRetry", parseShouldRetry(headers)),
     rawBody: redactAndTruncate(parsed._tag === "Json" && parsed.scrubbed ? safeStringify(parsed.value) : body, secrets)
   }, retryAfterOf(headers, now), rateLimit)
