@@ -54,6 +54,21 @@ export * as OpenAi from "./providers/OpenAi.js"
 export * as OpenAiResponses from "./providers/OpenAiResponses.js"
 
 /**
+ * Azure OpenAI: the deployment path with `api-version`, or the v1 path (Chat Completions and
+ * Responses); `api-key` or an Entra bearer token; content-filter refusals as `ContentFiltered`.
+ *
+ * @since 0.2.0
+ */
+export * as AzureOpenAi from "./providers/AzureOpenAi.js"
+
+/**
+ * OpenAI-compatible servers with their quirks: vLLM, Ollama, OpenRouter, Groq, Together.
+ *
+ * @since 0.2.0
+ */
+export * as OpenAiCompatible from "./providers/OpenAiCompatible.js"
+
+/**
  * Anthropic Messages.
  *
  * @since 0.1.0

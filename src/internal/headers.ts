@@ -141,11 +141,18 @@ export const parseRateLimit = (headers: HeaderMap, now: number): RateLimitSnapsh
 
 /**
  * The request id each provider stamps on responses: OpenAI (and Azure) `x-request-id`, Anthropic
- * `request-id`, AWS `x-amzn-requestid`, Azure's gateway `apim-request-id` — shape-checked and dropped
- * when it carries a secret (see `cleanRequestId`). Gemini sends none.
+ * `request-id`, AWS `x-amzn-requestid`, Azure's `apim-request-id` / `x-ms-request-id`, OpenRouter's
+ * `x-generation-id` — the first one present that passes `cleanRequestId` (shape-checked, dropped when
+ * it carries a secret), so an unusable id does not hide a good one. Gemini sends none.
  */
-export const requestIdOf = (headers: HeaderMap, secrets: ReadonlyArray<string>): string | undefined =>
-  cleanRequestId(
-    headers["x-request-id"] ?? headers["request-id"] ?? headers["x-amzn-requestid"] ?? headers["apim-request-id"],
-    secrets
-  )
+export const requestIdOf = (headers: HeaderMap, secrets: ReadonlyArray<string>): string | undefined => {
+  for (const name of REQUEST_ID_HEADERS) {
+    const value = headers[name]
+    if (value === undefined) continue
+    const clean = cleanRequestId(value, secrets)
+    if (clean !== undefined) return clean
+  }
+  return undefined
+}
+
+const REQUEST_ID_HEADERS = ["x-request-id", "request-id", "x-amzn-requestid", "apim-request-id", "x-ms-request-id", "x-generation-id"] as const

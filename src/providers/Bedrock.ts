@@ -616,33 +616,58 @@ const fromEnvironment = (env: {
   return { ...base, credentials: { accessKeyId, secretAccessKey, ...opt("sessionToken", nonEmpty(env.sessionToken)) } }
 }
 
+/** What the standard AWS variables say; `given` values win over them. */
+const environment = (given: EnvironmentOverrides) =>
+  Config.all({
+    region: given.region !== undefined
+      ? Config.succeed(given.region)
+      : Config.orElse(Config.string("AWS_REGION"), () => Config.string("AWS_DEFAULT_REGION")),
+    bearer: Config.option(Config.redacted("AWS_BEARER_TOKEN_BEDROCK")),
+    accessKeyId: Config.option(Config.string("AWS_ACCESS_KEY_ID")),
+    secretAccessKey: Config.option(Config.redacted("AWS_SECRET_ACCESS_KEY")),
+    sessionToken: Config.option(Config.redacted("AWS_SESSION_TOKEN")),
+    baseUrl: given.baseUrl !== undefined ? Config.succeed(Option.some(given.baseUrl)) : Config.option(Config.string("AWS_ENDPOINT_URL_BEDROCK_RUNTIME"))
+  })
+
+/**
+ * What {@link makeConfig} takes from its caller instead of the environment.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface EnvironmentOverrides {
+  readonly region?: string | undefined
+  readonly baseUrl?: string | undefined
+  readonly name?: string | undefined
+}
+
 /**
  * The adapter configured from the standard AWS environment: `AWS_REGION` (else `AWS_DEFAULT_REGION`),
  * then either `AWS_BEARER_TOKEN_BEDROCK` (a Bedrock API key; preferred when set, as the AWS SDK does)
  * or `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`); secrets are read with
- * `Config.redacted`. `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` overrides the endpoint. A missing region is a
- * `ConfigError`; missing or half-set credentials are `InvalidOptions` naming the variable. Profiles,
- * SSO and instance roles are not read: resolve those credentials with the AWS SDK and pass them to
- * {@link make}.
+ * `Config.redacted`. `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` overrides the endpoint. `given` values win
+ * over the variables. A missing region is a `ConfigError`; missing or half-set credentials are
+ * `InvalidOptions` naming the variable. Profiles, SSO and instance roles are not read: resolve those
+ * credentials with the AWS SDK and pass them to {@link make}.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeConfig = (
+  given: EnvironmentOverrides = {}
+): Effect.Effect<ProviderShape<ProviderError>, ConfigError.ConfigError | InvalidOptions, HttpClient.HttpClient> =>
+  Effect.flatMap(environment(given), (env) => {
+    const options = fromEnvironment(env)
+    return options instanceof InvalidOptions
+      ? Effect.fail(options)
+      : build("Bedrock.layerConfig")({ ...options, ...opt("name", given.name) })
+  })
+
+/**
+ * The adapter from the standard AWS environment, as a `Provider` layer (see {@link makeConfig}).
  *
  * @since 0.2.0
  * @category layers
  */
 export const layerConfig: Layer.Layer<Provider, ConfigError.ConfigError | InvalidOptions, HttpClient.HttpClient> = Layer
-  .effect(
-    Provider,
-    Effect.flatMap(
-      Config.all({
-        region: Config.orElse(Config.string("AWS_REGION"), () => Config.string("AWS_DEFAULT_REGION")),
-        bearer: Config.option(Config.redacted("AWS_BEARER_TOKEN_BEDROCK")),
-        accessKeyId: Config.option(Config.string("AWS_ACCESS_KEY_ID")),
-        secretAccessKey: Config.option(Config.redacted("AWS_SECRET_ACCESS_KEY")),
-        sessionToken: Config.option(Config.redacted("AWS_SESSION_TOKEN")),
-        baseUrl: Config.option(Config.string("AWS_ENDPOINT_URL_BEDROCK_RUNTIME"))
-      }),
-      (env) => {
-        const options = fromEnvironment(env)
-        return options instanceof InvalidOptions ? Effect.fail(options) : build("Bedrock.layerConfig")(options)
-      }
-    )
-  )
+  .effect(Provider, makeConfig())

@@ -14,7 +14,7 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import { fromStreamError } from "../Classify.js"
+import { type CallSite, fromStreamError } from "../Classify.js"
 import { type InvalidOptions, InvalidOutput, type ProviderError } from "../Errors.js"
 import { array, isRecord, type JsonRecord, number, opt, record, safeStringify, string } from "../internal/json.js"
 import type { SseEvent } from "../internal/sse.js"
@@ -31,7 +31,7 @@ import {
 } from "../Provider.js"
 import { type CommonOptions, decodedResponse, type Exchange, makeHttpAdapter, resolve, sseFraming, type WireFormat } from "./internal/adapter.js"
 import { parseEventObject, ResponseBuilder, type StreamProtocol } from "./internal/streaming.js"
-import { malformed } from "./internal/wire.js"
+import { type HttpClassifier, malformed } from "./internal/wire.js"
 
 /**
  * Options of the OpenAI adapter. Every default is listed in docs/providers.md.
@@ -167,13 +167,38 @@ const toolCallsOf = (u: unknown): Array<ToolCall> => {
   return calls
 }
 
-const decodeResponse = (exchange: Exchange, body: unknown): Effect.Effect<GenerateResponse, ProviderError> => {
+/**
+ * Classifies an error object found where an answer was expected: a 2xx body, a choice, or an SSE chunk
+ * carrying `error`. `Classify.fromStreamError` (OpenAI's error types) unless a format knows better —
+ * OpenRouter's numeric `error.code`, Azure's `content_filter`.
+ *
+ * @since 0.2.0
+ * @category internal
+ */
+export type StreamErrorClassifier = (input: {
+  readonly site: CallSite
+  readonly payload: unknown
+  readonly requestId?: string | undefined
+}) => ProviderError
+
+/** A non-empty string, or `undefined`: Azure's filter-annotation chunks carry `"id": ""` and `"model": ""`. */
+const nonEmpty = (u: unknown): string | undefined => {
+  const text = string(u)
+  return text !== undefined && text.length > 0 ? text : undefined
+}
+
+const decodeResponse = (classifyError: StreamErrorClassifier) =>
+(exchange: Exchange, body: unknown): Effect.Effect<GenerateResponse, ProviderError> => {
   const { requestId, site } = exchange
   // Some OpenAI-compatible servers answer HTTP 200 with an error object.
   if (isRecord(body) && isRecord(body["error"])) {
-    return Effect.fail(fromStreamError({ site, payload: body, requestId }))
+    return Effect.fail(classifyError({ site, payload: body, requestId }))
   }
   const choice = record(array(record(body)?.["choices"])?.[0])
+  // A choice that failed part-way (OpenRouter: `finish_reason: "error"` with the provider's `error`
+  // next to the partial message) is a failure, not a short answer.
+  const choiceError = record(choice?.["error"])
+  if (choiceError !== undefined) return Effect.fail(classifyError({ site, payload: { error: choiceError }, requestId }))
   const message = record(choice?.["message"])
   if (!isRecord(body) || choice === undefined || message === undefined) {
     return Effect.fail(malformed(site, "no choices[0].message in the completion", safeStringify(body), requestId))
@@ -191,7 +216,8 @@ const decodeResponse = (exchange: Exchange, body: unknown): Effect.Effect<Genera
 }
 
 /** The chat.completion.chunk grammar: content, tool-call and refusal deltas; `error` chunks; `[DONE]`. */
-const chunkProtocol = ({ provider, rateLimit, requestId, site }: Exchange): StreamProtocol => {
+const chunkProtocol = (classifyError: StreamErrorClassifier) =>
+({ provider, rateLimit, requestId, site }: Exchange): StreamProtocol => {
   const builder = new ResponseBuilder(provider, site.model, site.secrets ?? [])
   const refusal: Array<string> = []
   const onEvent = (event: SseEvent, out: Array<StreamEvent>): ProviderError | undefined => {
@@ -208,10 +234,10 @@ const chunkProtocol = ({ provider, rateLimit, requestId, site }: Exchange): Stre
     if (chunk instanceof InvalidOutput) return chunk
     // As the SDK: an `error` that is set (not `null`), or an SSE `event: error` whose payload is the
     // error object itself.
-    if (isRecord(chunk["error"]) || typeof chunk["error"] === "string") return fromStreamError({ site, payload: chunk, requestId })
-    if (event.event === "error") return fromStreamError({ site, payload: { error: chunk }, requestId })
-    builder.id ??= string(chunk["id"])
-    const model = string(chunk["model"])
+    if (isRecord(chunk["error"]) || typeof chunk["error"] === "string") return classifyError({ site, payload: chunk, requestId })
+    if (event.event === "error") return classifyError({ site, payload: { error: chunk }, requestId })
+    builder.id ??= nonEmpty(chunk["id"])
+    const model = nonEmpty(chunk["model"])
     if (model !== undefined) builder.model = model
     const usage = usageOf(chunk["usage"])
     if (usage !== undefined) {
@@ -250,24 +276,71 @@ const chunkProtocol = ({ provider, rateLimit, requestId, site }: Exchange): Stre
 }
 
 /**
- * The Chat Completions wire format over the shared adapter skeleton.
+ * What varies between servers that speak Chat Completions: where it is, how it authenticates, which
+ * field carries the token cap, whether streams ask for usage, and how failures are classified.
+ *
+ * @since 0.2.0
+ * @category internal
  */
+export interface ChatFormatOptions {
+  readonly path: (request: GenerateRequest, stream: boolean) => string
+  readonly authHeaders: Readonly<Record<string, string>>
+  readonly maxTokensField: "max_tokens" | "max_completion_tokens"
+  readonly sendMetadata?: boolean | undefined
+  /**
+   * Send `stream_options: {include_usage: true}` on streams. Default true; servers that reject
+   * unknown fields (Azure api-versions before 2024-09-01-preview) need false.
+   */
+  readonly streamUsage?: boolean | undefined
+  /** Non-2xx answers. Default `Classify.fromHttp`. */
+  readonly classify?: HttpClassifier | undefined
+  /** Error objects inside 2xx bodies and streams. Default `Classify.fromStreamError`. */
+  readonly classifyStreamError?: StreamErrorClassifier | undefined
+}
+
+const withoutStreamUsage = (body: JsonRecord): JsonRecord =>
+  Object.fromEntries(Object.entries(body).filter(([field]) => field !== "stream_options"))
+
+/**
+ * The Chat Completions wire format over the shared adapter skeleton, for any server that speaks it
+ * (OpenAI here; Azure OpenAI and the OpenAI-compatible presets reuse it with their own path, auth and
+ * classifiers).
+ *
+ * @since 0.2.0
+ * @category internal
+ */
+export const chatFormat = (options: ChatFormatOptions): WireFormat => {
+  const { maxTokensField } = options
+  const sendMetadata = options.sendMetadata ?? false
+  const streamUsage = options.streamUsage ?? true
+  const classifyError = options.classifyStreamError ?? fromStreamError
+  return {
+    path: options.path,
+    authHeaders: options.authHeaders,
+    encode: (request, call) => {
+      const body = encodeRequest(request, { maxTokens: call.maxTokens, maxTokensField, sendMetadata }, call.stream)
+      return streamUsage ? body : withoutStreamUsage(body)
+    },
+    decode: decodeResponse(classifyError),
+    protocol: chunkProtocol(classifyError),
+    framing: sseFraming,
+    ...(options.classify !== undefined ? { classify: options.classify } : {})
+  }
+}
+
+/** OpenAI's own Chat Completions: bearer key, organization and project headers. */
 const wireFormat = (options: OpenAiOptions): WireFormat => {
   const key = Redacted.value(options.apiKey)
-  const maxTokensField = options.maxTokensField ?? "max_completion_tokens"
-  const sendMetadata = options.sendMetadata ?? false
-  return {
+  return chatFormat({
     path: () => "/chat/completions",
     authHeaders: {
       ...(key.length > 0 ? { authorization: `Bearer ${key}` } : {}),
       ...opt("openai-organization", options.organization),
       ...opt("openai-project", options.project)
     },
-    encode: (request, call) => encodeRequest(request, { maxTokens: call.maxTokens, maxTokensField, sendMetadata }, call.stream),
-    decode: decodeResponse,
-    protocol: chunkProtocol,
-    framing: sseFraming
-  }
+    maxTokensField: options.maxTokensField ?? "max_completion_tokens",
+    sendMetadata: options.sendMetadata ?? false
+  })
 }
 
 /** `make` under the name of the constructor the caller used, so an `InvalidOptions` says which. */
@@ -303,7 +376,8 @@ export const layer = (options: OpenAiOptions): Layer.Layer<Provider, InvalidOpti
 
 /**
  * An OpenAI-compatible server (vLLM, Ollama, LiteLLM proxy, …): the same wire format, `max_tokens`
- * as the token field, and a label of your choice.
+ * as the token field, and a label of your choice. For vLLM, Ollama, OpenRouter, Groq and Together,
+ * `OpenAiCompatible` adds each server's defaults and the failures it reports in its own words.
  *
  * @since 0.1.0
  * @category layers

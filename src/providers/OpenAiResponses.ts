@@ -37,7 +37,7 @@ import {
 } from "../Provider.js"
 import { type CommonOptions, decodedResponse, type Exchange, makeHttpAdapter, resolve, sseFraming, type WireFormat } from "./internal/adapter.js"
 import { parseEventObject, ResponseBuilder, type StreamProtocol } from "./internal/streaming.js"
-import { malformed } from "./internal/wire.js"
+import { type HttpClassifier, malformed } from "./internal/wire.js"
 import { DEFAULT_BASE_URL } from "./OpenAi.js"
 
 /**
@@ -291,13 +291,32 @@ const eventProtocol = ({ provider, rateLimit, requestId, site }: Exchange): Stre
   return { builder, onEvent }
 }
 
-const wireFormat = (options: OpenAiResponsesOptions): WireFormat => {
+/**
+ * Where a Responses server is and how it authenticates, when it is not OpenAI's own API: Azure OpenAI
+ * serves the same wire format at `/openai/v1/responses` behind an `api-key` header.
+ *
+ * @since 0.2.0
+ * @category internal
+ */
+export interface ResponsesFormatOverrides {
+  readonly path?: ((request: GenerateRequest, stream: boolean) => string) | undefined
+  readonly authHeaders?: Readonly<Record<string, string>> | undefined
+  readonly classify?: HttpClassifier | undefined
+}
+
+/**
+ * The Responses wire format over the shared adapter skeleton.
+ *
+ * @since 0.2.0
+ * @category internal
+ */
+export const wireFormat = (options: OpenAiResponsesOptions, overrides: ResponsesFormatOverrides = {}): WireFormat => {
   const key = Redacted.value(options.apiKey)
   const store = options.store ?? false
   const sendMetadata = options.sendMetadata ?? false
   return {
-    path: () => "/responses",
-    authHeaders: {
+    path: overrides.path ?? (() => "/responses"),
+    authHeaders: overrides.authHeaders ?? {
       ...(key.length > 0 ? { authorization: `Bearer ${key}` } : {}),
       ...opt("openai-organization", options.organization),
       ...opt("openai-project", options.project)
@@ -305,7 +324,8 @@ const wireFormat = (options: OpenAiResponsesOptions): WireFormat => {
     encode: (request, call) => encodeRequest(request, { maxTokens: call.maxTokens, store, sendMetadata }, call.stream),
     decode: decodeResponse,
     protocol: eventProtocol,
-    framing: sseFraming
+    framing: sseFraming,
+    ...(overrides.classify !== undefined ? { classify: overrides.classify } : {})
   }
 }
 
