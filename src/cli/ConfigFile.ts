@@ -6,7 +6,7 @@
  *
  * ```
  * Invalid config file llm.yaml:
- *   - routes[0].provider (line 3, column 15): Expected "openai" | "openai-responses" | "anthropic" | "openai-compatible", actual "openia"
+ *   - routes[0].provider (line 3, column 15): Expected "openai" | "openai-responses" | "anthropic" | "openai-compatible" | "azure-openai" | "gemini" | "bedrock" | "vllm" | "ollama" | "openrouter" | "groq" | "together", actual "openia"
  * ```
  *
  * API keys are never in the file: a route names the environment variable that holds its key
@@ -162,13 +162,34 @@ export type PolicyConfig = typeof PolicyConfig.Type
  * @since 0.1.0
  * @category schemas
  */
-export const ProviderKind = Schema.Literal("openai", "openai-responses", "anthropic", "openai-compatible")
+export const ProviderKind = Schema.Literal(
+  "openai",
+  "openai-responses",
+  "anthropic",
+  "openai-compatible",
+  "azure-openai",
+  "gemini",
+  "bedrock",
+  "vllm",
+  "ollama",
+  "openrouter",
+  "groq",
+  "together"
+)
 
 /**
  * @since 0.1.0
  * @category models
  */
 export type ProviderKind = typeof ProviderKind.Type
+
+/**
+ * Whether a route of this kind has no default URL (an OpenAI-compatible server, an Azure resource).
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const needsBaseUrl = (provider: ProviderKind): boolean => provider === "openai-compatible" || provider === "azure-openai"
 
 /**
  * One route of the chain, in order.
@@ -266,8 +287,8 @@ export const Config = ConfigFields.pipe(Schema.filter((config) => {
         message: `unknown policy "${route.policy}"; defined: ${policies.length === 0 ? "none (add a `policies` map)" : policies.join(", ")}`
       })
     }
-    if (route.provider === "openai-compatible" && route.baseUrl === undefined) {
-      issues.push({ path: ["routes", i, "baseUrl"], message: "is missing (an openai-compatible route needs the server's URL)" })
+    if (needsBaseUrl(route.provider) && route.baseUrl === undefined) {
+      issues.push({ path: ["routes", i, "baseUrl"], message: `is missing (an ${route.provider} route needs the server's URL)` })
     }
   })
   return issues

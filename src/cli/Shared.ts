@@ -62,7 +62,7 @@ export interface OtelFlags {
  * @category options
  */
 export const routeOptions = {
-  provider: Options.choice("provider", ["openai", "openai-responses", "anthropic", "openai-compatible"]).pipe(
+  provider: Options.choice("provider", ConfigFile.ProviderKind.literals).pipe(
     Options.withDescription("Wire format of the route given by flags"),
     Options.optional
   ),
@@ -119,8 +119,8 @@ export const routeSpecs = (
       if (Option.isNone(flags.provider) || Option.isNone(flags.model)) {
         return yield* new UsageError({ message: "a route given by flags needs both --provider and --model (and usually --base-url)" })
       }
-      if (flags.provider.value === "openai-compatible" && Option.isNone(flags.baseUrl)) {
-        return yield* new UsageError({ message: "--provider openai-compatible needs --base-url" })
+      if (ConfigFile.needsBaseUrl(flags.provider.value) && Option.isNone(flags.baseUrl)) {
+        return yield* new UsageError({ message: `--provider ${flags.provider.value} needs --base-url` })
       }
       if (Option.isSome(flags.baseUrl) && !/^https?:\/\/\S+$/.test(flags.baseUrl.value)) {
         return yield* new UsageError({ message: `--base-url must be an http:// or https:// URL, got "${flags.baseUrl.value}"` })
@@ -173,11 +173,8 @@ export const loadConfig = (
  */
 export const knownSecrets = (specs: ReadonlyArray<Routes.RouteSpec>): Effect.Effect<ReadonlyArray<Redacted.Redacted<string>>> =>
   Effect.map(
-    Effect.forEach(
-      [...specs, { provider: "openai" as const }, { provider: "anthropic" as const }],
-      (spec) => Routes.apiKeyOf(spec)
-    ),
-    (keys) => keys.flatMap((key) => Option.toArray(key))
+    Effect.forEach([...specs, { provider: "openai" as const }, { provider: "anthropic" as const }], Routes.secretsOf),
+    (secrets) => secrets.flat()
   )
 
 /**

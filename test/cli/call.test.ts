@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { onlyJson, runCli, startServer, tempDir } from "./helpers.js"
 
 type Started = Awaited<ReturnType<typeof startServer>>
+// One of each adapter family the CLI builds (the other presets share groq's path; openai-responses has its own tests).
+const EVERY_PROVIDER = ["gemini", "bedrock", "azure-openai", "groq"] as const
 let chaos: Started
 let dir: string
 
@@ -18,7 +20,9 @@ beforeAll(async () => {
       { name: "overloaded", model: "gpt-529", script: [{ kind: "overloaded" }] },
       { name: "bad-request", model: "gpt-400", script: [{ kind: "http_error", status: 400, message: "Unsupported parameter: 'foo'." }] },
       { name: "prose", model: "gpt-prose", content: { kind: "text", text: "Sure! Here is the answer: 42" } },
-      { name: "json", model: "gpt-json", content: { kind: "json", value: { answer: "42", confidence: 0.9 } } }
+      { name: "json", model: "gpt-json", content: { kind: "json", value: { answer: "42", confidence: 0.9 } } },
+      // One scripted 429 per provider test (a script is consumed once per route).
+      ...EVERY_PROVIDER.map((provider) => ({ name: `rl-${provider}`, model: `rl-${provider}`, script: [{ kind: "rate_limit" as const, retryAfterMs: 60 }] }))
     ]
   })
   dir = tempDir("call")
@@ -229,5 +233,42 @@ describe.concurrent("plain output off a terminal", () => {
     const usage = await runCli(["call", "--no-such-flag"])
     expect(usage.code).toBe(2)
     for (const text of [help.stdout, help.stderr, usage.stdout, usage.stderr]) expect(text).not.toMatch(/\x1b\[/)
+  })
+})
+
+describe.concurrent("call speaks every provider family (against the chaos server)", () => {
+  const call = (provider: string, baseUrl: string, model: string) => [
+    "call",
+    "--provider",
+    provider,
+    "--base-url",
+    baseUrl,
+    "--model",
+    model,
+    "--prompt",
+    "What is six times seven?",
+    "--json",
+    "--max-attempts",
+    "3"
+  ]
+  it.each([
+    ["gemini", () => `${chaos.server.url}/v1beta`, { GEMINI_API_KEY: "gemini-cli-test-key" }],
+    ["bedrock", () => chaos.server.url, { AWS_REGION: "eu-west-1", AWS_ACCESS_KEY_ID: "AKIDCLI", AWS_SECRET_ACCESS_KEY: "aws-cli-secret" }],
+    ["azure-openai", () => chaos.server.url, { AZURE_OPENAI_API_KEY: "azure-cli-test-key" }],
+    ["groq", () => chaos.server.openAiBaseUrl, { GROQ_API_KEY: "gsk-cli-test-key" }]
+  ] as const)("%s: 429 with a wait, then the answer", async (provider, baseUrl, env) => {
+    const run = await runCli(call(provider, baseUrl(), `rl-${provider}`), { env })
+    expect(run.code, run.stderr).toBe(0)
+    const out = json(run.stdout)
+    expect(out.ok).toBe(true)
+    expect(out.route).toBe(provider)
+    expect(out.attempts.map((a) => [a.outcome, a.status])).toEqual([["RateLimited", 429], ["success", null]])
+    for (const secret of Object.values(env)) expect(run.stdout + run.stderr).not.toContain(secret)
+  })
+
+  it("a hosted preset without its key is a usage error naming the variable (exit 2)", async () => {
+    const run = await runCli(call("openrouter", chaos.server.openAiBaseUrl, "gpt-4o-mini"))
+    expect(run.code).toBe(2)
+    expect(run.stderr).toContain("OPENROUTER_API_KEY")
   })
 })

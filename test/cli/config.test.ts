@@ -104,7 +104,7 @@ describe("config file", () => {
     if (config._tag !== "Left") return
     const message = config.left.message
     expect(message).toContain("Invalid config file")
-    expect(message).toContain('routes[0].provider (line 3, column 15): Expected "openai" | "openai-responses" | "anthropic" | "openai-compatible", actual "openia"')
+    expect(message).toContain('routes[0].provider (line 3, column 15): Expected "openai" | "openai-responses" | "anthropic" | "openai-compatible" | "azure-openai" | "gemini" | "bedrock" | "vllm" | "ollama" | "openrouter" | "groq" | "together", actual "openia"')
     expect(message).toMatch(/routes\[0\]\.timeout \(line 5, column \d+\): is unexpected/)
     expect(message).toContain("policies.default.retry.maxAttempts (line 12, column 27): Expected a positive number, actual 0")
     expect(message).toContain('policies.default.retry.base (line 12, column 36): Expected a duration such as "500 millis", "30 seconds" or "2 minutes", actual "ten seconds"')
@@ -146,6 +146,6 @@ describe("config file", () => {
     expect(run.code).toBe(2)
     expect(run.stdout).toBe("")
     expect(run.stderr).toContain(`error: Invalid config file ${file}:`)
-    expect(run.stderr).toContain('routes[0].provider (line 3, column 15): Expected "openai" | "openai-responses" | "anthropic" | "openai-compatible", actual "openia"')
+    expect(run.stderr).toContain('routes[0].provider (line 3, column 15): Expected "openai" | "openai-responses" | "anthropic" | "openai-compatible" | "azure-openai" | "gemini" | "bedrock" | "vllm" | "ollama" | "openrouter" | "groq" | "together", actual "openia"')
   })
 })

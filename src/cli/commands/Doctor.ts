@@ -87,6 +87,18 @@ const distance = (a: string, b: string): number => {
   return row[b.length]!
 }
 
+/** Kinds whose `GET {base}/models` is OpenAI's list with a bearer key. */
+const LISTS_MODELS_AS_OPENAI: ReadonlySet<string> = new Set([
+  "openai",
+  "openai-responses",
+  "openai-compatible",
+  "vllm",
+  "ollama",
+  "openrouter",
+  "groq",
+  "together"
+])
+
 /**
  * The model ids an endpoint lists (`GET /v1/models`, both wire formats answer `{ data: [{ id }] }`).
  *
@@ -97,6 +109,9 @@ const listModels = (
   key: Option.Option<Redacted.Redacted<string>>
 ): Effect.Effect<ReadonlyArray<string>, string, HttpClient.HttpClient> =>
   Effect.gen(function*() {
+    if (!LISTS_MODELS_AS_OPENAI.has(spec.provider) && spec.provider !== "anthropic") {
+      return yield* Effect.fail(`listing ${spec.provider} models is not supported here`)
+    }
     const client = yield* HttpClient.HttpClient
     const base = Routes.baseUrlOf(spec)
     const url = spec.provider === "anthropic" ? `${base}/v1/models` : `${base}/models`
