@@ -8,20 +8,8 @@
  *
  * @since 0.1.0
  */
-import {
-  BadRequest,
-  ConnectionError,
-  type ConnectionFailure,
-  ContextLengthExceeded,
-  NotFound,
-  Overloaded,
-  type ProviderError,
-  QuotaExhausted,
-  RateLimited,
-  ServerError,
-  Timeout,
-  Unauthorized
-} from "./Errors.js"
+import { ConnectionError, type ConnectionFailure, type ProviderError, Timeout } from "./Errors.js"
+import { errorOfKind, kindFromStatus, type StatusKind } from "./internal/errorKind.js"
 import { type HeaderMap, parseRateLimit, parseRetryAfterMs, parseShouldRetry, requestIdOf } from "./internal/headers.js"
 import { isRecord, opt, parseUntrusted, safeStringify } from "./internal/json.js"
 import { cleanRequestId, redact, redactAndTruncate, redactField } from "./internal/redact.js"
@@ -118,15 +106,7 @@ const isContextLength = (info: ProviderErrorInfo): boolean =>
   info.code === "context_length_exceeded" || info.code === "string_above_max_length" ||
   (info.message !== undefined && CONTEXT_LENGTH.test(info.message))
 
-type Kind =
-  | "RateLimited"
-  | "QuotaExhausted"
-  | "Overloaded"
-  | "ServerError"
-  | "BadRequest"
-  | "ContextLengthExceeded"
-  | "Unauthorized"
-  | "NotFound"
+type Kind = StatusKind
 
 /** Provider semantics first: a type or code that names the failure decides, whatever the status. */
 const kindFromProvider = (info: ProviderErrorInfo): Kind | undefined => {
@@ -150,69 +130,6 @@ const kindFromProvider = (info: ProviderErrorInfo): Kind | undefined => {
   return undefined
 }
 
-const kindFromStatus = (status: number, info: ProviderErrorInfo): Kind => {
-  switch (status) {
-    case 401:
-    case 403:
-      return "Unauthorized"
-    case 402:
-      return "QuotaExhausted"
-    case 404:
-      return "NotFound"
-    // 408 (server-side request timeout) and 409 (conflict, e.g. a concurrent edit) are transient; the
-    // official SDKs retry both.
-    case 408:
-    case 409:
-      return "ServerError"
-    case 429:
-      return "RateLimited"
-    case 503:
-    case 529:
-      return "Overloaded"
-  }
-  if (status >= 400 && status < 500) return isContextLength(info) ? "ContextLengthExceeded" : "BadRequest"
-  return "ServerError"
-}
-
-const build = (
-  kind: Kind,
-  fields: {
-    readonly provider: string
-    readonly model: string
-    readonly route: string
-    readonly attempt: number
-    readonly message: string
-    readonly status?: number
-    readonly providerType?: string
-    readonly providerCode?: string
-    readonly requestId?: string
-    readonly shouldRetry?: boolean
-    readonly rawBody?: string
-  },
-  retryAfterMs: number | undefined,
-  extra: { readonly param?: string; readonly rateLimit?: RateLimited["rateLimit"] }
-): ProviderError => {
-  const wait = retryAfterMs !== undefined ? { retryAfterMs } : {}
-  switch (kind) {
-    case "RateLimited":
-      return new RateLimited({ ...fields, ...wait, ...(extra.rateLimit !== undefined ? { rateLimit: extra.rateLimit } : {}) }, true)
-    case "QuotaExhausted":
-      return new QuotaExhausted(fields, true)
-    case "Overloaded":
-      return new Overloaded({ ...fields, ...wait }, true)
-    case "ServerError":
-      return new ServerError({ ...fields, ...wait }, true)
-    case "BadRequest":
-      return new BadRequest({ ...fields, ...(extra.param !== undefined ? { param: extra.param } : {}) }, true)
-    case "ContextLengthExceeded":
-      return new ContextLengthExceeded(fields, true)
-    case "Unauthorized":
-      return new Unauthorized(fields, true)
-    case "NotFound":
-      return new NotFound(fields, true)
-  }
-}
-
 /**
  * Classifies an HTTP error response (any status outside 2xx).
  *
@@ -231,12 +148,12 @@ export const fromHttp = (input: {
   const secrets = site.secrets ?? []
   const parsed = parseUntrusted(body, secrets)
   const info = errorInfoOf(parsed._tag === "Json" ? parsed.value : undefined)
-  const kind = kindFromProvider(info) ?? kindFromStatus(status, info)
+  const kind = kindFromProvider(info) ?? kindFromStatus(status, isContextLength(info))
   const message = redactAndTruncate(info.message ?? `HTTP ${status} from ${site.provider}`, secrets)
   const rateLimit = kind === "RateLimited" ? parseRateLimit(headers, now) : undefined
   // A 429 without Retry-After still says when it ends: the reset of the window it reports as spent.
   const retryAfterMs = parseRetryAfterMs(headers, now) ?? (rateLimit === undefined ? undefined : spentWindowsResetMs(rateLimit))
-  return build(
+  return errorOfKind(
     kind,
     {
       provider: site.provider,
@@ -253,8 +170,7 @@ export const fromHttp = (input: {
       // one, the kept body is the scrubbed value re-serialised.
       rawBody: redactAndTruncate(parsed._tag === "Json" && parsed.scrubbed ? safeStringify(parsed.value) : body, secrets)
     },
-    retryAfterMs,
-    { ...opt("param", redactField(info.param, secrets)), ...opt("rateLimit", rateLimit) }
+    { retryAfterMs, param: redactField(info.param, secrets), rateLimit }
   )
 }
 
@@ -276,7 +192,7 @@ export const fromStreamError = (input: {
   const info = errorInfoOf(payload)
   const kind = kindFromProvider(info) ??
     (info.type === "invalid_request_error" ? (isContextLength(info) ? "ContextLengthExceeded" : "BadRequest") : "ServerError")
-  return build(
+  return errorOfKind(
     kind,
     {
       provider: site.provider,
@@ -288,9 +204,7 @@ export const fromStreamError = (input: {
       ...opt("providerCode", redactField(info.code, secrets)),
       ...opt("requestId", cleanRequestId(input.requestId ?? info.requestId, secrets)),
       rawBody: redactAndTruncate(safeStringify(payload), secrets)
-    },
-    undefined,
-    {}
+    }
   )
 }
 

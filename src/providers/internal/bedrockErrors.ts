@@ -34,17 +34,8 @@
  * @internal
  */
 import type { CallSite } from "../../Classify.js"
-import {
-  BadRequest,
-  ContextLengthExceeded,
-  NotFound,
-  Overloaded,
-  type ProviderError,
-  QuotaExhausted,
-  RateLimited,
-  ServerError,
-  Unauthorized
-} from "../../Errors.js"
+import type { ProviderError } from "../../Errors.js"
+import { errorOfKind, kindFromStatus, type StatusKind } from "../../internal/errorKind.js"
 import { type HeaderMap, parseNumber, parseRateLimit, parseRetryAfterMs, parseShouldRetry, requestIdOf } from "../../internal/headers.js"
 import { isRecord, type JsonRecord, number, opt, parseUntrusted, safeStringify, string } from "../../internal/json.js"
 import { redactAndTruncate, redactField } from "../../internal/redact.js"
@@ -70,15 +61,7 @@ export const errorCodeOf = (headers: HeaderMap, body: unknown): string | undefin
   return type === undefined ? undefined : cleanErrorCode(type)
 }
 
-type Kind =
-  | "RateLimited"
-  | "QuotaExhausted"
-  | "Overloaded"
-  | "ServerError"
-  | "BadRequest"
-  | "ContextLengthExceeded"
-  | "Unauthorized"
-  | "NotFound"
+type Kind = StatusKind
 
 /** Authentication and signing failures (AWS's common errors and Bedrock's own). */
 const UNAUTHORIZED_CODES: ReadonlySet<string> = new Set([
@@ -163,66 +146,9 @@ const kindFromCode = (code: string, message: string | undefined, originalStatus:
   return undefined
 }
 
-/** An unknown code (or none): the status decides, as `Classify.fromHttp` does. */
-const kindFromStatus = (status: number | undefined, message: string | undefined): Kind => {
-  switch (status) {
-    case undefined:
-      return "ServerError"
-    case 401:
-    case 403:
-      return "Unauthorized"
-    case 402:
-      return "QuotaExhausted"
-    case 404:
-      return "NotFound"
-    case 408:
-    case 409:
-      return "ServerError"
-    case 429:
-      return "RateLimited"
-    case 503:
-    case 529:
-      return "Overloaded"
-  }
-  if (status >= 400 && status < 500) return message !== undefined && CONTEXT_LENGTH.test(message) ? "ContextLengthExceeded" : "BadRequest"
-  return "ServerError"
-}
-
-interface Fields {
-  readonly provider: string
-  readonly model: string
-  readonly route: string
-  readonly attempt: number
-  readonly message: string
-  readonly status?: number
-  readonly providerType?: string
-  readonly providerCode?: string
-  readonly requestId?: string
-  readonly shouldRetry?: boolean
-  readonly rawBody?: string
-}
-
-const build = (kind: Kind, fields: Fields, retryAfterMs: number | undefined, rateLimit: RateLimited["rateLimit"]): ProviderError => {
-  const wait = retryAfterMs !== undefined ? { retryAfterMs } : {}
-  switch (kind) {
-    case "RateLimited":
-      return new RateLimited({ ...fields, ...wait, ...opt("rateLimit", rateLimit) }, true)
-    case "QuotaExhausted":
-      return new QuotaExhausted(fields, true)
-    case "Overloaded":
-      return new Overloaded({ ...fields, ...wait }, true)
-    case "ServerError":
-      return new ServerError({ ...fields, ...wait }, true)
-    case "BadRequest":
-      return new BadRequest(fields, true)
-    case "ContextLengthExceeded":
-      return new ContextLengthExceeded(fields, true)
-    case "Unauthorized":
-      return new Unauthorized(fields, true)
-    case "NotFound":
-      return new NotFound(fields, true)
-  }
-}
+/** An unknown code (or none): the status decides, as `Classify.fromHttp` does; in a stream (no status), a retryable `ServerError`. */
+const kindOfStatus = (status: number | undefined, message: string | undefined): Kind =>
+  status === undefined ? "ServerError" : kindFromStatus(status, message !== undefined && CONTEXT_LENGTH.test(message))
 
 /** What an AWS error payload says: its message and, for Model*Exceptions, the model's own status. */
 const payloadInfo = (payload: unknown): { readonly message: string | undefined; readonly originalStatus: number | undefined } => {
@@ -252,9 +178,9 @@ export const classifyBedrockHttp = (input: {
   const value = parsed._tag === "Json" ? parsed.value : undefined
   const code = errorCodeOf(headers, value)
   const { message, originalStatus } = payloadInfo(value)
-  const kind = (code !== undefined ? kindFromCode(code.toLowerCase(), message, originalStatus) : undefined) ?? kindFromStatus(status, message)
+  const kind = (code !== undefined ? kindFromCode(code.toLowerCase(), message, originalStatus) : undefined) ?? kindOfStatus(status, message)
   const rateLimit = kind === "RateLimited" ? parseRateLimit(headers, now) : undefined
-  return build(kind, {
+  return errorOfKind(kind, {
     provider: site.provider,
     model: site.model,
     route: site.route,
@@ -266,7 +192,7 @@ export const classifyBedrockHttp = (input: {
     ...opt("requestId", requestIdOf(headers, secrets)),
     ...opt("shouldRetry", parseShouldRetry(headers)),
     rawBody: redactAndTruncate(parsed._tag === "Json" && parsed.scrubbed ? safeStringify(parsed.value) : body, secrets)
-  }, retryAfterOf(headers, now), rateLimit)
+  }, { retryAfterMs: retryAfterOf(headers, now), rateLimit })
 }
 
 /**
@@ -292,8 +218,8 @@ export const classifyBedrockStreamError = (input: {
   const cleaned = input.code === undefined ? undefined : cleanErrorCode(input.code)
   const code = cleaned === undefined || cleaned.length === 0 ? undefined : cleaned[0]!.toUpperCase() + cleaned.slice(1)
   const kind = (code !== undefined ? kindFromCode(code.toLowerCase(), message, info.originalStatus) : undefined) ??
-    kindFromStatus(undefined, message)
-  return build(kind, {
+    kindOfStatus(undefined, message)
+  return errorOfKind(kind, {
     provider: site.provider,
     model: site.model,
     route: site.route,
@@ -303,5 +229,5 @@ export const classifyBedrockStreamError = (input: {
     ...opt("providerCode", info.originalStatus !== undefined ? String(info.originalStatus) : undefined),
     ...opt("requestId", input.requestId),
     rawBody: redactAndTruncate(input.rawBody, secrets)
-  }, undefined, undefined)
+  })
 }

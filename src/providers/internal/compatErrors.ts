@@ -10,18 +10,8 @@
  * @internal
  */
 import { type CallSite, fromHttp, fromStreamError } from "../../Classify.js"
-import {
-  BadRequest,
-  ContentFiltered,
-  ContextLengthExceeded,
-  NotFound,
-  Overloaded,
-  type ProviderError,
-  QuotaExhausted,
-  RateLimited,
-  ServerError,
-  Unauthorized
-} from "../../Errors.js"
+import type { ProviderError } from "../../Errors.js"
+import { type ErrorKind, errorOfKind } from "../../internal/errorKind.js"
 import type { HeaderMap } from "../../internal/headers.js"
 import { isRecord, type JsonRecord, number, opt, parseUntrusted, record, safeStringify, string } from "../../internal/json.js"
 import { cleanRequestId, redactField } from "../../internal/redact.js"
@@ -33,16 +23,7 @@ import type { HttpClassifier } from "./wire.js"
 // ---------------------------------------------------------------------------------------------------
 
 /** The tags a server-specific rule may turn a wire failure into. */
-export type Kind =
-  | "RateLimited"
-  | "QuotaExhausted"
-  | "Overloaded"
-  | "ServerError"
-  | "BadRequest"
-  | "ContextLengthExceeded"
-  | "Unauthorized"
-  | "NotFound"
-  | "ContentFiltered"
+export type Kind = ErrorKind
 
 /** Fields to set on a re-tagged error; `undefined` removes the field. */
 export interface Patch {
@@ -79,28 +60,11 @@ const retryAfterOf = (error: ProviderError): number | undefined =>
  * `x-should-retry`, the wait hint and rate-limit snapshot where the new tag has room for them).
  */
 export const retag = (error: ProviderError, kind: Kind, patch: Patch = {}): ProviderError => {
-  const context = contextOf(error, patch)
-  const wait = opt("retryAfterMs", "retryAfterMs" in patch ? patch.retryAfterMs : retryAfterOf(error))
-  switch (kind) {
-    case "RateLimited":
-      return new RateLimited({ ...context, ...wait, ...(error._tag === "RateLimited" ? opt("rateLimit", error.rateLimit) : {}) }, true)
-    case "QuotaExhausted":
-      return new QuotaExhausted(context, true)
-    case "Overloaded":
-      return new Overloaded({ ...context, ...wait }, true)
-    case "ServerError":
-      return new ServerError({ ...context, ...wait }, true)
-    case "BadRequest":
-      return new BadRequest({ ...context, ...(error._tag === "BadRequest" ? opt("param", error.param) : {}) }, true)
-    case "ContextLengthExceeded":
-      return new ContextLengthExceeded(context, true)
-    case "Unauthorized":
-      return new Unauthorized(context, true)
-    case "NotFound":
-      return new NotFound(context, true)
-    case "ContentFiltered":
-      return new ContentFiltered({ ...context, finishReason: "content_filter" }, true)
-  }
+  return errorOfKind(kind, contextOf(error, patch), {
+    retryAfterMs: "retryAfterMs" in patch ? patch.retryAfterMs : retryAfterOf(error),
+    rateLimit: error._tag === "RateLimited" ? error.rateLimit : undefined,
+    param: error._tag === "BadRequest" ? error.param : undefined
+  })
 }
 
 /** The same error with some fields set (a request id from another header, a wait hint from the body). */

@@ -22,17 +22,8 @@
  * @internal
  */
 import { type CallSite, fromHttp, fromStreamError } from "../../Classify.js"
-import {
-  BadRequest,
-  ContextLengthExceeded,
-  NotFound,
-  Overloaded,
-  type ProviderError,
-  QuotaExhausted,
-  RateLimited,
-  ServerError,
-  Unauthorized
-} from "../../Errors.js"
+import type { ProviderError } from "../../Errors.js"
+import { errorOfKind, type StatusKind } from "../../internal/errorKind.js"
 import { parseRateLimit, parseRetryAfterMs } from "../../internal/headers.js"
 import { array, isRecord, type JsonRecord, number, opt, parseUntrusted, record, string } from "../../internal/json.js"
 import { redactField } from "../../internal/redact.js"
@@ -126,15 +117,7 @@ export const googleErrorOf = (payload: unknown): GoogleError | undefined => {
   }
 }
 
-type Kind =
-  | "RateLimited"
-  | "QuotaExhausted"
-  | "Overloaded"
-  | "ServerError"
-  | "BadRequest"
-  | "ContextLengthExceeded"
-  | "Unauthorized"
-  | "NotFound"
+type Kind = StatusKind
 
 /** ErrorInfo reasons (google/api/error_reason.proto) that say the key or project may not call the API. */
 const UNAUTHORIZED_REASONS: ReadonlySet<string> = new Set([
@@ -248,25 +231,7 @@ const rebuild = (
     ...opt("shouldRetry", base.shouldRetry),
     ...opt("rawBody", base.rawBody)
   }
-  const retryAfter = opt("retryAfterMs", wait.retryAfterMs)
-  switch (kind) {
-    case "RateLimited":
-      return new RateLimited({ ...fields, ...retryAfter, ...opt("rateLimit", wait.rateLimit) }, true)
-    case "QuotaExhausted":
-      return new QuotaExhausted(fields, true)
-    case "Overloaded":
-      return new Overloaded({ ...fields, ...retryAfter }, true)
-    case "ServerError":
-      return new ServerError({ ...fields, ...retryAfter }, true)
-    case "BadRequest":
-      return new BadRequest(fields, true)
-    case "ContextLengthExceeded":
-      return new ContextLengthExceeded(fields, true)
-    case "Unauthorized":
-      return new Unauthorized(fields, true)
-    case "NotFound":
-      return new NotFound(fields, true)
-  }
+  return errorOfKind(kind, fields, wait)
 }
 
 /**
