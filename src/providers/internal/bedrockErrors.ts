@@ -163,7 +163,7 @@ const retryAfterOf = (headers: HeaderMap, now: number): number | undefined =>
   parseRetryAfterMs(headers, now) ?? parseNumber(headers["x-amz-retry-after"])
 
 /**
- * Classifies a non-2xx Bedrock answer. Total: any status, headers and body give a typed error.
+ * Classifies a non-2xx Bedrock answer. Total: every status, header set and body gives a typed error.
  */
 export const classifyBedrockHttp = (input: {
   readonly site: CallSite
