@@ -83,13 +83,8 @@ export * as Anthropic from "./providers/Anthropic.js"
  */
 export * as Gemini from "./providers/Gemini.js"
 
-/**
- * AWS Bedrock Converse / ConverseStream: SigV4 or a Bedrock API key, binary eventstream frames,
- * `x-amzn-errortype` and in-stream exceptions.
- *
- * @since 0.2.0
- */
-export * as Bedrock from "./providers/Bedrock.js"
+// AWS Bedrock is its own entry point, `effect-llm-resilience/Bedrock`: its SigV4 signer and
+// eventstream codec (@smithy/*) load only for applications that call Bedrock.
 
 /**
  * Retries driven by the failure's action (wait / reroute / stop), honouring Retry-After, with jitter.

@@ -100,6 +100,17 @@ describe("packaging", () => {
     expect(packagesReachableFrom(path.join(root, sourceOf("./agent/postgres")))).toContain("@effect/sql-pg")
   })
 
+  it("Bedrock's signer and eventstream codec are dependencies, reachable only from ./Bedrock (not the root)", () => {
+    const bedrock = packagesReachableFrom(path.join(root, sourceOf("./Bedrock")))
+    expect(bedrock).toContain("@smithy/signature-v4")
+    expect(bedrock).toContain("@smithy/eventstream-codec")
+    const dependencies = (pkg as unknown as { readonly dependencies: Record<string, string> }).dependencies
+    for (const name of [...bedrock].filter((name) => name.startsWith("@smithy/") || name.startsWith("@aws-crypto/"))) {
+      expect(dependencies[name], name).toBeDefined()
+    }
+    expect([...packagesReachableFrom(path.join(root, sourceOf(".")))].filter((name) => name.startsWith("@smithy/"))).toEqual([])
+  })
+
   it("ioredis is an optional peer, reachable only from ./redis", () => {
     expect(pkg.peerDependencies["ioredis"]).toBe(pkg.devDependencies["ioredis"])
     expect(pkg.peerDependenciesMeta["ioredis"]?.optional).toBe(true)

@@ -236,13 +236,22 @@ export const toRoute = (spec: RouteSpec, provider: ProviderShape): Fallback.Rout
 })
 
 /**
- * Builds every route (adapter + chain route) and returns the keys it read, for redaction.
+ * Kinds that may run without a key: local servers (vLLM without `--api-key`, Ollama) and Bedrock,
+ * whose SigV4 credentials come from other variables (checked by the adapter).
+ */
+const KEY_OPTIONAL: ReadonlySet<ProviderKind> = new Set(["vllm", "ollama", "bedrock"])
+
+/**
+ * Builds every route (adapter + chain route) and returns the keys it read, for redaction. A route
+ * whose key variable is unset fails as a `UsageError` naming the variable — an unauthenticated
+ * request is refused unless `allowNoAuth` (the `--no-auth` flag, or the embedded chaos server).
  *
  * @since 0.1.0
  * @category constructors
  */
 export const buildRoutes = (
-  specs: ReadonlyArray<RouteSpec>
+  specs: ReadonlyArray<RouteSpec>,
+  options: { readonly allowNoAuth: boolean }
 ): Effect.Effect<
   { readonly routes: ReadonlyArray<Fallback.Route>; readonly secrets: ReadonlyArray<Redacted.Redacted<string>> },
   UsageError,
@@ -252,8 +261,14 @@ export const buildRoutes = (
     const routes: Array<Fallback.Route> = []
     const secrets: Array<Redacted.Redacted<string>> = []
     for (const spec of specs) {
+      const key = yield* apiKeyOf(spec)
+      if (Option.isNone(key) && !options.allowNoAuth && !KEY_OPTIONAL.has(spec.provider)) {
+        return yield* new UsageError({
+          message: `route "${spec.name}": ${keyEnvOf(spec)} is not set — set it to your key, or pass --no-auth for a server that needs none`
+        })
+      }
       secrets.push(...(yield* secretsOf(spec)))
-      routes.push(toRoute(spec, yield* providerOf(spec, yield* apiKeyOf(spec))))
+      routes.push(toRoute(spec, yield* providerOf(spec, key)))
     }
     return { routes, secrets }
   })

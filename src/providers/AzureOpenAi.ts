@@ -54,6 +54,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { InvalidOptions, type ProviderError } from "../Errors.js"
+import { apiKeyConfig } from "../internal/config.js"
 import { type GenerateRequest, Provider, type ProviderShape } from "../Provider.js"
 import { azureHttp, azureStreamError, refineResponsesError } from "./internal/azureErrors.js"
 import { type CommonOptions, makeHttpAdapter, resolve, type WireFormat } from "./internal/adapter.js"
@@ -346,7 +347,7 @@ export const layerConfig: Layer.Layer<Provider, ConfigError.ConfigError | Invali
   Effect.flatMap(
     Config.all({
       endpoint: Config.string("AZURE_OPENAI_ENDPOINT"),
-      apiKey: Config.redacted("AZURE_OPENAI_API_KEY"),
+      apiKey: apiKeyConfig("AZURE_OPENAI_API_KEY"),
       apiVersion: Config.option(Config.string("OPENAI_API_VERSION"))
     }),
     (config) =>

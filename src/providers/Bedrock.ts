@@ -212,7 +212,7 @@ const toolConfigOf = (request: GenerateRequest, structured: string | undefined):
  *
  * @example
  * ```ts
- * import { Bedrock } from "effect-llm-resilience"
+ * import * as Bedrock from "effect-llm-resilience/Bedrock"
  *
  * const body = Bedrock.encodeRequest(
  *   { model: "anthropic.claude-3-haiku-20240307-v1:0", messages: [{ role: "user", content: "hi" }], maxTokens: 64 },
@@ -547,7 +547,8 @@ const build = (component: string) =>
  * @example
  * ```ts
  * import { Effect, Redacted } from "effect"
- * import { Bedrock, Transport } from "effect-llm-resilience"
+ * import { Transport } from "effect-llm-resilience"
+ * import * as Bedrock from "effect-llm-resilience/Bedrock"
  *
  * const program = Effect.gen(function*() {
  *   const bedrock = yield* Bedrock.make({

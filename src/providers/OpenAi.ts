@@ -16,6 +16,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { type CallSite, fromStreamError } from "../Classify.js"
 import { type InvalidOptions, InvalidOutput, type ProviderError } from "../Errors.js"
+import { apiKeyConfig } from "../internal/config.js"
 import { array, isRecord, type JsonRecord, number, opt, record, safeStringify, string } from "../internal/json.js"
 import type { SseEvent } from "../internal/sse.js"
 import {
@@ -400,7 +401,7 @@ export const layerConfig: Layer.Layer<Provider, ConfigError.ConfigError | Invali
     Provider,
     Effect.flatMap(
       Config.all({
-        apiKey: Config.redacted("OPENAI_API_KEY"),
+        apiKey: apiKeyConfig("OPENAI_API_KEY"),
         baseUrl: Config.withDefault(Config.string("OPENAI_BASE_URL"), DEFAULT_BASE_URL),
         organization: Config.option(Config.string("OPENAI_ORG_ID")),
         project: Config.option(Config.string("OPENAI_PROJECT_ID"))

@@ -2,6 +2,7 @@
  * `llm-resilience call` end to end: the real executable, spawned, against a ChaosServer; stdout must
  * be exactly one JSON object with `--json`, and the exit code 0 / 1 / 2.
  */
+import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -56,6 +57,7 @@ afterAll(async () => {
 
 const openai = (model: string, ...extra: Array<string>) => [
   "call",
+  "--no-auth",
   "--provider",
   "openai",
   "--base-url",
@@ -104,7 +106,7 @@ describe.concurrent("call --json", () => {
   })
 
   it("529 on the primary: falls back to the Anthropic-format secondary, degraded, exit 0", async () => {
-    const run = await runCli(["call", "--config", path.join(dir, "fallback.yaml"), "--prompt", "hello", "--json"])
+    const run = await runCli(["call", "--no-auth", "--config", path.join(dir, "fallback.yaml"), "--prompt", "hello", "--json"])
     expect(run.code, run.stderr).toBe(0)
     const out = json(run.stdout)
     expect(out.ok).toBe(true)
@@ -173,7 +175,7 @@ describe.concurrent("call --json", () => {
   })
 
   it("--provider openai-responses: the Responses API, JSON and streamed", async () => {
-    const base = ["call", "--provider", "openai-responses", "--base-url", chaos.server.openAiBaseUrl, "--model", "gpt-json", "--prompt", "x", "--json"]
+    const base = ["call", "--no-auth", "--provider", "openai-responses", "--base-url", chaos.server.openAiBaseUrl, "--model", "gpt-json", "--prompt", "x", "--json"]
     const run = await runCli([...base, "--schema", path.join(dir, "schema.json")])
     expect(run.code, run.stderr).toBe(0)
     expect(json(run.stdout)).toMatchObject({ ok: true, route: "openai-responses", output: { answer: "42", confidence: 0.9 } })
@@ -211,7 +213,7 @@ describe.concurrent("call: bad usage exits 2", () => {
   })
 
   it("an unknown provider (rejected by the flag parser)", async () => {
-    const run = await runCli(["call", "--provider", "gemini", "--model", "m", "--prompt", "x"])
+    const run = await runCli(["call", "--provider", "cohere", "--model", "m", "--prompt", "x"])
     expect(run.code).toBe(2)
   })
 
@@ -266,9 +268,18 @@ describe.concurrent("call speaks every provider family (against the chaos server
     for (const secret of Object.values(env)) expect(run.stdout + run.stderr).not.toContain(secret)
   })
 
-  it("a hosted preset without its key is a usage error naming the variable (exit 2)", async () => {
-    const run = await runCli(call("openrouter", chaos.server.openAiBaseUrl, "gpt-4o-mini"))
-    expect(run.code).toBe(2)
-    expect(run.stderr).toContain("OPENROUTER_API_KEY")
+  it("an unset key is a usage error naming the variable (exit 2), and nothing is sent; --no-auth sends without", async () => {
+    const served = async () => (await Effect.runPromise(chaos.server.stats)).log.filter((entry) => entry.model === "no-key-model").length
+    const refused = await runCli(call("openrouter", chaos.server.openAiBaseUrl, "no-key-model"))
+    expect(refused.code).toBe(2)
+    expect(refused.stderr).toContain("OPENROUTER_API_KEY is not set")
+    expect(refused.stderr).toContain("--no-auth")
+    const plain = await runCli(call("openai", chaos.server.openAiBaseUrl, "no-key-model"))
+    expect(plain.code).toBe(2)
+    expect(plain.stderr).toContain("OPENAI_API_KEY is not set")
+    expect(await served()).toBe(0)
+    const allowed = await runCli([...call("openai", chaos.server.openAiBaseUrl, "no-key-model"), "--no-auth"])
+    expect(allowed.code, allowed.stderr).toBe(0)
+    expect(await served()).toBe(1)
   })
 })

@@ -142,7 +142,7 @@ describe("config file", () => {
 
   it("the CLI exits 2 with the readable message on a bad file", async () => {
     const file = write("cli-bad.yaml", "routes:\n  - name: p\n    provider: openia\n    model: m\n")
-    const run = await runCli(["call", "--config", file, "--prompt", "hello", "--json"])
+    const run = await runCli(["call", "--no-auth", "--config", file, "--prompt", "hello", "--json"])
     expect(run.code).toBe(2)
     expect(run.stdout).toBe("")
     expect(run.stderr).toContain(`error: Invalid config file ${file}:`)

@@ -134,6 +134,9 @@ const options = {
   maxTokens: Options.integer("max-tokens").pipe(Options.withDescription("Output token cap"), Options.withDefault(1024)),
   config: configOption,
   json: Options.boolean("json").pipe(Options.withDescription("Print exactly one JSON object on stdout")),
+  noAuth: Options.boolean("no-auth").pipe(
+    Options.withDescription("Allow routes whose key variable is unset to send no credentials (a local server that needs none)")
+  ),
   ...otelOptions
 }
 
@@ -178,7 +181,7 @@ const run = (flags: CallFlags) =>
     const deadline = Option.match(deadlineMs, { onNone: () => config.deadline, onSome: (ms) => Duration.millis(ms) })
 
     const work = Effect.gen(function*() {
-      const { routes } = yield* Routes.buildRoutes(specs)
+      const { routes } = yield* Routes.buildRoutes(specs, { allowNoAuth: flags.noAuth })
       const chain = yield* Fallback.make({
         routes,
         ...(deadline !== undefined ? { deadline } : {}),

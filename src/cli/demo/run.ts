@@ -122,7 +122,8 @@ export const run = (flags: DemoFlags) =>
       if (server !== undefined) {
         yield* recorder.note("info", `chaos server on ${server.url}: primary ${DemoScenario.routes.primary.model} (OpenAI format), secondary ${DemoScenario.routes.secondary.model} (Anthropic format), tertiary ${DemoScenario.routes.tertiary.model}`)
       }
-      const { routes } = yield* Routes.buildRoutes(specs)
+      // The embedded chaos server takes no key; live runs checked theirs above.
+      const { routes } = yield* Routes.buildRoutes(specs, { allowNoAuth: server !== undefined })
       const primary = specs[0]!
       const outcome = yield* Effect.either(
         runResearchAgent({
