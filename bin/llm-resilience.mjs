@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // The `llm-resilience` executable. From a clone the sources are TypeScript: we register tsx's ESM
 // loader in this process (no second process, so signals, stdio and exit codes pass straight through)
-// and import the entry point. A build (`npm run build`, also run by `npm ci` / `npm install` through
-// `prepare`) puts compiled JavaScript in dist/, which is used instead when present, unless
+// and import the entry point. A build (`npm run build`, also run by `npm test` and by `prepack`, so a
+// published package always has it) puts compiled JavaScript in dist/, which is used instead when present, unless
 // LLM_RESILIENCE_FROM_SOURCE=1 asks for the sources (the CLI tests do: they test the code, not a build).
 import { existsSync } from "node:fs"
 import { dirname, join } from "node:path"

@@ -1,6 +1,7 @@
 /**
  * What a user of the package gets: every entry point of `exports` ships compiled JavaScript and
- * declarations (dist/, built by `prepare` on every `npm ci` / `npm install`) that load in plain Node,
+ * declarations (dist/, built by `npm test` and by `prepack` before a pack — the published manifest
+ * has no install script) that load in plain Node,
  * and the root entry point
  * loads nothing beyond the required peers (`effect`, `@effect/platform`, `@effect/platform-node`) — the
  * SQL drivers, Redis (ioredis), the CLI and telemetry packages are optional peers, reachable only from
@@ -66,7 +67,9 @@ const sourceOf = (name: string): string => pkg.exports[name]!["llmr-source"]
 
 describe("packaging", () => {
   it("every entry point maps a source file to its compiled JavaScript and declarations", () => {
-    expect(pkg.scripts["prepare"]).toBe("npm run build")
+    // No install script in the manifest (npm flags one; tsconfig.build.json is not shipped anyway).
+    expect(pkg.scripts["prepare"]).toBeUndefined()
+    expect(pkg.scripts["prepack"]).toBe("npm run build")
     for (const [name, entry] of Object.entries(pkg.exports)) {
       const compiled = entry["llmr-source"].replace(/^\.\/src\//, "./dist/").replace(/\.ts$/, "")
       expect(fs.existsSync(path.join(root, entry["llmr-source"])), `${name} → ${entry["llmr-source"]}`).toBe(true)

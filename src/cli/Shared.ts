@@ -13,6 +13,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { type ConfigFileError, UsageError } from "./CliError.js"
 import * as ConfigFile from "./ConfigFile.js"
+import { loadOptional, TELEMETRY_PACKAGES } from "./Optional.js"
 import * as Routes from "./Routes.js"
 
 /**
@@ -188,7 +189,7 @@ export const telemetryLayer = (
   flags: OtelFlags,
   config: ConfigFile.Config,
   secrets: ReadonlyArray<Redacted.Redacted<string>>
-): Layer.Layer<never> => {
+): Layer.Layer<never, UsageError> => {
   const endpoint = Option.getOrUndefined(flags.otelEndpoint) ?? config.telemetry?.endpoint
   const file = Option.getOrUndefined(flags.otelFile)
   const console = flags.otelConsole || config.telemetry?.console === true
@@ -197,7 +198,7 @@ export const telemetryLayer = (
   const otlp = endpoint !== undefined || (!console && file === undefined)
   return Layer.unwrapEffect(
     Effect.map(
-      Effect.promise(() => import("./Telemetry.js")),
+      loadOptional(() => import("./Telemetry.js"), "telemetry (--otel, --otel-console, --otel-file)", TELEMETRY_PACKAGES),
       (Telemetry) =>
         Telemetry.layer({
           endpoint,

@@ -10,12 +10,11 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { pathToFileURL } from "node:url"
 import * as CheckpointStore from "../../agent/CheckpointStore.js"
-import * as PgCheckpointStore from "../../agent/PgCheckpointStore.js"
-import * as SqliteCheckpointStore from "../../agent/SqliteCheckpointStore.js"
 import * as Report from "../../Report.js"
 import * as ChaosServer from "../../testing/ChaosServer.js"
 import * as Transport from "../../Transport.js"
 import { CommandFailed, UsageError } from "../CliError.js"
+import { loadOptional } from "../Optional.js"
 import type * as ConfigFile from "../ConfigFile.js"
 import * as ConfigFileModule from "../ConfigFile.js"
 import { runResearchAgent } from "./agent.js"
@@ -44,10 +43,10 @@ const liveSpecs = (config: ConfigFile.Config): ReadonlyArray<Routes.RouteSpec> =
     ]
 
 interface StoreChoice {
-  readonly layer: Layer.Layer<CheckpointStore.CheckpointStore, CommandFailed>
+  readonly layer: Layer.Layer<CheckpointStore.CheckpointStore, CommandFailed | UsageError>
   readonly label: string
   /** Runs once before the demo (creates the directory, clears the demo's own file). */
-  readonly prepare: Effect.Effect<void, CommandFailed>
+  readonly prepare: Effect.Effect<void, CommandFailed | UsageError>
   /** Build the layer once for both "processes" (a memory store lives only as long as its layer). */
   readonly shared?: boolean
 }
@@ -60,23 +59,33 @@ const storeLayer = (flags: DemoFlags, config: ConfigFile.Config): StoreChoice =>
     return { layer: CheckpointStore.layerMemory, label: "memory (shared by both processes)", prepare: Effect.void, shared: true }
   }
   if (store?.kind === "postgres") {
-    return { layer: PgCheckpointStore.layer({ url: store.url }).pipe(mapError), label: "postgres", prepare: Effect.void }
+    const pg = loadOptional(() => import("../../agent/PgCheckpointStore.js"), "the postgres checkpoint store", ["@effect/sql-pg@^0.53"])
+    return { layer: Layer.unwrapEffect(Effect.map(pg, (Pg) => Pg.layer({ url: store.url }).pipe(mapError))), label: "postgres", prepare: Effect.asVoid(pg) }
   }
   const filename = store?.kind === "sqlite" ? store.path : Option.getOrElse(flags.store, () => DEFAULT_STORE)
+  const sqlite = loadOptional(
+    () => import("../../agent/SqliteCheckpointStore.js"),
+    "the SQLite checkpoint store (the demo's default; a config file with `store: { kind: memory }` needs none)",
+    ["@effect/sql-sqlite-node@^0.53"]
+  )
   return {
     // Built once per "process" of the demo: both open the same file.
-    layer: SqliteCheckpointStore.layer({ filename }).pipe(mapError),
+    layer: Layer.unwrapEffect(Effect.map(sqlite, (Sqlite) => Sqlite.layer({ filename }).pipe(mapError))),
     label: filename,
-    prepare: Effect.try({
-      try: () => {
-        fs.mkdirSync(path.dirname(path.resolve(filename)), { recursive: true })
-        // The default file belongs to the demo: each demo starts from an empty journal.
-        if (store === undefined && Option.isNone(flags.store)) {
-          for (const suffix of ["", "-wal", "-shm", "-journal"]) fs.rmSync(`${filename}${suffix}`, { force: true })
-        }
-      },
-      catch: (error) => new CommandFailed({ message: `cannot prepare the checkpoint file ${filename}: ${String(error)}` })
-    })
+    // The driver is checked before the demo starts: a missing one is the user's to install (exit 2).
+    prepare: Effect.zipRight(
+      sqlite,
+      Effect.try({
+        try: () => {
+          fs.mkdirSync(path.dirname(path.resolve(filename)), { recursive: true })
+          // The default file belongs to the demo: each demo starts from an empty journal.
+          if (store === undefined && Option.isNone(flags.store)) {
+            for (const suffix of ["", "-wal", "-shm", "-journal"]) fs.rmSync(`${filename}${suffix}`, { force: true })
+          }
+        },
+        catch: (error) => new CommandFailed({ message: `cannot prepare the checkpoint file ${filename}: ${String(error)}` })
+      })
+    )
   }
 }
 
