@@ -9,15 +9,17 @@
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 
 /** The key in environment variable `name`, redacted; missing or blank fails naming the variable. */
 export const apiKeyConfig = (name: string): Config.Config<Redacted.Redacted<string>> =>
-  Config.string(name).pipe(
-    Config.orElse(() => Config.fail(`${name} is not set: set it to your API key, or pass apiKey to the adapter`)),
+  Config.option(Config.string(name)).pipe(
     Config.mapOrFail((value) =>
-      value.trim().length === 0
+      Option.isNone(value)
+        ? Either.left(ConfigError.MissingData([name], `${name} is not set: set it to your API key, or pass apiKey to the adapter`))
+        : value.value.trim().length === 0
         ? Either.left(ConfigError.InvalidData([name], `${name} is set but empty: set it to your API key`))
-        : Either.right(Redacted.make(value))
+        : Either.right(Redacted.make(value.value))
     )
   )
