@@ -465,6 +465,219 @@ interface CallContext {
   usage: Usage
 }
 
+/** What a recorder's parts share: the clock origin, the event hub, the fiber-local call and step, the entries. */
+interface RecorderState {
+  readonly startedAt: number
+  readonly since: Effect.Effect<number>
+  readonly publish: (event: RunEvent) => Effect.Effect<boolean>
+  /** Per recorder (not module-wide), so two recorders in one program never attribute to each other. */
+  readonly currentCall: FiberRef.FiberRef<Option.Option<CallContext>>
+  readonly currentStep: FiberRef.FiberRef<Option.Option<string>>
+  readonly calls: Array<CallEntry>
+  readonly attempts: Array<AttemptEntry>
+  readonly breakers: Array<BreakerEntry>
+  readonly steps: Array<StepEntry>
+  readonly notes: Array<NoteEntry>
+  nextCall: number
+}
+
+/** Attempts (the chain's `observe` hook) and calls (`call`, `callStream`). */
+const callRecording = (state: RecorderState) => {
+  const { attempts, calls, currentCall, currentStep, publish, since } = state
+  const observe = (record: AttemptRecord): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      const at = yield* since
+      const call = yield* FiberRef.get(currentCall)
+      const step = yield* FiberRef.get(currentStep)
+      const usage = record.usage
+      if (Option.isSome(call) && usage !== undefined) call.value.usage = addUsage(call.value.usage, usage)
+      const entry: AttemptEntry = {
+        call: Option.isSome(call) ? call.value.id : 0,
+        ...(Option.isSome(step) ? { step: step.value } : {}),
+        startedAt: Math.max(0, at - record.durationMs),
+        route: record.route,
+        attempt: record.attempt,
+        outcome: record.outcome,
+        ...(record.status !== undefined ? { status: record.status } : {}),
+        ...(record.requestId !== undefined ? { requestId: record.requestId } : {}),
+        delayMs: record.delayMs,
+        durationMs: record.durationMs,
+        ...(record.message !== undefined ? { message: record.message } : {}),
+        ...(usage !== undefined ? { usage } : {})
+      }
+      attempts.push(entry)
+      yield* publish({ _tag: "Attempt", attempt: entry })
+    })
+
+  const instrument = (routes: ReadonlyArray<Route>): ReadonlyArray<Route> =>
+    routes.map((route) => {
+      const previous = route.policy?.observe
+      return {
+        ...route,
+        policy: {
+          ...route.policy,
+          observe: previous === undefined ? observe : (record) => Effect.zipRight(observe(record), previous(record))
+        }
+      }
+    })
+
+  const startCall = (label: string, explicitStep: string | undefined) =>
+    Effect.gen(function*() {
+      const id = state.nextCall++
+      const step = explicitStep ?? Option.getOrUndefined(yield* FiberRef.get(currentStep))
+      const context: CallContext = { id, step, usage: zeroUsage }
+      const begin = yield* since
+      yield* publish({ _tag: "CallStarted", id, label, step, at: begin })
+      return { context, label, begin }
+    })
+
+  const finishCall = (
+    started: { readonly context: CallContext; readonly label: string; readonly begin: number },
+    outcome: { readonly _tag: "Right"; readonly result: ChainResult<unknown> } | { readonly _tag: "Left"; readonly error: AllRoutesFailed }
+  ) =>
+    Effect.flatMap(since, (end) => {
+      const { begin, context, label } = started
+      const base = { id: context.id, label, ...(context.step !== undefined ? { step: context.step } : {}), startedAt: begin, durationMs: end - begin }
+      const entry: CallEntry = outcome._tag === "Right"
+        ? {
+          ...base,
+          ok: true,
+          route: outcome.result.route,
+          degraded: outcome.result.degraded,
+          repaired: outcome.result.repaired,
+          usage: outcome.result.usage
+        }
+        : {
+          ...base,
+          ok: false,
+          degraded: false,
+          repaired: false,
+          error: {
+            _tag: outcome.error.lastError?._tag ?? outcome.error._tag,
+            reason: outcome.error.reason,
+            message: outcome.error.message
+          },
+          usage: context.usage
+        }
+      calls.push(entry)
+      return publish({ _tag: "CallFinished", call: entry })
+    })
+
+  const call = <A, E extends AllRoutesFailed | InvalidOptions, R>(
+    label: string,
+    effect: Effect.Effect<ChainResult<A>, E, R>,
+    options?: { readonly step?: string | undefined }
+  ): Effect.Effect<ChainResult<A>, E, R> =>
+    Effect.flatMap(startCall(label, options?.step), (started) =>
+      Effect.locally(effect, currentCall, Option.some(started.context)).pipe(
+        // An interrupted call (a crash) leaves no call entry: it never finished.
+        Effect.tapBoth({
+          onSuccess: (result) => finishCall(started, { _tag: "Right", result }),
+          // A call refused before any route was asked (a schema with no JSON Schema) made no call.
+          onFailure: (error) => error._tag === "AllRoutesFailed" ? finishCall(started, { _tag: "Left", error }) : Effect.void
+        })
+      ))
+
+  const callStream = <R>(
+    label: string,
+    stream: Stream.Stream<ChainStreamEvent, AllRoutesFailed, R>,
+    options?: { readonly step?: string | undefined }
+  ): Stream.Stream<ChainStreamEvent, AllRoutesFailed, R> =>
+    Stream.unwrapScoped(Effect.gen(function*() {
+      const started = yield* startCall(label, options?.step)
+      yield* Effect.locallyScoped(currentCall, Option.some(started.context))
+      return stream.pipe(
+        Stream.tap((event) => event._tag === "Completed" ? finishCall(started, { _tag: "Right", result: event.result }) : Effect.void),
+        Stream.tapError((error) => finishCall(started, { _tag: "Left", error }))
+      )
+    }))
+
+  return { observe, instrument, call, callStream }
+}
+
+/** Steps and notes. */
+const stepRecording = (state: RecorderState) => {
+  const { currentStep, notes, publish, since, steps } = state
+  const stepOutcome = (entry: Omit<StepEntry, "startedAt" | "durationMs"> & { readonly durationMs?: number }) =>
+    Effect.flatMap(since, (at) => {
+      const full: StepEntry = {
+        name: entry.name,
+        status: entry.status,
+        startedAt: Math.max(0, at - (entry.durationMs ?? 0)),
+        durationMs: entry.durationMs ?? 0,
+        ...(entry.detail !== undefined ? { detail: entry.detail } : {})
+      }
+      steps.push(full)
+      return publish({ _tag: "Step", step: full })
+    })
+
+  const stepStarted = (name: string) =>
+    Effect.flatMap(since, (at) => publish({ _tag: "Step", step: { name, status: "running", startedAt: at, durationMs: 0 } }))
+
+  const step = <A, E, R>(
+    name: string,
+    effect: Effect.Effect<A, E, R>,
+    status?: (value: A) => { readonly status: StepStatus; readonly detail?: string | undefined }
+  ): Effect.Effect<A, E, R> =>
+    Effect.gen(function*() {
+      const begin = yield* since
+      yield* publish({ _tag: "Step", step: { name, status: "running", startedAt: begin, durationMs: 0 } })
+      const exit = yield* Effect.exit(Effect.locally(effect, currentStep, Option.some(name)))
+      const end = yield* since
+      const outcome = exit._tag === "Success"
+        ? (status?.(exit.value) ?? { status: "done" as const })
+        : Cause.isInterruptedOnly(exit.cause) ? { status: "interrupted" as const } : { status: "failed" as const }
+      const entry: StepEntry = {
+        name,
+        status: outcome.status,
+        startedAt: begin,
+        durationMs: end - begin,
+        ...(outcome.detail !== undefined ? { detail: outcome.detail } : {})
+      }
+      steps.push(entry)
+      yield* publish({ _tag: "Step", step: entry })
+      return yield* exit
+    })
+
+  const note = (kind: NoteKind, text: string) =>
+    Effect.flatMap(since, (at) => {
+      const entry: NoteEntry = { at, kind, text }
+      notes.push(entry)
+      return publish({ _tag: "Note", note: entry })
+    })
+
+  return { step, stepStarted, stepOutcome, note }
+}
+
+/** Breaker transitions: followed from the registry, or reset after a simulated restart. */
+const breakerRecording = (state: RecorderState) => {
+  const { breakers, publish, startedAt } = state
+  const onBreaker = (event: BreakerEvent) => {
+    const entry: BreakerEntry = { key: event.key, from: event.from, to: event.to, at: Math.max(0, event.at - startedAt), reason: event.reason }
+    breakers.push(entry)
+    return publish({ _tag: "Breaker", transition: entry })
+  }
+
+  const resetBreakers = (reason: string) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const last = new Map<string, BreakerEntry>()
+      for (const entry of breakers) last.set(entry.key, entry)
+      return Effect.forEach(
+        [...last.values()].filter((entry) => entry.to !== "closed"),
+        (entry) => onBreaker({ key: entry.key, from: entry.to, to: "closed", at: now, reason }),
+        { discard: true }
+      )
+    })
+
+  const followBreakers: Effect.Effect<void, never, CircuitBreakers | Scope.Scope> = Effect.flatMap(
+    CircuitBreakers,
+    (registry) =>
+      Effect.flatMap(registry.events, (events) => Effect.asVoid(Effect.forkScoped(Stream.runForEach(events, onBreaker))))
+  )
+
+  return { resetBreakers, followBreakers }
+}
+
 /**
  * Makes a recorder for a run over `routes`.
  *
@@ -475,197 +688,20 @@ export const makeRecorder = (options: { readonly title: string; readonly routes:
   Effect.gen(function*() {
     const startedAt = yield* Clock.currentTimeMillis
     const hub = yield* PubSub.unbounded<RunEvent>()
-    // Per recorder (not module-wide), so two recorders in one program never attribute to each other.
-    const currentCall = FiberRef.unsafeMake<Option.Option<CallContext>>(Option.none())
-    const currentStep = FiberRef.unsafeMake<Option.Option<string>>(Option.none())
-    const calls: Array<CallEntry> = []
-    const attempts: Array<AttemptEntry> = []
-    const breakers: Array<BreakerEntry> = []
-    const steps: Array<StepEntry> = []
-    const notes: Array<NoteEntry> = []
-    let nextCall = 1
-    const since = Effect.map(Clock.currentTimeMillis, (now) => now - startedAt)
-    const publish = (event: RunEvent) => PubSub.publish(hub, event)
-
-    const observe = (record: AttemptRecord): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        const at = yield* since
-        const call = yield* FiberRef.get(currentCall)
-        const step = yield* FiberRef.get(currentStep)
-        const usage = record.usage
-        if (Option.isSome(call) && usage !== undefined) call.value.usage = addUsage(call.value.usage, usage)
-        const entry: AttemptEntry = {
-          call: Option.isSome(call) ? call.value.id : 0,
-          ...(Option.isSome(step) ? { step: step.value } : {}),
-          startedAt: Math.max(0, at - record.durationMs),
-          route: record.route,
-          attempt: record.attempt,
-          outcome: record.outcome,
-          ...(record.status !== undefined ? { status: record.status } : {}),
-          ...(record.requestId !== undefined ? { requestId: record.requestId } : {}),
-          delayMs: record.delayMs,
-          durationMs: record.durationMs,
-          ...(record.message !== undefined ? { message: record.message } : {}),
-          ...(usage !== undefined ? { usage } : {})
-        }
-        attempts.push(entry)
-        yield* publish({ _tag: "Attempt", attempt: entry })
-      })
-
-    const instrument = (routes: ReadonlyArray<Route>): ReadonlyArray<Route> =>
-      routes.map((route) => {
-        const previous = route.policy?.observe
-        return {
-          ...route,
-          policy: {
-            ...route.policy,
-            observe: previous === undefined ? observe : (record) => Effect.zipRight(observe(record), previous(record))
-          }
-        }
-      })
-
-    const startCall = (label: string, explicitStep: string | undefined) =>
-      Effect.gen(function*() {
-        const id = nextCall++
-        const step = explicitStep ?? Option.getOrUndefined(yield* FiberRef.get(currentStep))
-        const context: CallContext = { id, step, usage: zeroUsage }
-        const begin = yield* since
-        yield* publish({ _tag: "CallStarted", id, label, step, at: begin })
-        return { context, label, begin }
-      })
-
-    const finishCall = (
-      started: { readonly context: CallContext; readonly label: string; readonly begin: number },
-      outcome: { readonly _tag: "Right"; readonly result: ChainResult<unknown> } | { readonly _tag: "Left"; readonly error: AllRoutesFailed }
-    ) =>
-      Effect.flatMap(since, (end) => {
-        const { begin, context, label } = started
-        const base = { id: context.id, label, ...(context.step !== undefined ? { step: context.step } : {}), startedAt: begin, durationMs: end - begin }
-        const entry: CallEntry = outcome._tag === "Right"
-          ? {
-            ...base,
-            ok: true,
-            route: outcome.result.route,
-            degraded: outcome.result.degraded,
-            repaired: outcome.result.repaired,
-            usage: outcome.result.usage
-          }
-          : {
-            ...base,
-            ok: false,
-            degraded: false,
-            repaired: false,
-            error: {
-              _tag: outcome.error.lastError?._tag ?? outcome.error._tag,
-              reason: outcome.error.reason,
-              message: outcome.error.message
-            },
-            usage: context.usage
-          }
-        calls.push(entry)
-        return publish({ _tag: "CallFinished", call: entry })
-      })
-
-    const call = <A, E extends AllRoutesFailed | InvalidOptions, R>(
-      label: string,
-      effect: Effect.Effect<ChainResult<A>, E, R>,
-      options?: { readonly step?: string | undefined }
-    ): Effect.Effect<ChainResult<A>, E, R> =>
-      Effect.flatMap(startCall(label, options?.step), (started) =>
-        Effect.locally(effect, currentCall, Option.some(started.context)).pipe(
-          // An interrupted call (a crash) leaves no call entry: it never finished.
-          Effect.tapBoth({
-            onSuccess: (result) => finishCall(started, { _tag: "Right", result }),
-            // A call refused before any route was asked (a schema with no JSON Schema) made no call.
-            onFailure: (error) => error._tag === "AllRoutesFailed" ? finishCall(started, { _tag: "Left", error }) : Effect.void
-          })
-        ))
-
-    const callStream = <R>(
-      label: string,
-      stream: Stream.Stream<ChainStreamEvent, AllRoutesFailed, R>,
-      options?: { readonly step?: string | undefined }
-    ): Stream.Stream<ChainStreamEvent, AllRoutesFailed, R> =>
-      Stream.unwrapScoped(Effect.gen(function*() {
-        const started = yield* startCall(label, options?.step)
-        yield* Effect.locallyScoped(currentCall, Option.some(started.context))
-        return stream.pipe(
-          Stream.tap((event) => event._tag === "Completed" ? finishCall(started, { _tag: "Right", result: event.result }) : Effect.void),
-          Stream.tapError((error) => finishCall(started, { _tag: "Left", error }))
-        )
-      }))
-
-    const stepOutcome = (entry: Omit<StepEntry, "startedAt" | "durationMs"> & { readonly durationMs?: number }) =>
-      Effect.flatMap(since, (at) => {
-        const full: StepEntry = {
-          name: entry.name,
-          status: entry.status,
-          startedAt: Math.max(0, at - (entry.durationMs ?? 0)),
-          durationMs: entry.durationMs ?? 0,
-          ...(entry.detail !== undefined ? { detail: entry.detail } : {})
-        }
-        steps.push(full)
-        return publish({ _tag: "Step", step: full })
-      })
-
-    const stepStarted = (name: string) =>
-      Effect.flatMap(since, (at) => publish({ _tag: "Step", step: { name, status: "running", startedAt: at, durationMs: 0 } }))
-
-    const step = <A, E, R>(
-      name: string,
-      effect: Effect.Effect<A, E, R>,
-      status?: (value: A) => { readonly status: StepStatus; readonly detail?: string | undefined }
-    ): Effect.Effect<A, E, R> =>
-      Effect.gen(function*() {
-        const begin = yield* since
-        yield* publish({ _tag: "Step", step: { name, status: "running", startedAt: begin, durationMs: 0 } })
-        const exit = yield* Effect.exit(Effect.locally(effect, currentStep, Option.some(name)))
-        const end = yield* since
-        const outcome = exit._tag === "Success"
-          ? (status?.(exit.value) ?? { status: "done" as const })
-          : Cause.isInterruptedOnly(exit.cause) ? { status: "interrupted" as const } : { status: "failed" as const }
-        const entry: StepEntry = {
-          name,
-          status: outcome.status,
-          startedAt: begin,
-          durationMs: end - begin,
-          ...(outcome.detail !== undefined ? { detail: outcome.detail } : {})
-        }
-        steps.push(entry)
-        yield* publish({ _tag: "Step", step: entry })
-        return yield* exit
-      })
-
-    const note = (kind: NoteKind, text: string) =>
-      Effect.flatMap(since, (at) => {
-        const entry: NoteEntry = { at, kind, text }
-        notes.push(entry)
-        return publish({ _tag: "Note", note: entry })
-      })
-
-    const onBreaker = (event: BreakerEvent) => {
-      const entry: BreakerEntry = { key: event.key, from: event.from, to: event.to, at: Math.max(0, event.at - startedAt), reason: event.reason }
-      breakers.push(entry)
-      return publish({ _tag: "Breaker", transition: entry })
+    const state: RecorderState = {
+      startedAt,
+      since: Effect.map(Clock.currentTimeMillis, (now) => now - startedAt),
+      publish: (event) => PubSub.publish(hub, event),
+      currentCall: FiberRef.unsafeMake<Option.Option<CallContext>>(Option.none()),
+      currentStep: FiberRef.unsafeMake<Option.Option<string>>(Option.none()),
+      calls: [],
+      attempts: [],
+      breakers: [],
+      steps: [],
+      notes: [],
+      nextCall: 1
     }
-
-    const resetBreakers = (reason: string) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const last = new Map<string, BreakerEntry>()
-        for (const entry of breakers) last.set(entry.key, entry)
-        return Effect.forEach(
-          [...last.values()].filter((entry) => entry.to !== "closed"),
-          (entry) => onBreaker({ key: entry.key, from: entry.to, to: "closed", at: now, reason }),
-          { discard: true }
-        )
-      })
-
-    const followBreakers: Effect.Effect<void, never, CircuitBreakers | Scope.Scope> = Effect.flatMap(
-      CircuitBreakers,
-      (registry) =>
-        Effect.flatMap(registry.events, (events) => Effect.asVoid(Effect.forkScoped(Stream.runForEach(events, onBreaker))))
-    )
-
+    const { attempts, breakers, calls, notes, since, steps } = state
     const record: Effect.Effect<RunRecord> = Effect.map(since, (durationMs) => ({
       title: options.title,
       startedAt,
@@ -680,16 +716,9 @@ export const makeRecorder = (options: { readonly title: string; readonly routes:
 
     return {
       startedAt,
-      observe,
-      instrument,
-      call,
-      callStream,
-      step,
-      stepStarted,
-      stepOutcome,
-      note,
-      resetBreakers,
-      followBreakers,
+      ...callRecording(state),
+      ...stepRecording(state),
+      ...breakerRecording(state),
       events: Stream.fromPubSub(hub, { scoped: true }),
       record
     } satisfies Recorder
