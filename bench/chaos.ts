@@ -16,8 +16,10 @@
  * sent to the primary during its outage, and time to recover: from the outage's end to the first
  * healthy answer served by the primary.
  *
- * Run: npm run bench:chaos            (~8 min: 8 clients × 50 s + drains)
+ * Run: npm run bench:chaos            (~9 min: 9 clients × 50 s + drains)
  *      npm run bench:chaos -- --quick (1.5 s per peer, outage 0.5–1 s, 1 s deadline; a smoke run, not a measurement)
+ *      npm run bench:chaos -- --only="ours,@effect/ai"  (only the peers with these short labels; results go to
+ *        chaos-only.json so a partial re-run never replaces the full run's raw data)
  */
 import { writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -32,6 +34,13 @@ const T = quick
   ? { runMs: 1_500, outageFromMs: 500, outageToMs: 1_000, callsPerSecond: 20, attemptTimeoutMs: 300, deadlineMs: 1_000 }
   : { runMs: 50_000, outageFromMs: 15_000, outageToMs: 35_000, callsPerSecond: 10, attemptTimeoutMs: 2_000, deadlineMs: 15_000 }
 const SEED = 42
+
+/**
+ * `--only=short,short`: a subset of peers, to repeat a few rows (e.g. the new ones) more often than a full
+ * run allows; every peer still gets the same reset server and schedule, so rows stay comparable.
+ */
+const only = process.argv.find((arg) => arg.startsWith("--only="))?.slice("--only=".length).split(",").map((s) => s.trim())
+const selected = only === undefined ? peers : peers.filter((peer) => only.includes(peer.short))
 const BUCKET_MS = quick ? 250 : 2_500
 
 const valid = { city: "Paris", population: 2_100_000 }
@@ -221,7 +230,8 @@ const main = async () => {
   const results: Array<ReturnType<typeof summarise>> = []
   const unavailable: Array<{ readonly peer: string; readonly reason: string }> = []
   try {
-    for (const peer of peers) {
+    if (selected.length === 0) throw new Error(`--only matched no peer; short labels: ${peers.map((p) => p.short).join(", ")}`)
+    for (const peer of selected) {
       try {
         const run = await runPeer(peer, budget)
         const summary = summarise(peer, budget, run)
@@ -289,7 +299,7 @@ const main = async () => {
       points: r.successesPerSecond.map((v, i) => [((i + 0.5) * BUCKET_MS) / 1000, v] as const)
     }))
   })
-  writeResults("chaos", { timing: T, seed: SEED, scenario, results, unavailable }, svg)
+  writeResults(only === undefined ? "chaos" : "chaos-only", { timing: T, seed: SEED, only, scenario, results, unavailable }, svg)
 }
 
 main().catch((error) => {

@@ -7,9 +7,9 @@
  * A peer's `call` resolves with whatever object the client hands to application code; the harness
  * checks it against the contract itself, so "accepted an invalid output" is measured, not assumed.
  */
-import * as AnthropicClient from "@effect/ai-anthropic/AnthropicClient"
-import * as AnthropicLanguageModel from "@effect/ai-anthropic/AnthropicLanguageModel"
 import * as LanguageModel from "@effect/ai/LanguageModel"
+import * as OpenAiClient from "@effect/ai-openai/OpenAiClient"
+import * as OpenAiLanguageModel from "@effect/ai-openai/OpenAiLanguageModel"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { createOpenAI } from "@ai-sdk/openai"
 import { generateObject } from "ai"
@@ -19,11 +19,13 @@ import * as ExecutionPlan from "effect/ExecutionPlan"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import OpenAI from "openai"
 import { z } from "zod"
+import * as Ai from "../../src/Ai.js"
 import * as LlmClient from "../../src/LlmClient.js"
 import type * as Policy from "../../src/Policy.js"
 import * as OpenAi from "../../src/providers/OpenAi.js"
@@ -34,7 +36,6 @@ import { packageFile, portOr, start } from "./child.js"
 export const Answer = Schema.Struct({ city: Schema.String, population: Schema.Number.pipe(Schema.positive()) })
 export const isAnswer = Schema.is(Answer)
 const AnswerZod = z.object({ city: z.string(), population: z.number().positive() })
-const AnswerFromJson = Schema.parseJson(Answer)
 
 export const PRIMARY = "primary-model"
 export const FALLBACK = "fallback-model"
@@ -64,15 +65,23 @@ export interface Peer {
   readonly setup: (budget: Budget) => Promise<PeerClient>
 }
 
-/** A failed Effect as an Error whose name is the failure's tag (AllRoutesFailed shows its last error). */
+/**
+ * A failed Effect as an Error whose name is the failure's tag (AllRoutesFailed shows its last error).
+ * Through `Ai.layer` the chain's failure arrives wrapped in an AiError (`cause`): it is unwrapped so the
+ * "@effect/ai + our layer" row reports the same labels as ours, prefixed by the AiError's tag.
+ */
 const failureOf = (cause: Cause.Cause<unknown>): Error => {
   const squashed = Cause.squash(cause)
-  const tag = typeof squashed === "object" && squashed !== null && "_tag" in squashed ? String(squashed._tag) : "Defect"
-  const last = typeof squashed === "object" && squashed !== null && "lastError" in squashed
-    ? (squashed.lastError as { readonly _tag?: string } | undefined)?._tag
+  const tagOf = (u: unknown) => (typeof u === "object" && u !== null && "_tag" in u ? String(u._tag) : "Defect")
+  const chain = Option.getOrUndefined(Ai.failureOf(squashed))
+  const inner: unknown = chain ?? squashed
+  const tag = tagOf(inner)
+  const last = typeof inner === "object" && inner !== null && "lastError" in inner
+    ? (inner.lastError as { readonly _tag?: string } | undefined)?._tag
     : undefined
   const error = new Error(squashed instanceof Error ? squashed.message : String(squashed))
-  error.name = last !== undefined ? `${tag}(${last})` : tag
+  const name = last !== undefined ? `${tag}(${last})` : tag
+  error.name = chain === undefined ? name : `${tagOf(squashed)}: ${name}`
   return error
 }
 
@@ -135,34 +144,89 @@ const vercelAi: Peer = {
 }
 
 /**
- * @effect/ai with an ExecutionPlan (primary → fallback, 3 attempts each, exponential schedule). Over
- * the Anthropic wire: @effect/ai-openai 0.41 only speaks the Responses API (`POST /v1/responses`),
- * which the chaos server does not serve, and @effect/ai-anthropic's generateObject forces a tool call
- * the chaos server never emits — so the plan runs `generateText` and decodes the JSON with Schema
- * inside the planned effect, which lets a schema failure move the plan on, as generateObject would.
+ * The @effect/ai program both @effect/ai rows run, unchanged between them: `generateObject` with the
+ * contract's Schema and the shared prompt, handing the decoded value to the application. Only what
+ * surrounds it differs — an ExecutionPlan in one row, our chain as the `LanguageModel` in the other.
+ */
+const askEffectAi = LanguageModel.generateObject({ prompt, schema: Answer }).pipe(Effect.map((response) => response.value))
+
+/**
+ * @effect/ai with an ExecutionPlan (primary → fallback, 3 attempts each, exponential schedule), on
+ * @effect/ai-openai's native wire: the Responses API (`POST /v1/responses`, the only one 0.41 speaks),
+ * which the chaos server serves; its routes match by model whatever the wire, so the same seeded fault
+ * streams answer every peer. `generateObject` sends a `json_schema` text format and decodes the answer
+ * with the Schema, so a schema-invalid body fails the attempt (`MalformedOutput`) and the plan moves on.
+ * @effect/ai's client has no per-attempt timeout, so each planned attempt is bounded by
+ * `Effect.timeout`, like the other peers' per-attempt knobs. HTTP: `NodeHttpClient.layerUndici`, what an
+ * @effect/ai user provides.
  */
 const effectAi: Peer = {
-  name: "@effect/ai + ExecutionPlan (Anthropic wire)",
+  name: "@effect/ai + ExecutionPlan (Responses wire)",
   short: "@effect/ai",
   config: (b) =>
-    "@effect/ai 0.37 + @effect/ai-anthropic 0.27: `ExecutionPlan.make({ provide: model(primary), attempts: 3, schedule: exponential(500 ms) }, { provide: model(fallback), attempts: 3, schedule: exponential(500 ms) })` " +
-    `around \`generateText\` + \`Effect.timeout(${b.attemptTimeoutMs} ms)\` + \`Schema.decodeUnknown(parseJson(Answer))\`; whole call \`Effect.timeout(${b.deadlineMs} ms)\``,
+    "@effect/ai 0.37 + @effect/ai-openai 0.41 (Responses): `ExecutionPlan.make({ provide: OpenAiLanguageModel.model(primary), attempts: 3, schedule: exponential(500 ms) }, { provide: model(fallback), attempts: 3, schedule: exponential(500 ms) })` " +
+    `around \`LanguageModel.generateObject({ prompt, schema: Answer })\` + \`Effect.timeout(${b.attemptTimeoutMs} ms)\`; whole call \`Effect.timeout(${b.deadlineMs} ms)\`; HTTP: NodeHttpClient.layerUndici`,
   setup: async (b) => {
     const runtime = ManagedRuntime.make(
-      AnthropicClient.layer({ apiKey: Redacted.make("sk-bench"), apiUrl: b.chaosUrl }).pipe(Layer.provide(NodeHttpClient.layerUndici))
+      OpenAiClient.layer({ apiKey: Redacted.make("sk-bench"), apiUrl: `${b.chaosUrl}/v1` }).pipe(Layer.provide(NodeHttpClient.layerUndici))
     )
     const step = (model: string) => ({
-      provide: AnthropicLanguageModel.model(model, { max_tokens: MAX_TOKENS }),
+      provide: OpenAiLanguageModel.model(model, { max_output_tokens: MAX_TOKENS }),
       attempts: 3,
       schedule: Schedule.exponential("500 millis")
     })
     const plan = ExecutionPlan.make(step(PRIMARY), step(FALLBACK))
-    const program = LanguageModel.generateText({ prompt }).pipe(
+    const program = askEffectAi.pipe(
       Effect.timeout(b.attemptTimeoutMs),
-      Effect.flatMap((response) => Schema.decodeUnknown(AnswerFromJson)(response.text)),
       Effect.withExecutionPlan(plan),
       Effect.timeout(b.deadlineMs)
     )
+    const run = runWith(runtime)
+    return { call: (signal) => run(program, signal), close: () => runtime.dispose() }
+  }
+}
+
+/**
+ * The same @effect/ai program, with our chain as its `LanguageModel` (`Ai.layerWithState`) and
+ * @effect/ai-openai's own Responses models as the chain's routes (`Ai.route`). Mirrors the "ours" row:
+ * routes [primary, fallback], each `Policy` default except the 2 s attempt timeout, chain deadline 15 s,
+ * `repairAttempts: 1`, HTTP over `Transport.layer()`. What differs from "ours": the wire (Responses via
+ * @effect/ai-openai instead of our Chat Completions adapter), the bridge (@effect/ai's request and decode
+ * around each attempt, and @effect/ai decoding the accepted answer again), and what a wrapped model
+ * cannot expose — no rate-limit headers on successes (the limiter learns only from 429s) and no
+ * idempotency key on retries. What differs from the ExecutionPlan row: only the Layer provided (and the
+ * HTTP client, whose pool is sized; the scenario never has 64 calls in flight to one origin).
+ */
+const effectAiOurs: Peer = {
+  name: "@effect/ai + our layer (Responses wire)",
+  short: "@effect/ai + ours",
+  config: (b) =>
+    "the @effect/ai row's `LanguageModel.generateObject({ prompt, schema: Answer })`, whole call `Effect.timeout(" +
+    `${b.deadlineMs} ms)\`, provided \`Ai.layerWithState({ routes: [primary, fallback], deadline: ${b.deadlineMs} ms, repairAttempts: 1, defaults: { maxTokens: ${MAX_TOKENS} } })\` ` +
+    "whose routes are `Ai.route({ languageModel: OpenAiLanguageModel.model(…), configure: max_output_tokens })` over `OpenAiClient.layer({ apiUrl })` + `Transport.layer()`, " +
+    `each route \`Policy\` default except \`timeouts: { attempt: ${b.attemptTimeoutMs} ms }\``,
+  setup: async (b) => {
+    const policy: Policy.PolicyOptions = { timeouts: { attempt: `${b.attemptTimeoutMs} millis` } }
+    const route = (name: string, model: string) =>
+      Ai.route({
+        name,
+        model,
+        languageModel: OpenAiLanguageModel.model(model),
+        policy,
+        // @effect/ai's calls carry no max-tokens option: the chain's request reaches the provider config here.
+        configure: (request) => OpenAiLanguageModel.withConfigOverride({ max_output_tokens: request.maxTokens })
+      })
+    const model = Layer.unwrapScoped(
+      Effect.gen(function*() {
+        const routes = [yield* route("primary", PRIMARY), yield* route("fallback", FALLBACK)]
+        return Ai.layerWithState({ routes, deadline: `${b.deadlineMs} millis`, repairAttempts: 1, defaults: { maxTokens: MAX_TOKENS } })
+      })
+    ).pipe(
+      Layer.provide(OpenAiClient.layer({ apiKey: Redacted.make("sk-bench"), apiUrl: `${b.chaosUrl}/v1` })),
+      Layer.provide(Transport.layer())
+    )
+    const runtime = ManagedRuntime.make(model)
+    const program = askEffectAi.pipe(Effect.timeout(b.deadlineMs))
     const run = runWith(runtime)
     return { call: (signal) => run(program, signal), close: () => runtime.dispose() }
   }
@@ -281,6 +345,7 @@ export const peers: ReadonlyArray<Peer> = [
   openaiSdk,
   vercelAi,
   effectAi,
+  effectAiOurs,
   portkey,
   ours("default"),
   ours("no-breaker"),
