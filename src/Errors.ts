@@ -125,6 +125,22 @@ export class BadRequest extends Schema.TaggedError<BadRequest>()("BadRequest", {
 }) {}
 
 /**
+ * This route's wire format cannot carry something in the request — an image or file part it has no
+ * encoding for (a PDF by URL on Chat Completions, any URL on Bedrock, an image in a tool result where
+ * tool results are text), or a media type it does not accept. Found before anything is sent, so the
+ * provider never sees the request; another route may carry it, so the chain moves on. Not a sign of
+ * provider health: breakers do not count it.
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export class UnsupportedRequest extends Schema.TaggedError<UnsupportedRequest>()("UnsupportedRequest", {
+  ...ErrorContextFields,
+  /** Where in the request: `messages[2].content[1]`. */
+  param: Schema.String
+}) {}
+
+/**
  * 400 with a context-length code or message: the prompt does not fit this model. Only a route with a
  * larger context window can help.
  *
@@ -305,6 +321,7 @@ export type ProviderError =
   | Overloaded
   | ServerError
   | BadRequest
+  | UnsupportedRequest
   | ContextLengthExceeded
   | Unauthorized
   | NotFound
@@ -327,6 +344,7 @@ export const ProviderError: Schema.Union<[
   typeof Overloaded,
   typeof ServerError,
   typeof BadRequest,
+  typeof UnsupportedRequest,
   typeof ContextLengthExceeded,
   typeof Unauthorized,
   typeof NotFound,
@@ -342,6 +360,7 @@ export const ProviderError: Schema.Union<[
   Overloaded,
   ServerError,
   BadRequest,
+  UnsupportedRequest,
   ContextLengthExceeded,
   Unauthorized,
   NotFound,
@@ -481,6 +500,7 @@ const DEFAULTS: { readonly [K in RouteError["_tag"]]: { readonly action: ErrorAc
   Overloaded: { action: "reroute", retryable: true },
   ServerError: { action: "wait", retryable: true },
   BadRequest: { action: "stop", retryable: false },
+  UnsupportedRequest: { action: "reroute", retryable: false },
   ContextLengthExceeded: { action: "stop", retryable: false },
   Unauthorized: { action: "reroute", retryable: false },
   NotFound: { action: "reroute", retryable: false },

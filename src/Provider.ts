@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import * as Encoding from "effect/Encoding"
 import type * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type * as Stream from "effect/Stream"
@@ -32,15 +33,102 @@ export const ToolCall = Schema.Struct({
 export type ToolCall = typeof ToolCall.Type
 
 /**
+ * Where a file's bytes are: at a URL the provider fetches, or inline as base64 (no `data:` prefix).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const MediaSource = Schema.Union(
+  Schema.TaggedStruct("Url", { url: Schema.String }),
+  Schema.TaggedStruct("Base64", { data: Schema.String })
+)
+
+/**
+ * @since 0.3.0
+ * @category models
+ */
+export type MediaSource = typeof MediaSource.Type
+
+/**
+ * A text part of a message's content.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const TextPart = Schema.TaggedStruct("Text", { text: Schema.String })
+
+/**
+ * @since 0.3.0
+ * @category models
+ */
+export type TextPart = typeof TextPart.Type
+
+/**
+ * An image or a document in a message. `mediaType` decides how it is sent: `image/*` as each wire
+ * format's image part (OpenAI `image_url` / `input_image`, Anthropic `image`, Gemini `inlineData` /
+ * `fileData`, Bedrock `image`), anything else as its file or document part. `detail` is OpenAI's
+ * image resolution hint (ignored elsewhere). A route whose wire format cannot carry a part (a PDF by
+ * URL on Chat Completions, any URL on Bedrock) fails with `UnsupportedRequest` before sending, and
+ * the chain moves to the next route. Build one with {@link filePart}.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const FilePart = Schema.TaggedStruct("File", {
+  /** The IANA media type: `image/png`, `image/jpeg`, `application/pdf`, `text/plain`, … */
+  mediaType: Schema.String,
+  source: MediaSource,
+  /** A file name (documents; Bedrock requires one and gets a generated name when absent). */
+  filename: Schema.optional(Schema.String),
+  detail: Schema.optional(Schema.Literal("auto", "low", "high"))
+})
+
+/**
+ * @since 0.3.0
+ * @category models
+ */
+export type FilePart = typeof FilePart.Type
+
+/**
+ * One part of a message's content.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const ContentPart = Schema.Union(TextPart, FilePart)
+
+/**
+ * @since 0.3.0
+ * @category models
+ */
+export type ContentPart = typeof ContentPart.Type
+
+/**
+ * A message's content: text, or parts (text, images and files) in the order the model should read
+ * them.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const MessageContent = Schema.Union(Schema.String, Schema.Array(ContentPart))
+
+/**
+ * @since 0.3.0
+ * @category models
+ */
+export type MessageContent = typeof MessageContent.Type
+
+/**
  * One conversation message. `system` messages are allowed here and lifted into the provider's system
- * slot by adapters that have one (Anthropic).
+ * slot by adapters that have one (Anthropic). `content` is a string, or parts when the message
+ * carries images or files ({@link filePart}); system and assistant messages carry text only.
  *
  * @since 0.1.0
  * @category models
  */
 export const Message = Schema.Struct({
   role: Schema.Literal("system", "user", "assistant", "tool"),
-  content: Schema.String,
+  content: MessageContent,
   /** Tool calls made by an assistant message. */
   toolCalls: Schema.optional(Schema.Array(ToolCall)),
   /** For `tool` messages: the id of the call this result answers. */
@@ -53,6 +141,64 @@ export const Message = Schema.Struct({
  * @category models
  */
 export type Message = typeof Message.Type
+
+/**
+ * Builds an image or file part from a URL or from bytes (a `Uint8Array` is base64-encoded here; a
+ * string is taken as base64 already; a `data:` URL is kept as a URL and sent inline where the wire
+ * wants bytes).
+ *
+ * @example
+ * ```ts
+ * import { Provider } from "effect-llm-resilience"
+ *
+ * const message: Provider.Message = {
+ *   role: "user",
+ *   content: [
+ *     { _tag: "Text", text: "What is in this picture?" },
+ *     Provider.filePart({ mediaType: "image/png", url: "https://example.com/cat.png" })
+ *   ]
+ * }
+ * ```
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const filePart = (
+  options:
+    & {
+      readonly mediaType: string
+      readonly filename?: string | undefined
+      readonly detail?: "auto" | "low" | "high" | undefined
+    }
+    & ({ readonly url: string | URL } | { readonly data: string | Uint8Array })
+): FilePart => ({
+  _tag: "File",
+  mediaType: options.mediaType,
+  source: "url" in options
+    ? { _tag: "Url", url: String(options.url) }
+    : { _tag: "Base64", data: typeof options.data === "string" ? options.data : Encoding.encodeBase64(options.data) },
+  ...(options.filename !== undefined ? { filename: options.filename } : {}),
+  ...(options.detail !== undefined ? { detail: options.detail } : {})
+})
+
+/**
+ * The text of a message's content: the string itself, or its text parts joined by newlines (images
+ * and files contribute nothing).
+ *
+ * @since 0.3.0
+ * @category getters
+ */
+export const textOf = (content: MessageContent): string => {
+  if (typeof content === "string") return content
+  let text = ""
+  let first = true
+  for (const part of content) {
+    if (part._tag !== "Text") continue
+    text = first ? part.text : text + "\n" + part.text
+    first = false
+  }
+  return text
+}
 
 /**
  * A tool the model may call; `parameters` is a JSON Schema object.

@@ -279,6 +279,9 @@ export const toAiError = (failure: ChainFailure, method: string): AiError.AiErro
     return failure.reason === "no-route" ? new AiError.MalformedInput(common) : new AiError.UnknownError(common)
   }
   switch (last._tag) {
+    case "UnsupportedRequest":
+      // No route's wire format could carry a part of the prompt: the input's fault, not a transport's.
+      return new AiError.MalformedInput(common)
     case "RateLimited":
     case "QuotaExhausted":
     case "Overloaded":

@@ -3,9 +3,10 @@
  * files, tool calls, tool results) and `Tool` (an Effect Schema per tool), and this library's
  * `GenerateRequest` (text messages, tool calls as JSON text, tools as JSON Schema).
  *
- * Both directions are lossless for what both sides can say (text, tool calls and their results,
- * system messages, tool choice). What only @effect/ai can say — file and image parts, provider-defined
- * tools such as OpenAI's web search — is refused with a reason rather than dropped silently.
+ * Both directions are lossless for what both sides can say (text, images and files in user messages,
+ * tool calls and their results, system messages, tool choice). What only @effect/ai can say — files
+ * in assistant messages, provider-defined tools such as OpenAI's web search — is refused with a
+ * reason rather than dropped silently.
  *
  * @internal
  */
@@ -14,9 +15,20 @@ import * as Tool from "@effect/ai/Tool"
 import type * as Toolkit from "@effect/ai/Toolkit"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Encoding from "effect/Encoding"
 import * as Schema from "effect/Schema"
 import { opt } from "../internal/json.js"
-import type { GenerateRequest, Message, ToolCall, ToolDefinition } from "../Provider.js"
+import { mediaOf } from "../internal/media.js"
+import {
+  type ContentPart,
+  type FilePart,
+  filePart,
+  type GenerateRequest,
+  type Message,
+  textOf as messageText,
+  type ToolCall,
+  type ToolDefinition
+} from "../Provider.js"
 
 // ---------------------------------------------------------------------------------------------------
 // @effect/ai → this library (the chain as a LanguageModel)
@@ -44,6 +56,32 @@ const assistantMessage = (message: Prompt.AssistantMessage): Either.Either<Messa
   return Either.right({ role: "assistant", content: textOf(message.content), ...(toolCalls.length > 0 ? { toolCalls } : {}) })
 }
 
+/** @effect/ai-openai's `imageDetail` option of a file part, the one detail hint @effect/ai carries. */
+const imageDetailOf = (options: Prompt.FilePart["options"]): "auto" | "low" | "high" | undefined => {
+  const detail = (options as { readonly openai?: { readonly imageDetail?: unknown } }).openai?.imageDetail
+  return detail === "auto" || detail === "low" || detail === "high" ? detail : undefined
+}
+
+/** An @effect/ai file part as ours: a URL (or a `data:` URL) stays a URL, bytes become base64. */
+const filePartFrom = (part: Prompt.FilePart): FilePart => {
+  const detail = imageDetailOf(part.options)
+  const common = {
+    mediaType: part.mediaType,
+    filename: part.fileName,
+    detail
+  }
+  const data = part.data
+  if (data instanceof URL) return filePart({ ...common, url: data })
+  if (typeof data === "string") return data.startsWith("data:") ? filePart({ ...common, url: data }) : filePart({ ...common, data })
+  return filePart({ ...common, data })
+}
+
+/** A user message's content: plain text when it is only text (as before parts existed), else parts. */
+const userContentFrom = (parts: ReadonlyArray<Prompt.UserMessagePart>): Message["content"] => {
+  if (!parts.some((part) => part.type === "file")) return textOf(parts)
+  return parts.map((part): ContentPart => part.type === "file" ? filePartFrom(part) : { _tag: "Text", text: part.text })
+}
+
 /**
  * The chain's messages for an @effect/ai prompt, or why they cannot be built. System messages stay
  * in place (adapters lift them where the wire has a system slot); a tool message becomes one `tool`
@@ -56,13 +94,9 @@ export const messagesFromPrompt = (prompt: Prompt.Prompt): Either.Either<Readonl
       case "system":
         messages.push({ role: "system", content: message.content })
         break
-      case "user": {
-        if (message.content.some((part) => part.type === "file")) {
-          return Either.left("file and image parts are not supported by the chain yet (messages carry text)")
-        }
-        messages.push({ role: "user", content: textOf(message.content) })
+      case "user":
+        messages.push({ role: "user", content: userContentFrom(message.content) })
         break
-      }
       case "assistant": {
         const converted = assistantMessage(message)
         if (Either.isLeft(converted)) return Either.left(converted.left)
@@ -132,20 +166,38 @@ const resultValue = (content: string): unknown => {
   }
 }
 
+/**
+ * Our user content as @effect/ai's: text parts, and file parts whose data is a `URL` or bytes. Never a
+ * base64 string: @effect/ai-openai 0.41 reads a string as a file id and drops any other string
+ * silently, while every provider package encodes bytes. Throws (inside `promptFromRequest`'s `try`)
+ * on a URL that does not parse or base64 that does not decode, so the reason reaches the caller.
+ */
+const encodedUserContent = (content: Message["content"]): string | ReadonlyArray<Prompt.UserMessagePartEncoded> =>
+  typeof content === "string" ? content : content.map((part): Prompt.UserMessagePartEncoded => {
+    if (part._tag === "Text") return { type: "text", text: part.text }
+    const media = mediaOf(part)
+    const data = media.url !== undefined ? new URL(media.url) : Either.getOrThrowWith(
+      Encoding.decodeBase64(media.base64 ?? ""),
+      () => new Error(`the ${media.mediaType} part's data is not base64`)
+    )
+    return { type: "file", mediaType: media.mediaType, data, ...opt("fileName", part.filename) }
+  })
+
 const encodedMessage = (
   message: Message,
   toolNames: ReadonlyMap<string, string>
 ): Prompt.MessageEncoded => {
+  const text = messageText(message.content)
   switch (message.role) {
     case "system":
-      return { role: "system", content: message.content }
+      return { role: "system", content: text }
     case "user":
-      return { role: "user", content: message.content }
+      return { role: "user", content: encodedUserContent(message.content) }
     case "assistant":
       return {
         role: "assistant",
         content: [
-          ...(message.content.length > 0 ? [{ type: "text" as const, text: message.content }] : []),
+          ...(text.length > 0 ? [{ type: "text" as const, text }] : []),
           ...(message.toolCalls ?? []).map((call) => ({
             type: "tool-call" as const,
             id: call.id,
@@ -164,7 +216,7 @@ const encodedMessage = (
           id,
           // Our tool messages may omit the name; the call they answer has it.
           name: message.name ?? toolNames.get(id) ?? "",
-          result: resultValue(message.content),
+          result: resultValue(text),
           isFailure: false,
           providerExecuted: false
         }]
@@ -180,12 +232,13 @@ const encodedMessage = (
 export const promptFromRequest = (request: GenerateRequest): Effect.Effect<Prompt.Prompt, string> => {
   const toolNames = new Map<string, string>()
   for (const message of request.messages) for (const call of message.toolCalls ?? []) toolNames.set(call.id, call.name)
-  const messages: Array<Prompt.MessageEncoded> = [
-    ...(request.system !== undefined && request.system.length > 0 ? [{ role: "system" as const, content: request.system }] : []),
-    ...request.messages.map((message) => encodedMessage(message, toolNames))
-  ]
   return Effect.try({
-    try: () => Prompt.make(messages),
+    // Inside the try: a part's URL that does not parse is refused with the reason, like the prompt.
+    try: () =>
+      Prompt.make([
+        ...(request.system !== undefined && request.system.length > 0 ? [{ role: "system" as const, content: request.system }] : []),
+        ...request.messages.map((message) => encodedMessage(message, toolNames))
+      ]),
     catch: (error) => `the request could not be expressed as an @effect/ai prompt: ${error instanceof Error ? error.message : String(error)}`
   })
 }

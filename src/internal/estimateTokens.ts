@@ -12,6 +12,10 @@
  *   underestimated; pass your own `estimateTokens` to the limiter if your traffic is mostly those.
  * - every message: +4 tokens of chat framing (role, separators — OpenAI documents 3–4), plus its
  *   tool calls' names and arguments and its `name` as text.
+ * - images and files: see `mediaTokens` (internal/media.ts) — an image from its pixel size read from
+ *   its header (≈ width × height / 750, at most 1,600), or 1,600 when it is a URL; a PDF 2,000 per
+ *   page; a text file its bytes / 4; a document by URL or audio/video nothing (unknowable without
+ *   fetching: pass your own `estimateTokens` if you send those). Base64 is never counted as text.
  * - the system prompt: as text, + one message of framing.
  * - tools and a `json_schema` response format: their JSON length / 4 (providers inject the
  *   definitions into the prompt). Computed once per tools array / schema object and cached.
@@ -19,7 +23,8 @@
  *
  * @internal
  */
-import type { GenerateRequest } from "../Provider.js"
+import type { GenerateRequest, MessageContent } from "../Provider.js"
+import { mediaTokens } from "./media.js"
 
 /** Characters per token of English text (OpenAI's rule of thumb). */
 export const CHARS_PER_TOKEN = 4
@@ -51,6 +56,13 @@ const jsonTokens = (value: object | undefined): number => {
   return tokens
 }
 
+const contentTokens = (content: MessageContent): number => {
+  if (typeof content === "string") return textTokens(content)
+  let tokens = 0
+  for (const part of content) tokens += part._tag === "Text" ? textTokens(part.text) : mediaTokens(part)
+  return tokens
+}
+
 /**
  * The estimated input (prompt) tokens of a request. Deterministic, cheap, and always ≥ 1.
  *
@@ -60,7 +72,7 @@ export const estimatePromptTokens = (request: GenerateRequest): number => {
   let tokens = REPLY_OVERHEAD
   if (request.system !== undefined) tokens += MESSAGE_OVERHEAD + textTokens(request.system)
   for (const message of request.messages) {
-    tokens += MESSAGE_OVERHEAD + textTokens(message.content) + textTokens(message.name)
+    tokens += MESSAGE_OVERHEAD + contentTokens(message.content) + textTokens(message.name)
     if (message.toolCalls !== undefined) {
       for (const call of message.toolCalls) tokens += textTokens(call.name) + textTokens(call.arguments)
     }

@@ -13,12 +13,15 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Encoding from "effect/Encoding"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { fromStreamError } from "../Classify.js"
 import { apiKeyConfig } from "../internal/config.js"
 import { type InvalidOptions, InvalidOutput, type ProviderError } from "../Errors.js"
 import { array, isRecord, type JsonRecord, number, opt, record, safeStringify, string } from "../internal/json.js"
+import { type ContentSupport, type Media, mediaOf } from "../internal/media.js"
 import type { SseEvent } from "../internal/sse.js"
 import {
   type FinishReason,
@@ -28,6 +31,7 @@ import {
   Provider,
   type ProviderShape,
   type StreamEvent,
+  textOf,
   type ToolCall,
   type Usage
 } from "../Provider.js"
@@ -79,18 +83,60 @@ const parseArguments = (text: string): unknown => {
   }
 }
 
+/**
+ * What Messages carries (docs.anthropic.com/en/docs/build-with-claude/vision, …/pdf-support):
+ * JPEG, PNG, GIF and WebP images and PDF documents inline or by URL, plain-text documents, and images
+ * and documents inside tool results.
+ */
+export const CONTENT: ContentSupport = {
+  format: "Anthropic Messages",
+  imageTypes: new Set(["image/jpeg", "image/png", "image/gif", "image/webp"]),
+  fileTypes: new Set(["application/pdf", "text/plain"]),
+  imageUrlSchemes: ["https:", "http:"],
+  fileUrlSchemes: ["https:", "http:"],
+  mediaInToolResults: true
+}
+
+const documentSource = (media: Media): JsonRecord => {
+  if (media.url !== undefined) return { type: "url", url: media.url }
+  if (media.mediaType === "text/plain") {
+    const text = Encoding.decodeBase64String(media.base64 ?? "")
+    // Undecodable base64 is sent as it came; Anthropic answers it with a 400 naming the field.
+    if (Either.isRight(text)) return { type: "text", media_type: "text/plain", data: text.right }
+  }
+  return { type: "base64", media_type: media.mediaType, data: media.base64 ?? "" }
+}
+
+/** Content blocks of a user message or a tool result: `text`, `image` and `document`. */
+const contentBlocks = (content: Message["content"]): unknown =>
+  typeof content === "string" ? content : content.map((part) => {
+    if (part._tag === "Text") return { type: "text", text: part.text }
+    const media = mediaOf(part)
+    if (media.isImage) {
+      return {
+        type: "image",
+        source: media.url !== undefined
+          ? { type: "url", url: media.url }
+          : { type: "base64", media_type: media.mediaType, data: media.base64 ?? "" }
+      }
+    }
+    return { type: "document", source: documentSource(media), ...opt("title", part.filename) }
+  })
+
 const toWireMessage = (message: Message): JsonRecord => {
   if (message.role === "tool") {
     return {
       role: "user",
-      content: [{ type: "tool_result", tool_use_id: message.toolCallId ?? "", content: message.content }]
+      content: [{ type: "tool_result", tool_use_id: message.toolCallId ?? "", content: contentBlocks(message.content) }]
     }
   }
+  if (message.role === "user") return { role: "user", content: contentBlocks(message.content) }
+  const text = textOf(message.content)
   if (message.role === "assistant" && message.toolCalls !== undefined && message.toolCalls.length > 0) {
     return {
       role: "assistant",
       content: [
-        ...(message.content.length > 0 ? [{ type: "text", text: message.content }] : []),
+        ...(text.length > 0 ? [{ type: "text", text }] : []),
         ...message.toolCalls.map((call) => ({
           type: "tool_use",
           id: call.id,
@@ -100,7 +146,7 @@ const toWireMessage = (message: Message): JsonRecord => {
       ]
     }
   }
-  return { role: message.role === "assistant" ? "assistant" : "user", content: message.content }
+  return { role: message.role === "assistant" ? "assistant" : "user", content: text }
 }
 
 /** The structured-output tool name we force when the request asks for a JSON schema. */
@@ -117,7 +163,7 @@ const structuredToolName = (request: GenerateRequest): string | undefined =>
 export const encodeRequest = (request: GenerateRequest, maxTokens: number, stream: boolean): JsonRecord => {
   const systemParts: Array<string> = []
   if (request.system !== undefined) systemParts.push(request.system)
-  for (const message of request.messages) if (message.role === "system") systemParts.push(message.content)
+  for (const message of request.messages) if (message.role === "system") systemParts.push(textOf(message.content))
   if (request.responseFormat?.type === "json_object") systemParts.push(JSON_ONLY_INSTRUCTION)
   const format = request.responseFormat
   const tools: Array<JsonRecord> = (request.tools ?? []).map((tool) => ({
@@ -333,6 +379,7 @@ const wireFormat = (options: AnthropicOptions): WireFormat => {
       "anthropic-version": options.version ?? DEFAULT_VERSION,
       ...(options.beta !== undefined && options.beta.length > 0 ? { "anthropic-beta": options.beta.join(",") } : {})
     },
+    content: CONTENT,
     encode: (request, call) => encodeRequest(request, call.maxTokens, call.stream),
     decode: decodeResponse,
     protocol: eventProtocol,

@@ -28,7 +28,9 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { InvalidOptions, InvalidOutput, type ProviderError } from "../Errors.js"
 import { array, isRecord, type JsonRecord, number, opt, record, safeStringify, string } from "../internal/json.js"
+import { type ContentSupport, mediaOf } from "../internal/media.js"
 import {
+  type FilePart,
   type FinishReason,
   type GenerateRequest,
   type GenerateResponse,
@@ -36,6 +38,7 @@ import {
   Provider,
   type ProviderShape,
   type StreamEvent,
+  textOf,
   type ToolCall,
   type Usage
 } from "../Provider.js"
@@ -137,24 +140,81 @@ const parseArguments = (text: string): unknown => {
   }
 }
 
+/** Converse's image `format` per media type. */
+const IMAGE_FORMATS: Readonly<Record<string, string>> = {
+  "image/png": "png",
+  "image/jpeg": "jpeg",
+  "image/gif": "gif",
+  "image/webp": "webp"
+}
+
+/** Converse's document `format` per media type. */
+const DOCUMENT_FORMATS: Readonly<Record<string, string>> = {
+  "application/pdf": "pdf",
+  "text/csv": "csv",
+  "application/msword": "doc",
+  "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+  "application/vnd.ms-excel": "xls",
+  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+  "text/html": "html",
+  "text/plain": "txt",
+  "text/markdown": "md"
+}
+
 interface WireMessage {
   readonly role: "user" | "assistant"
   readonly content: Array<JsonRecord>
 }
 
+/**
+ * What Converse carries (docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ImageBlock.html,
+ * …/API_runtime_DocumentBlock.html, …/API_runtime_ToolResultContentBlock.html): PNG, JPEG, GIF and
+ * WebP images and nine document formats, as bytes or from `s3://` (never an https URL), in user
+ * turns and in tool results.
+ */
+export const CONTENT: ContentSupport = {
+  format: "Bedrock Converse",
+  imageTypes: new Set(Object.keys(IMAGE_FORMATS)),
+  fileTypes: new Set(Object.keys(DOCUMENT_FORMATS)),
+  imageUrlSchemes: ["s3:"],
+  fileUrlSchemes: ["s3:"],
+  mediaInToolResults: true
+}
+
+/**
+ * A document's `name`: Converse allows letters, digits, single spaces, hyphens, parentheses and square
+ * brackets, so anything else in the file name becomes a hyphen.
+ */
+const documentName = (filename: string | undefined): string => {
+  const name = (filename ?? "").replace(/[^A-Za-z0-9\s\-()[\]]/g, "-").replace(/\s+/g, " ").trim()
+  return name.length > 0 ? name : "document"
+}
+
+const mediaBlock = (part: FilePart): JsonRecord => {
+  const media = mediaOf(part)
+  const source = media.url !== undefined ? { s3Location: { uri: media.url } } : { bytes: media.base64 ?? "" }
+  return media.isImage
+    ? { image: { format: IMAGE_FORMATS[media.mediaType] ?? media.mediaType, source } }
+    : { document: { format: DOCUMENT_FORMATS[media.mediaType] ?? media.mediaType, name: documentName(part.filename), source } }
+}
+
+const contentBlocks = (content: Message["content"]): Array<JsonRecord> =>
+  typeof content === "string" ? [{ text: content }] : content.map((part) => (part._tag === "Text" ? { text: part.text } : mediaBlock(part)))
+
 /** One message as Converse content blocks; a tool result is a user turn, as Converse wants it. */
 const wireMessageOf = (message: Message): WireMessage => {
   if (message.role === "tool") {
-    return { role: "user", content: [{ toolResult: { toolUseId: message.toolCallId ?? "", content: [{ text: message.content }] } }] }
+    return { role: "user", content: [{ toolResult: { toolUseId: message.toolCallId ?? "", content: contentBlocks(message.content) } }] }
   }
   if (message.role === "assistant") {
-    const content: Array<JsonRecord> = message.content.length > 0 ? [{ text: message.content }] : []
+    const text = textOf(message.content)
+    const content: Array<JsonRecord> = text.length > 0 ? [{ text }] : []
     for (const call of message.toolCalls ?? []) {
       content.push({ toolUse: { toolUseId: call.id, name: call.name, input: parseArguments(call.arguments) } })
     }
-    return { role: "assistant", content: content.length > 0 ? content : [{ text: message.content }] }
+    return { role: "assistant", content: content.length > 0 ? content : [{ text }] }
   }
-  return { role: "user", content: [{ text: message.content }] }
+  return { role: "user", content: contentBlocks(message.content) }
 }
 
 /**
@@ -231,7 +291,7 @@ export const encodeRequest = (
   const mode = options.structuredOutput ?? "tool"
   const system: Array<JsonRecord> = []
   if (request.system !== undefined) system.push({ text: request.system })
-  for (const message of request.messages) if (message.role === "system") system.push({ text: message.content })
+  for (const message of request.messages) if (message.role === "system") system.push({ text: textOf(message.content) })
   if (request.responseFormat?.type === "json_object") system.push({ text: JSON_ONLY_INSTRUCTION })
   const format = request.responseFormat
   const toolConfig = toolConfigOf(request, structuredToolName(request, mode))
@@ -459,6 +519,7 @@ const wireFormat = (options: BedrockOptions, auth: Auth): WireFormat<EventStream
   return {
     path: (request, stream) => pathOf(request.model, stream),
     authHeaders: auth._tag === "Bearer" ? { authorization: `Bearer ${auth.token}` } : {},
+    content: CONTENT,
     encode: (request, call) => encodeRequest(request, { maxTokens: call.maxTokens, structuredOutput: mode }),
     decode: decodeResponse(mode),
     protocol: eventProtocol(mode),

@@ -29,6 +29,7 @@ import type { CallSite } from "../Classify.js"
 import { type InvalidOptions, InvalidOutput, type ProviderError } from "../Errors.js"
 import { apiKeyConfig } from "../internal/config.js"
 import { array, isRecord, type JsonRecord, number, opt, record, safeStringify, string } from "../internal/json.js"
+import { type ContentSupport, mediaOf } from "../internal/media.js"
 import { redactAndTruncate } from "../internal/redact.js"
 import type { SseEvent } from "../internal/sse.js"
 import {
@@ -39,6 +40,7 @@ import {
   Provider,
   type ProviderShape,
   type StreamEvent,
+  textOf,
   type ToolCall,
   type Usage
 } from "../Provider.js"
@@ -106,7 +108,8 @@ const argsOf = (text: string): JsonRecord => {
 const modelContentOf = (message: Message, signed: boolean): JsonRecord => {
   const parts: Array<JsonRecord> = []
   const calls = message.toolCalls ?? []
-  if (message.content.length > 0 || calls.length === 0) parts.push({ text: message.content })
+  const text = textOf(message.content)
+  if (text.length > 0 || calls.length === 0) parts.push({ text })
   calls.forEach((call, index) => {
     parts.push({
       functionCall: { id: call.id, name: call.name, args: argsOf(call.arguments) },
@@ -116,6 +119,31 @@ const modelContentOf = (message: Message, signed: boolean): JsonRecord => {
   })
   return { role: "model", parts }
 }
+
+/**
+ * What generateContent carries (ai.google.dev/gemini-api/docs/image-understanding, …/document-processing,
+ * …/files): PNG, JPEG, WebP, HEIC and HEIF images, any other media type Gemini reads (PDF, text,
+ * audio, video — Gemini decides), inline (`inlineData`) or by URI (`fileData`: Files API and other
+ * https URIs, `gs://`); function responses are JSON.
+ */
+export const CONTENT: ContentSupport = {
+  format: "Gemini",
+  imageTypes: new Set(["image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"]),
+  fileTypes: "any",
+  imageUrlSchemes: ["https:", "http:", "gs:"],
+  fileUrlSchemes: ["https:", "http:", "gs:"],
+  mediaInToolResults: false
+}
+
+/** A user turn's parts: `text`, `inlineData` and `fileData`, in order (an empty text stays one part). */
+const userParts = (content: Message["content"]): Array<JsonRecord> =>
+  typeof content === "string" ? [{ text: content }] : content.map((part) => {
+    if (part._tag === "Text") return { text: part.text }
+    const media = mediaOf(part)
+    return media.url !== undefined
+      ? { fileData: { mimeType: media.mediaType, fileUri: media.url } }
+      : { inlineData: { mimeType: media.mediaType, data: media.base64 ?? "" } }
+  })
 
 /**
  * The conversation as `contents`. System messages go to `systemInstruction`. A tool result becomes a
@@ -133,7 +161,7 @@ const contentsOf = (request: GenerateRequest): Array<JsonRecord> => {
     if (message.role === "system") continue
     if (message.role !== "tool") {
       toolTurn = undefined
-      if (message.role === "user") contents.push({ role: "user", parts: [{ text: message.content }] })
+      if (message.role === "user") contents.push({ role: "user", parts: userParts(message.content) })
       else {
         for (const call of message.toolCalls ?? []) callNames.set(call.id, call.name)
         contents.push(modelContentOf(message, signed))
@@ -142,7 +170,7 @@ const contentsOf = (request: GenerateRequest): Array<JsonRecord> => {
     }
     const id = message.toolCallId
     const name = (id !== undefined ? callNames.get(id) : undefined) ?? message.name ?? ""
-    const part = { functionResponse: { ...opt("id", id), name, response: { output: message.content } } }
+    const part = { functionResponse: { ...opt("id", id), name, response: { output: textOf(message.content) } } }
     if (toolTurn !== undefined) toolTurn.push(part)
     else {
       toolTurn = [part]
@@ -185,7 +213,7 @@ const outputConfigOf = (format: GenerateRequest["responseFormat"]): JsonRecord =
 export const encodeRequest = (request: GenerateRequest, maxTokens: number): JsonRecord => {
   const system: Array<string> = []
   if (request.system !== undefined) system.push(request.system)
-  for (const message of request.messages) if (message.role === "system") system.push(message.content)
+  for (const message of request.messages) if (message.role === "system") system.push(textOf(message.content))
   const tools = request.tools ?? []
   return {
     contents: contentsOf(request),
@@ -411,6 +439,7 @@ const wireFormat = (options: GeminiOptions): WireFormat => {
   return {
     path: (request, stream) => `/${modelPath(request.model)}:${stream ? "streamGenerateContent?alt=sse" : "generateContent"}`,
     authHeaders: key.length > 0 ? { "x-goog-api-key": key } : {},
+    content: CONTENT,
     encode: (request, call) => encodeRequest(request, call.maxTokens),
     decode: decodeResponse,
     protocol: chunkProtocol,

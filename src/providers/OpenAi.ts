@@ -18,6 +18,7 @@ import { type CallSite, fromStreamError } from "../Classify.js"
 import { type InvalidOptions, InvalidOutput, type ProviderError } from "../Errors.js"
 import { apiKeyConfig } from "../internal/config.js"
 import { array, isRecord, type JsonRecord, number, opt, record, safeStringify, string } from "../internal/json.js"
+import { type ContentSupport, dataUrlOf, mediaOf } from "../internal/media.js"
 import type { SseEvent } from "../internal/sse.js"
 import {
   type FinishReason,
@@ -27,6 +28,7 @@ import {
   Provider,
   type ProviderShape,
   type StreamEvent,
+  textOf,
   type ToolCall,
   type Usage
 } from "../Provider.js"
@@ -65,14 +67,41 @@ export interface OpenAiOptions extends CommonOptions {
  */
 export const DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
+/**
+ * What Chat Completions carries (platform.openai.com/docs/guides/images-vision, …/guides/pdf-files):
+ * PNG, JPEG, WebP and non-animated GIF images by URL or inline; PDFs inline only (`file_data`);
+ * tool messages are text.
+ */
+export const CHAT_CONTENT: ContentSupport = {
+  format: "OpenAI Chat Completions",
+  imageTypes: new Set(["image/png", "image/jpeg", "image/webp", "image/gif"]),
+  fileTypes: new Set(["application/pdf"]),
+  imageUrlSchemes: ["https:", "http:"],
+  fileUrlSchemes: [],
+  mediaInToolResults: false
+}
+
+/** A user message's content: a string stays a string; parts become `text`, `image_url` and `file`. */
+const userContent = (content: Message["content"]): unknown =>
+  typeof content === "string" ? content : content.map((part) => {
+    if (part._tag === "Text") return { type: "text", text: part.text }
+    const media = mediaOf(part)
+    if (media.isImage) {
+      return { type: "image_url", image_url: { url: media.url ?? dataUrlOf(media), ...opt("detail", part.detail) } }
+    }
+    return { type: "file", file: { file_data: dataUrlOf(media), filename: part.filename ?? "document" } }
+  })
+
 const toWireMessage = (message: Message): JsonRecord => {
+  if (message.role === "user") return { role: "user", content: userContent(message.content), ...opt("name", message.name) }
+  const text = textOf(message.content)
   if (message.role === "tool") {
-    return { role: "tool", content: message.content, tool_call_id: message.toolCallId ?? "" }
+    return { role: "tool", content: text, tool_call_id: message.toolCallId ?? "" }
   }
   if (message.role === "assistant" && message.toolCalls !== undefined && message.toolCalls.length > 0) {
     return {
       role: "assistant",
-      content: message.content.length > 0 ? message.content : null,
+      content: text.length > 0 ? text : null,
       tool_calls: message.toolCalls.map((call) => ({
         id: call.id,
         type: "function",
@@ -80,7 +109,7 @@ const toWireMessage = (message: Message): JsonRecord => {
       }))
     }
   }
-  return { role: message.role, content: message.content, ...opt("name", message.name) }
+  return { role: message.role, content: text, ...opt("name", message.name) }
 }
 
 const toolChoiceOf = (choice: NonNullable<GenerateRequest["toolChoice"]>): unknown =>
@@ -297,6 +326,8 @@ export interface ChatFormatOptions {
   readonly classify?: HttpClassifier | undefined
   /** Error objects inside 2xx bodies and streams. Default `Classify.fromStreamError`. */
   readonly classifyStreamError?: StreamErrorClassifier | undefined
+  /** The images and files the server takes. Default OpenAI's ({@link CHAT_CONTENT}). */
+  readonly content?: ContentSupport | undefined
 }
 
 const withoutStreamUsage = (body: JsonRecord): JsonRecord =>
@@ -318,6 +349,7 @@ export const chatFormat = (options: ChatFormatOptions): WireFormat => {
   return {
     path: options.path,
     authHeaders: options.authHeaders,
+    content: options.content ?? CHAT_CONTENT,
     encode: (request, call) => {
       const body = encodeRequest(request, { maxTokens: call.maxTokens, maxTokensField, sendMetadata }, call.stream)
       return streamUsage ? body : withoutStreamUsage(body)

@@ -23,8 +23,10 @@ import { fromStreamError } from "../Classify.js"
 import type { CallSite } from "../Classify.js"
 import { type InvalidOptions, InvalidOutput, type ProviderError } from "../Errors.js"
 import { array, isRecord, type JsonRecord, number, opt, record, safeStringify, string } from "../internal/json.js"
+import { type ContentSupport, dataUrlOf, mediaOf } from "../internal/media.js"
 import type { SseEvent } from "../internal/sse.js"
 import {
+  type ContentPart,
   type FinishReason,
   type GenerateRequest,
   type GenerateResponse,
@@ -32,6 +34,7 @@ import {
   Provider,
   type ProviderShape,
   type StreamEvent,
+  textOf,
   type ToolCall,
   type Usage
 } from "../Provider.js"
@@ -62,11 +65,43 @@ export interface OpenAiResponsesOptions extends CommonOptions {
   readonly sendMetadata?: boolean | undefined
 }
 
+/**
+ * What Responses carries (platform.openai.com/docs/guides/images-vision, …/guides/file-inputs): the
+ * Chat Completions images; PDFs and the other documented document types (OpenAI decides which),
+ * inline or by URL (`file_url`); and images and files in function outputs.
+ */
+export const RESPONSES_CONTENT: ContentSupport = {
+  format: "OpenAI Responses",
+  imageTypes: new Set(["image/png", "image/jpeg", "image/webp", "image/gif"]),
+  fileTypes: "any",
+  imageUrlSchemes: ["https:", "http:"],
+  fileUrlSchemes: ["https:", "http:"],
+  mediaInToolResults: true
+}
+
+/** Parts as Responses input content: `input_text`, `input_image`, `input_file`. */
+const inputContent = (parts: ReadonlyArray<ContentPart>): Array<JsonRecord> =>
+  parts.map((part) => {
+    if (part._tag === "Text") return { type: "input_text", text: part.text }
+    const media = mediaOf(part)
+    if (media.isImage) return { type: "input_image", image_url: media.url ?? dataUrlOf(media), detail: part.detail ?? "auto" }
+    return media.url !== undefined
+      ? { type: "input_file", file_url: media.url }
+      : { type: "input_file", file_data: dataUrlOf(media), filename: part.filename ?? "document" }
+  })
+
 /** A message as `input` items: the assistant's tool calls and the tools' outputs are items of their own. */
 const inputItemsOf = (message: Message): Array<JsonRecord> => {
-  if (message.role === "tool") return [{ type: "function_call_output", call_id: message.toolCallId ?? "", output: message.content }]
+  const content = message.content
+  if (message.role === "user") return [{ role: "user", content: typeof content === "string" ? content : inputContent(content) }]
+  if (message.role === "tool") {
+    // A text result stays a string; one with images or files is the list form of `output`.
+    const output = typeof content === "string" || content.every((part) => part._tag === "Text") ? textOf(content) : inputContent(content)
+    return [{ type: "function_call_output", call_id: message.toolCallId ?? "", output }]
+  }
+  const text = textOf(content)
   const items: Array<JsonRecord> = []
-  if (message.content.length > 0 || message.toolCalls === undefined) items.push({ role: message.role, content: message.content })
+  if (text.length > 0 || message.toolCalls === undefined) items.push({ role: message.role, content: text })
   for (const call of message.toolCalls ?? []) {
     items.push({ type: "function_call", call_id: call.id, name: call.name, arguments: call.arguments })
   }
@@ -321,6 +356,7 @@ export const wireFormat = (options: OpenAiResponsesOptions, overrides: Responses
       ...opt("openai-organization", options.organization),
       ...opt("openai-project", options.project)
     },
+    content: RESPONSES_CONTENT,
     encode: (request, call) => encodeRequest(request, { maxTokens: call.maxTokens, store, sendMetadata }, call.stream),
     decode: decodeResponse,
     protocol: eventProtocol,

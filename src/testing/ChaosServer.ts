@@ -50,13 +50,37 @@ import * as Scenario from "./Scenario.js"
 
 /**
  * Where a served fault came from: the route's `script`, its random `mix`, the `default` (ok), the
- * capacity model (`rpm`/`tpm`), the `concurrency` cap, an `outage` window, or the `server` itself
- * (bad request body, unknown path, model list).
+ * capacity model (`rpm`/`tpm`), the `concurrency` cap, an `outage` window, the route's `contextWindow`
+ * (a prompt that does not fit), or the `server` itself (bad request body, unknown path, model list).
  *
  * @since 0.1.0
  * @category models
  */
-export type FaultSource = "script" | "mix" | "default" | "capacity" | "concurrency" | "outage" | "server"
+export type FaultSource = "script" | "mix" | "default" | "capacity" | "concurrency" | "outage" | "context" | "server"
+
+/**
+ * An image or file content part the server understood in a request, in any of the wire formats:
+ * OpenAI `image_url` / `file` (Chat) and `input_image` / `input_file` (Responses), Anthropic `image` /
+ * `document` (also inside `tool_result`), Gemini `inlineData` / `fileData`, Bedrock `image` / `document`
+ * (also inside `toolResult`).
+ *
+ * - `mediaType`: as the request states it (a `data:` URL's type, `media_type`, `mimeType`, Bedrock's
+ *   `format` as a media type), else what a file name's extension implies, else null.
+ * - `source`: `base64` (inline data, OpenAI `data:` URLs included), `url`, `file_id` (an uploaded file:
+ *   OpenAI / Anthropic file ids, Gemini Files API URIs), `s3` (Bedrock `s3Location`), or `text` (an
+ *   inline plain-text document: Anthropic `text` / `content` sources, Bedrock `text` / `content`).
+ * - `bytes`: the decoded size of base64 data, computed from its length and padding (never decoded);
+ *   the UTF-8 size of inline text; null when the server never sees the bytes (URL, file id, S3).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MediaSeen {
+  readonly kind: "image" | "file"
+  readonly mediaType: string | null
+  readonly source: "url" | "base64" | "file_id" | "s3" | "text"
+  readonly bytes: number | null
+}
 
 /**
  * What a log entry says was served: a scenario fault kind, or `invalid_request` (a body the provider
@@ -88,6 +112,8 @@ export interface ChaosLogEntry {
   readonly status: number | null
   readonly stream: boolean
   readonly requestId: string | null
+  /** The image and file parts the server understood in the request (empty for bodies it rejected). */
+  readonly media: ReadonlyArray<MediaSeen>
 }
 
 /**

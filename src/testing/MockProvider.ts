@@ -33,7 +33,8 @@ import {
   type GenerateResponse,
   Provider,
   type ProviderShape,
-  type StreamEvent
+  type StreamEvent,
+  textOf
 } from "../Provider.js"
 
 /**
@@ -182,7 +183,7 @@ export interface MockOptions {
 }
 
 const usageFor = (request: GenerateRequest, text: string) => {
-  const inputTokens = Math.ceil(request.messages.reduce((n, m) => n + m.content.length, 0) / 4)
+  const inputTokens = Math.ceil(request.messages.reduce((n, m) => n + textOf(m.content).length, 0) / 4)
   const outputTokens = Math.ceil(text.length / 4)
   return { inputTokens, outputTokens, totalTokens: inputTokens + outputTokens }
 }

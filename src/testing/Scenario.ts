@@ -529,6 +529,13 @@ const routeFields = {
   tpm: opt(Positive),
   /** Requests in flight at once; one more is answered 529 overloaded. */
   concurrency: opt(PositiveInt),
+  /**
+   * The model's context window, in tokens: a request whose estimated prompt (text, plus 1,600 tokens
+   * per image and about bytes / 4 per file) plus `max_tokens` exceeds it is answered with the
+   * provider's context-length 400 (served as `http_error` with source `context`), before any capacity
+   * is taken.
+   */
+  contextWindow: opt(PositiveInt),
   outage: opt(Outage)
 }
 

@@ -156,11 +156,33 @@ describe("request parsing", () => {
       stream: true,
       stream_options: { include_usage: true },
       max_completion_tokens: 9,
-      messages: [{ role: "system", content: "sys" }, { role: "user", content: [{ type: "text", text: "hi" }, { type: "image_url" }] }]
+      messages: [
+        { role: "system", content: "sys" },
+        { role: "user", content: [{ type: "text", text: "hi" }, { type: "image_url", image_url: { url: "https://example.com/a.png" } }] }
+      ]
     }))
     expect(openai).toEqual({
       _tag: "Right",
-      request: { api: "openai", model: "m", stream: true, includeUsage: true, maxTokens: 9, promptText: "sys\nhi", lastUserText: "hi" }
+      request: {
+        api: "openai",
+        model: "m",
+        stream: true,
+        includeUsage: true,
+        maxTokens: 9,
+        promptText: "sys\nhi",
+        lastUserText: "hi",
+        media: [{ kind: "image", mediaType: null, source: "url", bytes: null }],
+        mediaTokens: 1600
+      }
+    })
+    // An image part without its URL is the 400 OpenAI sends.
+    expect(parseChatRequest("openai", JSON.stringify({ model: "m", messages: [{ role: "user", content: [{ type: "image_url" }] }] }))).toEqual({
+      _tag: "Left",
+      problem: {
+        message: "Missing required parameter: 'messages[0].content[0].image_url.url'.",
+        param: "messages[0].content[0].image_url.url",
+        code: "missing_required_parameter"
+      }
     })
     const anthropic = parseChatRequest("anthropic", JSON.stringify({
       model: "c",

@@ -14,8 +14,9 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import type { CallSite } from "../../Classify.js"
-import { InvalidOptions, type ProviderError } from "../../Errors.js"
+import { InvalidOptions, type ProviderError, UnsupportedRequest } from "../../Errors.js"
 import { parseRateLimit, requestIdOf } from "../../internal/headers.js"
+import { type ContentSupport, unsupportedContent } from "../../internal/media.js"
 import { redactAndTruncate } from "../../internal/redact.js"
 import type { SseEvent } from "../../internal/sse.js"
 import { type JsonRecord, opt, string } from "../../internal/json.js"
@@ -229,6 +230,11 @@ export interface WireFormat<Frame = SseEvent> {
   readonly path: (request: GenerateRequest, stream: boolean) => string
   /** Credential and version headers, fixed at construction (`authorization`, `x-api-key`, …). */
   readonly authHeaders: Readonly<Record<string, string>>
+  /**
+   * The images and files the format can carry. The skeleton refuses any other part before sending
+   * (`UnsupportedRequest`), so `encode` only ever sees parts it can encode.
+   */
+  readonly content: ContentSupport
   /** The JSON request body. */
   readonly encode: (request: GenerateRequest, call: EncodeCall) => unknown
   /** A 2xx JSON body (already bounded, parsed and scrubbed) → the response, or the failure it carries. */
@@ -337,6 +343,19 @@ export const makeHttpAdapter = <Frame>(
       rateLimit: parseRateLimit(received.headers, received.receivedAt),
       provider: resolved.name
     })
+    const unsupported = unsupportedContent(request, format.content)
+    if (unsupported !== undefined) {
+      return Effect.fail(
+        new UnsupportedRequest({
+          provider: site.provider,
+          model: site.model,
+          route: site.route,
+          attempt: site.attempt,
+          param: unsupported.param,
+          message: `${unsupported.message} (${unsupported.param})`
+        }, true)
+      )
+    }
     const httpRequest = httpRequestOf(resolved, format, request, stream)
     const sent = (signed: HttpClientRequest.HttpClientRequest) =>
       Effect.map(send(client, signed, site, resolved.limits, format.classify), toExchange)

@@ -12,6 +12,8 @@
  * @internal
  */
 import { encodeMessage } from "../../providers/internal/eventstream.js"
+import type { MediaSeen } from "../ChaosServer.js"
+import { base64Bytes, collectMedia, mediaTokens, mediaTypeOfExtension, type PartReader, seen, textDocument } from "./media.js"
 import type { ChatRequest, PathFacts, RequestProblem } from "./request.js"
 import type { Completion, ErrorSpec, Frame, RenderedError, StreamFrames, Wire } from "./wire.js"
 import { definedOverrides } from "./wire.js"
@@ -255,6 +257,89 @@ const blocksText = (content: unknown): string => {
   return parts.filter((part) => part !== "").join("\n")
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Media: `ContentBlock.image` / `.document` (also inside `toolResult.content`), as
+// @aws-sdk/client-bedrock-runtime models them (`ImageBlock`, `DocumentBlock`, `ImageSource`,
+// `DocumentSource`, `S3Location`; the `ImageFormat` and `DocumentFormat` enums). Blobs travel as base64.
+// Problems are worded the way AWS's request validation words them, with its 1-based member paths.
+// ---------------------------------------------------------------------------------------------------
+
+const IMAGE_FORMATS: ReadonlyArray<string> = ["gif", "jpeg", "png", "webp"]
+const DOCUMENT_FORMATS: ReadonlyArray<string> = ["csv", "doc", "docx", "html", "md", "pdf", "txt", "xls", "xlsx"]
+const MALFORMED = "Malformed input request, please reformat your input and try again."
+
+const validation = (constraint: string, value: string, at: string): RequestProblem => ({
+  message: `1 validation error detected: Value ${value} at '${at}' failed to satisfy constraint: ${constraint}`,
+  param: at
+})
+const mustNotBeNull = (at: string): RequestProblem => validation("Member must not be null", "null", at)
+const notInEnum = (value: unknown, at: string, set: ReadonlyArray<string>): RequestProblem =>
+  validation(`Member must satisfy enum value set: [${set.join(", ")}]`, `'${String(value)}'`, at)
+
+/** A `bytes` / `s3Location` source (images and documents alike), or undefined when it is neither. */
+const blobSource = (
+  source: Readonly<Record<string, unknown>>,
+  at: string
+): { readonly source: "base64" | "s3"; readonly bytes: number | null } | RequestProblem | undefined => {
+  const bytes = source["bytes"]
+  if (typeof bytes === "string") {
+    const size = base64Bytes(bytes)
+    return size === undefined ? { message: MALFORMED, param: `${at}.bytes` } : { source: "base64", bytes: size }
+  }
+  const s3 = source["s3Location"]
+  if (!isRecord(s3)) return undefined
+  return typeof s3["uri"] === "string" && s3["uri"] !== "" ? { source: "s3", bytes: null } : mustNotBeNull(`${at}.s3Location.uri`)
+}
+
+const bedrockImage = (image: Readonly<Record<string, unknown>>, at: string): MediaSeen | RequestProblem => {
+  const format = image["format"]
+  if (format === undefined || format === null) return mustNotBeNull(`${at}.format`)
+  if (typeof format !== "string" || !IMAGE_FORMATS.includes(format)) return notInEnum(format, `${at}.format`, IMAGE_FORMATS)
+  const source = isRecord(image["source"]) ? blobSource(image["source"], `${at}.source`) : undefined
+  if (source === undefined) return mustNotBeNull(`${at}.source`)
+  return "message" in source ? source : { kind: "image", mediaType: `image/${format}`, ...source }
+}
+
+/** The document's text when its source is `text` or `content` (text blocks), else undefined. */
+const inlineText = (source: Readonly<Record<string, unknown>>): string | undefined => {
+  if (typeof source["text"] === "string") return source["text"]
+  const content = source["content"]
+  if (!Array.isArray(content)) return undefined
+  return content.flatMap((block: unknown) => (isRecord(block) && typeof block["text"] === "string" ? [block["text"]] : [])).join("\n")
+}
+
+/** A document: a unique `name`, a known `format`, and a bytes / S3 / text / content source. */
+const bedrockDocument = (document: Readonly<Record<string, unknown>>, at: string, names: Set<string>): MediaSeen | RequestProblem => {
+  const name = document["name"]
+  if (name === undefined || name === null) return mustNotBeNull(`${at}.name`)
+  if (typeof name !== "string" || name === "") {
+    return validation("Member must have length greater than or equal to 1", `'${String(name)}'`, `${at}.name`)
+  }
+  if (names.has(name)) return { message: "Messages can't contain duplicate document names. Rename the document and retry your request.", param: null }
+  names.add(name)
+  const format = document["format"]
+  if (format !== undefined && (typeof format !== "string" || !DOCUMENT_FORMATS.includes(format))) {
+    return notInEnum(format, `${at}.format`, DOCUMENT_FORMATS)
+  }
+  const mediaType = typeof format === "string" ? mediaTypeOfExtension(format) : null
+  const source = isRecord(document["source"]) ? document["source"] : undefined
+  if (source === undefined) return mustNotBeNull(`${at}.source`)
+  const text = inlineText(source)
+  if (text !== undefined) return textDocument(text, mediaType ?? "text/plain")
+  const blob = blobSource(source, `${at}.source`)
+  if (blob === undefined) return mustNotBeNull(`${at}.source`)
+  return "message" in blob ? blob : { kind: "file", mediaType, ...blob }
+}
+
+/** The media blocks at `path` (`messages.N.member.content`, or a tool result's content). */
+const bedrockBlockReader = (path: string, names: Set<string>): PartReader => (block, j, into) => {
+  const at = `${path}.${j + 1}.member`
+  if (isRecord(block["image"])) return seen(into, bedrockImage(block["image"], `${at}.image`))
+  if (isRecord(block["document"])) return seen(into, bedrockDocument(block["document"], `${at}.document`, names))
+  const result = block["toolResult"]
+  return isRecord(result) ? collectMedia(result["content"], bedrockBlockReader(`${at}.toolResult.content`, names), into) : undefined
+}
+
 /** The tool `toolConfig.toolChoice` forces: `{tool:{name}}`, or the only tool under `{any:{}}`. */
 const forcedToolOf = (toolConfig: unknown): string | undefined => {
   if (!isRecord(toolConfig) || !isRecord(toolConfig["toolChoice"])) return undefined
@@ -294,11 +379,16 @@ export const parseBedrockRequest = (
   const system = blocksText(json["system"])
   if (system !== "") texts.push(system)
   let lastUserText = ""
-  for (const message of messages) {
+  const media: Array<MediaSeen> = []
+  const documentNames = new Set<string>()
+  for (let i = 0; i < messages.length; i++) {
+    const message: unknown = messages[i]
     if (!isRecord(message)) continue
     const text = blocksText(message["content"])
     texts.push(text)
     if (message["role"] === "user") lastUserText = text
+    const problem = collectMedia(message["content"], bedrockBlockReader(`messages.${i + 1}.member.content`, documentNames), media)
+    if (problem !== undefined) return left(problem.message, problem.param)
   }
   const inference = json["inferenceConfig"]
   const maxTokens = isRecord(inference) && typeof inference["maxTokens"] === "number" && Number.isInteger(inference["maxTokens"]) &&
@@ -315,7 +405,9 @@ export const parseBedrockRequest = (
       maxTokens,
       promptText: texts.join("\n"),
       lastUserText,
-      forcedTool: forcedToolOf(json["toolConfig"])
+      forcedTool: forcedToolOf(json["toolConfig"]),
+      media,
+      mediaTokens: mediaTokens(media)
     }
   }
 }

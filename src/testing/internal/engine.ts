@@ -12,8 +12,7 @@
 import type { ChaosLogEntry, ChaosStats, FaultSource } from "../ChaosServer.js"
 import type { Api, DefaultRoute, Fault, Latency, Route, Scenario } from "../Scenario.js"
 import { Bucket } from "./bucket.js"
-import { estimateTokens } from "./content.js"
-import type { ChatRequest } from "./request.js"
+import { type ChatRequest, promptTokens } from "./request.js"
 import { Prng } from "./prng.js"
 import type { RateLimitView } from "./wire.js"
 
@@ -203,7 +202,7 @@ export class Engine {
     const seq = ++this.seq
     const at = now - this.startMs
     const config = route.config
-    const tokensRequested = estimateTokens(request.promptText) + (request.maxTokens ?? 0)
+    const tokensRequested = promptTokens(request) + (request.maxTokens ?? 0)
     route.requests?.refill(now)
     route.tokens?.refill(now)
     const view = (spentTokens: number): RateLimitView => ({
@@ -251,11 +250,17 @@ export class Engine {
     if (outage !== undefined && at >= outage.fromMs && at < outage.toMs) {
       return decided(outage.fault ?? defaultOutageFault(request.api), "outage")
     }
-    // 2. Concurrency cap.
+    // 2. The context window: a prompt (text + media) plus max_tokens that cannot fit is a 400 before
+    //    any capacity is taken — both providers refuse `prompt + max_tokens > window` up front.
+    const contextWindow = config.contextWindow
+    if (contextWindow !== undefined && tokensRequested > contextWindow) {
+      return decided({ kind: "http_error", status: 400, reason: "context_length", contextWindow }, "context")
+    }
+    // 3. Concurrency cap.
     if (config.concurrency !== undefined && route.inFlight >= config.concurrency) {
       return decided({ kind: "overloaded" }, "concurrency")
     }
-    // 3. Capacity: one request and the estimated tokens must both fit; nothing is taken otherwise.
+    // 4. Capacity: one request and the estimated tokens must both fit; nothing is taken otherwise.
     const requestsWait = route.requests?.msUntil(1) ?? 0
     const tokensWait = route.tokens?.msUntil(tokensRequested) ?? 0
     if (requestsWait > 0 || tokensWait > 0) {
@@ -275,7 +280,7 @@ export class Engine {
     route.requests?.take(1)
     route.tokens?.take(tokensRequested)
 
-    // 4. Script, then seeded mix, then ok.
+    // 5. Script, then seeded mix, then ok.
     const script = config.script ?? []
     const scripted = script[route.scriptIndex]
     if (scripted !== undefined) {

@@ -11,6 +11,8 @@
  *
  * @internal
  */
+import type { MediaSeen } from "../ChaosServer.js"
+import { base64Bytes, collectMedia, mediaTokens, type PartReader, seen } from "./media.js"
 import type { ChatRequest, RequestProblem } from "./request.js"
 import type { Completion, CompletionToolCall, ErrorSpec, Frame, RateLimitView, RenderedError, StreamFrames, Wire } from "./wire.js"
 import { definedOverrides } from "./wire.js"
@@ -341,6 +343,53 @@ const forcedFunctionOf = (toolConfig: unknown, tools: unknown): string | undefin
   return names.length === 1 ? names[0] : undefined
 }
 
+/** A required field left out, as Google's front end reports it. */
+const notSpecified = (field: string): RequestProblem => ({
+  message: `* GenerateContentRequest.${field}: ${field.slice(field.lastIndexOf(".") + 1)} is not specified\n`,
+  param: field
+})
+
+/** A part's field by its JSON (camelCase) or proto (snake_case) name — the API takes both. */
+const field = (part: Readonly<Record<string, unknown>>, camel: string, snake: string): unknown => part[camel] ?? part[snake]
+
+/** Files API URIs (`https://generativelanguage.googleapis.com/v1beta/files/abc`) name uploaded files. */
+const FILES_API = /^https:\/\/generativelanguage\.googleapis\.com\/[^/]+\/files\//
+
+/**
+ * The media parts of `contents[i].parts` (`@google/genai` `Part`): `inlineData` (`Blob`: `mimeType`,
+ * base64 `data`) and `fileData` (`FileData`: `mimeType`, `fileUri`). An image is a part whose MIME type
+ * is `image/*`; anything else is a file.
+ */
+const geminiPartReader = (content: number): PartReader => (part, j, into) => {
+  const at = `contents[${content}].parts[${j}]`
+  const inline = field(part, "inlineData", "inline_data")
+  if (isRecord(inline)) {
+    const mimeType = field(inline, "mimeType", "mime_type")
+    if (typeof mimeType !== "string" || mimeType === "") return notSpecified(`${at}.inline_data.mime_type`)
+    const data = inline["data"]
+    if (typeof data !== "string" || data === "") return notSpecified(`${at}.inline_data.data`)
+    const bytes = base64Bytes(data, true)
+    if (bytes === undefined) {
+      const shown = data.length > 64 ? `${data.slice(0, 64)}...` : data
+      return {
+        message: `Invalid value at '${at}.inline_data.data' (TYPE_BYTES), Base64 decoding failed for "${shown}"`,
+        param: `${at}.inline_data.data`
+      }
+    }
+    return seen(into, { kind: mimeType.startsWith("image/") ? "image" : "file", mediaType: mimeType, source: "base64", bytes })
+  }
+  const file = field(part, "fileData", "file_data")
+  if (isRecord(file)) {
+    const uri = field(file, "fileUri", "file_uri")
+    if (typeof uri !== "string" || uri === "") return notSpecified(`${at}.file_data.file_uri`)
+    const mimeType = field(file, "mimeType", "mime_type")
+    const mediaType = typeof mimeType === "string" && mimeType !== "" ? mimeType : null
+    const kind = mediaType?.startsWith("image/") === true ? "image" : "file"
+    return seen(into, { kind, mediaType, source: FILES_API.test(uri) ? "file_id" : "url", bytes: null })
+  }
+  return undefined
+}
+
 /**
  * Reads a `generateContent` body (already parsed) for the model and streaming mode the URL named.
  * Problems are phrased as Gemini phrases them (a 400 `INVALID_ARGUMENT`). Gemini always reports usage,
@@ -356,12 +405,16 @@ export const parseGeminiRequest = (json: unknown, path: { readonly model: string
   const system = isRecord(json["systemInstruction"]) ? partsText(json["systemInstruction"]["parts"]) : ""
   if (system !== "") texts.push(system)
   let lastUserText = ""
-  for (const content of contents) {
+  const media: Array<MediaSeen> = []
+  for (let i = 0; i < contents.length; i++) {
+    const content: unknown = contents[i]
     if (!isRecord(content)) continue
     const text = partsText(content["parts"])
     texts.push(text)
     // A content without a role is the user's (Gemini's own default).
     if ((content["role"] ?? "user") === "user" && text !== "") lastUserText = text
+    const problem = collectMedia(content["parts"], geminiPartReader(i), media)
+    if (problem !== undefined) return problem
   }
   const config = json["generationConfig"]
   return {
@@ -372,6 +425,8 @@ export const parseGeminiRequest = (json: unknown, path: { readonly model: string
     maxTokens: isRecord(config) ? nonNegativeInt(config["maxOutputTokens"]) : undefined,
     promptText: texts.join("\n"),
     lastUserText,
-    forcedTool: forcedFunctionOf(json["toolConfig"], json["tools"])
+    forcedTool: forcedFunctionOf(json["toolConfig"], json["tools"]),
+    media,
+    mediaTokens: mediaTokens(media)
   }
 }

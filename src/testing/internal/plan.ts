@@ -8,7 +8,7 @@
 import type { Fault } from "../Scenario.js"
 import { answerFor, estimateTokens, splitDeltas } from "./content.js"
 import type { Admission } from "./engine.js"
-import type { ChatRequest } from "./request.js"
+import { type ChatRequest, promptTokens } from "./request.js"
 import { httpDate } from "./timeFormat.js"
 import type { Completion, CompletionToolCall, ErrorSpec, Frame, RateLimitView, Wire } from "./wire.js"
 
@@ -87,7 +87,7 @@ const completionFor = (input: PlanInput, fault: Fault): Completion => {
     toolCalls,
     forcedTool: request.forcedTool !== undefined,
     finish: answer.finish,
-    promptTokens: estimateTokens(request.promptText),
+    promptTokens: promptTokens(request),
     completionTokens: estimateTokens(answer.text) + toolCalls.reduce((n, call) => n + estimateTokens(call.arguments), 0)
   }
 }

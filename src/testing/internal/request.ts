@@ -1,13 +1,16 @@
 /**
  * Reads the parts of an OpenAI Chat Completions or Anthropic Messages request body the chaos server
- * needs (model, streaming flags, max tokens, prompt text). Total: a malformed body becomes a
- * provider-style 400, never an exception.
+ * needs (model, streaming flags, max tokens, prompt text, image and file parts). Total: a malformed
+ * body becomes a provider-style 400, never an exception.
  *
  * @internal
  */
+import type { MediaSeen } from "../ChaosServer.js"
 import type { Api } from "../Scenario.js"
 import { parseBedrockRequest } from "./bedrockWire.js"
+import { estimateTokens } from "./content.js"
 import { parseGeminiRequest } from "./geminiWire.js"
+import { anthropicPartReader, chatPartReader, collectMedia, mediaTokens, responsesPartReader } from "./media.js"
 
 /** The provider-neutral view of a model call. */
 export interface ChatRequest {
@@ -24,7 +27,14 @@ export interface ChatRequest {
   readonly lastUserText: string
   /** The one tool the request forces (`tool_choice` naming a function, or "any"/"required" with one tool). */
   readonly forcedTool: string | undefined
+  /** The image and file parts the server understood, in request order. */
+  readonly media: ReadonlyArray<MediaSeen>
+  /** What `media` adds to the prompt-token estimate (see `mediaTokens` in media.ts); 0 without media. */
+  readonly mediaTokens: number
 }
+
+/** The prompt-token estimate of a request: its text (characters / 4) plus its media. */
+export const promptTokens = (request: ChatRequest): number => estimateTokens(request.promptText) + request.mediaTokens
 
 /**
  * What the URL says about a model call. Gemini and Bedrock put the model (and Gemini the streaming
@@ -39,6 +49,8 @@ export interface PathFacts {
 export interface RequestProblem {
   readonly message: string
   readonly param: string | null
+  /** The provider's error code, where it sends one (OpenAI `missing_required_parameter`, `invalid_value`). */
+  readonly code?: string | undefined
 }
 
 const isRecord = (u: unknown): u is Readonly<Record<string, unknown>> =>
@@ -132,12 +144,17 @@ export const parseChatRequest = (
     const system = textOf(json["system"])
     if (system !== "") texts.push(system)
   }
+  const media: Array<MediaSeen> = []
   let lastUserText = ""
-  for (const message of messages) {
+  for (let i = 0; i < messages.length; i++) {
+    const message: unknown = messages[i]
     if (!isRecord(message)) continue
     const text = textOf(message["content"])
     texts.push(text)
     if (message["role"] === "user") lastUserText = text
+    const read = api === "anthropic" ? anthropicPartReader(i) : chatPartReader(i, message["role"])
+    const problem = collectMedia(message["content"], read, media)
+    if (problem !== undefined) return { _tag: "Left", problem }
   }
   const streamOptions = json["stream_options"]
   return {
@@ -150,7 +167,9 @@ export const parseChatRequest = (
       maxTokens,
       promptText: texts.join("\n"),
       lastUserText,
-      forcedTool: forcedToolOf(json["tool_choice"], json["tools"])
+      forcedTool: forcedToolOf(json["tool_choice"], json["tools"]),
+      media,
+      mediaTokens: mediaTokens(media)
     }
   }
 }
@@ -171,13 +190,18 @@ const parseResponsesRequest = (
   const instructions = textOf(json["instructions"])
   if (instructions !== "") texts.push(instructions)
   let lastUserText = typeof input === "string" ? input : ""
+  const media: Array<MediaSeen> = []
   if (typeof input === "string") texts.push(input)
   else {
-    for (const item of input) {
+    for (let i = 0; i < input.length; i++) {
+      const item: unknown = input[i]
       if (!isRecord(item)) continue
       const text = textOf(item["content"] ?? item["output"] ?? item["arguments"])
       texts.push(text)
       if (item["role"] === "user") lastUserText = text
+      const problem = collectMedia(item["content"], responsesPartReader(`input[${i}].content`), media) ??
+        collectMedia(item["output"], responsesPartReader(`input[${i}].output`), media)
+      if (problem !== undefined) return { _tag: "Left", problem }
     }
   }
   return {
@@ -190,7 +214,9 @@ const parseResponsesRequest = (
       maxTokens: nonNegativeInt(json["max_output_tokens"]),
       promptText: texts.join("\n"),
       lastUserText,
-      forcedTool: forcedToolOf(json["tool_choice"], json["tools"])
+      forcedTool: forcedToolOf(json["tool_choice"], json["tools"]),
+      media,
+      mediaTokens: mediaTokens(media)
     }
   }
 }

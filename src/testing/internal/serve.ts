@@ -132,7 +132,8 @@ const recordServerAnswer = (
     source: "server",
     status,
     stream: false,
-    requestId
+    requestId,
+    media: []
   })
 
 const immediateJson = (
@@ -208,7 +209,8 @@ export const serveChat = (engine: Engine, call: ModelCall, body: string, nowMs: 
     source: admission.source,
     status: statusOf(plan),
     stream: request.stream,
-    requestId
+    requestId,
+    media: request.media
   })
   return { _tag: "Admitted", admission, plan }
 }
