@@ -38,6 +38,7 @@ import type * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { fromPull } from "./internal/pull.js"
 import { arm, clockOf, type Disarm, millisOf, type Pump, runtimeOf, startPump } from "./internal/timer.js"
 import { HedgeCore } from "./policy/hedgeCore.js"
 import type { StreamEvent } from "./Provider.js"
@@ -195,7 +196,7 @@ const streamWith = <E, R>(
   primary: Stream.Stream<StreamEvent, E, R>,
   secondary: Stream.Stream<StreamEvent, E, R>
 ): Stream.Stream<StreamEvent, E, R> =>
-  Stream.fromPull(
+  fromPull(
     Effect.withFiberRuntime<Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<E>>, never, R | Scope.Scope>(
       (parent, status) => {
         const clock = clockOf(parent)

@@ -25,7 +25,7 @@ import type * as Effect from "effect/Effect"
 import * as FiberRefs from "effect/FiberRefs"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
+import type * as Stream from "effect/Stream"
 import * as Deadline from "./Deadline.js"
 import { type DeadlineExceeded, Timeout, type TimeoutPhase } from "./Errors.js"
 import {
@@ -37,6 +37,7 @@ import {
   type Restore,
   watchPull
 } from "./internal/timer.js"
+import { fromPull } from "./internal/pull.js"
 import type { GenerateResponse, StreamEvent } from "./Provider.js"
 
 /**
@@ -193,7 +194,7 @@ export const make = (options: TimeoutOptions = {}): Timeouts => {
           ? undefined
           : { ms: attemptMs, onTimeout: () => timeout(site, "attempt", Math.round(attemptMs)), childRefs }
       }, restore),
-    stream: (call, site, handOverAt) => Stream.fromPull(streamPull(call, site, handOverAt)),
+    stream: (call, site, handOverAt) => fromPull(streamPull(call, site, handOverAt)),
     streamPull
   }
 }

@@ -43,6 +43,19 @@ describe("bench --quick smoke", () => {
     }
   }, 60_000)
 
+  it("stream: every client consumes every chunk of every stream, at both concurrencies, without errors", async () => {
+    const { data } = await runQuick("stream")
+    const rows = data["rows"] as ReadonlyArray<{ readonly short: string; readonly streams: number; readonly chunksPerCpuSecond: number; readonly errors: number }>
+    const clients = ["floor", "openai SDK", "Vercel ai", "@effect/ai", "ours bare", "ours default", "ours chain", "ours streamObject"]
+    for (const streams of data["concurrencies"] as ReadonlyArray<number>) {
+      expect(rows.filter((r) => r.streams === streams).map((r) => r.short)).toEqual(clients)
+    }
+    for (const row of rows) {
+      expect(row.errors, `${row.short} @ ${row.streams}`).toBe(0)
+      expect(row.chunksPerCpuSecond, `${row.short} @ ${row.streams}`).toBeGreaterThan(0)
+    }
+  }, 120_000)
+
   it("chaos: every peer runs, and our chain never accepts an invalid output", async () => {
     const { data } = await runQuick("chaos")
     expect(data["unavailable"]).toEqual([])

@@ -76,13 +76,28 @@ const failureOf = (cause: Cause.Cause<unknown>): Error => {
   const chain = Option.getOrUndefined(Ai.failureOf(squashed))
   const inner: unknown = chain ?? squashed
   const tag = tagOf(inner)
-  const last = typeof inner === "object" && inner !== null && "lastError" in inner
-    ? (inner.lastError as { readonly _tag?: string } | undefined)?._tag
-    : undefined
   const error = new Error(squashed instanceof Error ? squashed.message : String(squashed))
-  const name = last !== undefined ? `${tag}(${last})` : tag
+  const name = tag === "AllRoutesFailed" ? `${tag}(${causeOf(inner as ChainFailureShape)})` : tag
   error.name = chain === undefined ? name : `${tagOf(squashed)}: ${name}`
   return error
+}
+
+/** What the bench reads of an `AllRoutesFailed`. */
+interface ChainFailureShape {
+  readonly reason: string
+  readonly lastError?: { readonly _tag: string } | undefined
+  readonly attempts: ReadonlyArray<{ readonly route: string; readonly outcome: string }>
+}
+
+/**
+ * Why a chain call failed, as one label: the chain's stop reason, then how each route's last attempt
+ * ended (`deadline — primary: CircuitOpen, fallback: Timeout`), so a run's failures group by cause.
+ */
+const causeOf = (failure: ChainFailureShape): string => {
+  const lastByRoute = new Map<string, string>()
+  for (const attempt of failure.attempts) lastByRoute.set(attempt.route, attempt.outcome)
+  const routes = [...lastByRoute].map(([route, outcome]) => `${route}: ${outcome}`).join(", ")
+  return `${failure.reason} — ${routes.length > 0 ? routes : `no attempt; last ${failure.lastError?._tag ?? "none"}`}`
 }
 
 const runWith = <R>(runtime: ManagedRuntime.ManagedRuntime<R, unknown>) =>

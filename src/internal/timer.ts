@@ -44,7 +44,8 @@ import type * as FiberRefs from "effect/FiberRefs"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
+import type * as Stream from "effect/Stream"
+import { fromPull, type Pull, toPull } from "./pull.js"
 
 /** Milliseconds of a DurationInput, or `undefined` for none/infinite. */
 export const millisOf = (input: Duration.DurationInput | undefined): number | undefined => {
@@ -273,19 +274,27 @@ export const startPump = <A, E, R>(
     onChange(true)
   }
 
-  const body = Stream.runForEachChunk(stream, (chunk) =>
-    Effect.suspend(() => {
-      if (end !== undefined) return Effect.interrupt
-      onChunk(chunk)
-      buffer.push(chunk)
-      wakeConsumer()
-      onChange(false)
-      return buffer.length < CAPACITY
-        ? Effect.void
-        : Effect.async<void>((resume) => {
-          producerWaiting = resume
-        })
-    }))
+  const handle = (chunk: Chunk.Chunk<A>): Effect.Effect<void> => {
+    if (end !== undefined) return Effect.interrupt
+    onChunk(chunk)
+    buffer.push(chunk)
+    wakeConsumer()
+    onChange(false)
+    return buffer.length < CAPACITY
+      ? Effect.void
+      : Effect.async<void>((resume) => {
+        producerWaiting = resume
+      })
+  }
+  // The upstream's own pull when it is one of ours (`internal/pull.ts`): no executor in between.
+  const body = Effect.scoped(Effect.flatMap(toPull(stream), (upstream) => {
+    const loop = (): Effect.Effect<void, E, R> =>
+      Effect.matchEffect(upstream, {
+        onFailure: (error) => (Option.isNone(error) ? Effect.void : Effect.fail(error.value)),
+        onSuccess: (chunk) => Effect.flatMap(handle(chunk), loop)
+      })
+    return loop()
+  }))
   const pull: Effect.Effect<Chunk.Chunk<A>, Option.Option<E>> = Effect.suspend(() =>
     take() ?? Effect.async<Chunk.Chunk<A>, Option.Option<E>>((resume) => {
       consumer = resume
@@ -317,13 +326,7 @@ export const startPump = <A, E, R>(
 export const watchStream = <A, E, R, E2>(
   stream: Stream.Stream<A, E, R>,
   makeWatch: (fiber: Fiber.RuntimeFiber<unknown, unknown>, startedAt: number) => Watch<A, E2> | undefined
-): Stream.Stream<A, E | E2, R> => Stream.fromPull(watchPull(stream, makeWatch))
-
-/**
- * A pull over a stream's chunks: a chunk, `None` at its end, `Some(error)` when it fails. What
- * `Stream.fromPull` takes and `Stream.toPull` gives.
- */
-export type Pull<A, E, R = never> = Effect.Effect<Chunk.Chunk<A>, Option.Option<E>, R>
+): Stream.Stream<A, E | E2, R> => fromPull(watchPull(stream, makeWatch))
 
 /**
  * {@link watchStream} as the pull it is made of (in a scope that stops the producer when it closes),
@@ -338,7 +341,7 @@ export const watchPull = <A, E, R, E2>(
     (parent, status) => {
       const clock = clockOf(parent)
       const watch = makeWatch(parent, clock.unsafeCurrentTimeMillis())
-      if (watch === undefined) return Stream.toPull(stream)
+      if (watch === undefined) return toPull(stream)
       let armedAt = Number.POSITIVE_INFINITY
       let disarm = noop
       const rearm = (now: number) => {

@@ -18,6 +18,7 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { restamp, type RetryBudgetExhausted, type RouteError, StreamInterrupted } from "../Errors.js"
+import { fromPull, toPull } from "../internal/pull.js"
 import { clockOf } from "../internal/timer.js"
 import type { GenerateRequest, StreamEvent } from "../Provider.js"
 import type { AttemptObserver, CallOptions } from "../Retry.js"
@@ -87,7 +88,7 @@ request: GenerateRequest,
 attempt: (request: GenerateRequest, attempt: number, delayMs: number) => Stream.Stream<StreamEvent, E, R>,
 call?: CallOptions
 ): Stream.Stream<StreamEvent, E | RetryBudgetExhausted | StreamInterrupted, R> =>
-  Stream.fromPull(Effect.withFiberRuntime((fiber) => {
+  fromPull(Effect.withFiberRuntime((fiber) => {
     type Failure = E | RetryBudgetExhausted | StreamInterrupted
     type Pull = Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<Failure>, R>
     const clock = clockOf(fiber)
@@ -109,7 +110,7 @@ call?: CallOptions
         startedAt = clock.unsafeCurrentTimeMillis()
         partial = []
         sawContent = false
-        return Effect.map(Scope.extend(Stream.toPull(attempt(keyed, n, delayMs)), attemptScope), (attemptPull) => {
+        return Effect.map(Scope.extend(toPull(attempt(keyed, n, delayMs)), attemptScope), (attemptPull) => {
           current = { pull: attemptPull, scope: attemptScope }
           return attemptPull
         })

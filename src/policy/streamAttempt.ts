@@ -16,6 +16,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type { CircuitBreaker } from "../CircuitBreaker.js"
 import { type CircuitOpen, restamp, type RouteError } from "../Errors.js"
+import { fromPull, toPull } from "../internal/pull.js"
 import { clockOf } from "../internal/timer.js"
 import { spansOn } from "../internal/tracing.js"
 import type { GenerateRequest, StreamEvent } from "../Provider.js"
@@ -85,13 +86,13 @@ export const makeStreamAttempt = (ctx: RouteContext) => {
     hedged: boolean,
     context: StreamContext
   ): Stream.Stream<StreamEvent, RouteError> =>
-    Stream.fromPull(Effect.withFiberRuntime((fiber) => {
+    fromPull(Effect.withFiberRuntime((fiber) => {
       const { breaker } = state
       const ticket = breaker?.unsafeTryAdmit()
       if (
         state.limiter !== undefined || (breaker !== undefined && ticket === undefined) ||
         spansOn(tracing, fiber.currentTracer)
-      ) return Stream.toPull(layered(state, request, attempt, delayMs, hedged, context))
+      ) return toPull(layered(state, request, attempt, delayMs, hedged, context))
       const clock = clockOf(fiber)
       const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
       // The attempt's verdict is given once: at `Finish`, or at its failure. A stream that ends

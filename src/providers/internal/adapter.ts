@@ -11,12 +11,15 @@
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as Stream from "effect/Stream"
+import * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import type { CallSite } from "../../Classify.js"
 import { InvalidOptions, type ProviderError, UnsupportedRequest } from "../../Errors.js"
 import { parseRateLimit, requestIdOf } from "../../internal/headers.js"
 import { type ContentSupport, unsupportedContent } from "../../internal/media.js"
+import { fromPull, type Pull } from "../../internal/pull.js"
 import { redactAndTruncate } from "../../internal/redact.js"
 import type { SseEvent } from "../../internal/sse.js"
 import { type JsonRecord, opt, string } from "../../internal/json.js"
@@ -30,8 +33,8 @@ import type {
   Usage
 } from "../../Provider.js"
 import type { RateLimitSnapshot } from "../../RateLimitSnapshot.js"
-import { decodeStream, type FrameError, type StreamProtocol } from "./streaming.js"
-import { type HttpClassifier, readJson, type Received, send, sseEvents, type WireLimits } from "./wire.js"
+import { decodeStream, type FrameDecoder, type StreamProtocol } from "./streaming.js"
+import { type HttpClassifier, readJson, type Received, send, sseFrameDecoder, transportError, type WireLimits } from "./wire.js"
 
 // ---------------------------------------------------------------------------------------------------
 // Options
@@ -196,18 +199,19 @@ export interface Exchange {
 }
 
 /**
- * How a streamed body is cut into frames. SSE for every format so far ({@link sseFraming}); Bedrock's
- * ConverseStream is `application/vnd.amazon.eventstream` binary frames — a second `Framing` over
- * `received.response.stream`, bounded by `limits.maxSseEventBytes`, nothing else changes.
+ * How a streamed body is cut into frames. SSE for every format but one ({@link sseFraming}); Bedrock's
+ * ConverseStream is `application/vnd.amazon.eventstream` binary frames — a second frame decoder,
+ * bounded by `limits.maxSseEventBytes`, nothing else changes.
  */
 export interface Framing<Frame> {
   /** The `accept` header of a streaming request. */
   readonly accept: string
-  readonly frames: (received: Received, site: CallSite, limits: WireLimits) => Stream.Stream<Frame, FrameError>
+  /** A fresh decoder for one response body. */
+  readonly decoder: (site: CallSite, limits: WireLimits) => FrameDecoder<Frame>
 }
 
 /** Server-sent events. */
-export const sseFraming: Framing<SseEvent> = { accept: "text/event-stream", frames: sseEvents }
+export const sseFraming: Framing<SseEvent> = { accept: "text/event-stream", decoder: sseFrameDecoder }
 
 /** What the format's encoder is given besides the request. */
 export interface EncodeCall {
@@ -369,17 +373,31 @@ export const makeHttpAdapter = <Frame>(
         (body) => format.decode(ex, body)
       ))
 
+  // One stage from the request to the decoded events: the exchange runs in the first pull, then the
+  // body's pull takes over (no `Stream.unwrap` in between, which every chunk would pass through).
   const stream = (request: GenerateRequest): Stream.Stream<StreamEvent, ProviderError> =>
-    Stream.unwrap(
-      Effect.map(exchange(request, true), (ex) =>
-        decodeStream(
-          format.framing.frames(ex.received, ex.site, resolved.limits),
-          ex.site,
-          ex.requestId,
-          ex.rateLimit,
-          () => format.protocol(ex)
-        ))
-    )
+    fromPull(Effect.map(Effect.scope, (scope) => {
+      let decoded: Pull<StreamEvent, ProviderError> | undefined
+      const start = Effect.matchEffect(exchange(request, true), {
+        onFailure: (error) => Effect.fail(Option.some(error)),
+        onSuccess: (ex) => {
+          const made = decodeStream(
+            ex.received.response.stream,
+            transportError(ex.site),
+            format.framing.decoder(ex.site, resolved.limits),
+            ex.site,
+            ex.requestId,
+            ex.rateLimit,
+            () => format.protocol(ex)
+          )
+          return Effect.flatMap(Scope.extend(made, scope), (pull) => {
+            decoded = pull
+            return pull
+          })
+        }
+      })
+      return Effect.suspend(() => decoded ?? start)
+    }))
 
   return { name: resolved.name, generate, stream }
 }

@@ -23,13 +23,11 @@
  */
 import { EventStreamCodec } from "@smithy/eventstream-codec"
 import { fromUtf8, toUtf8 } from "@smithy/util-utf8"
-import * as Chunk from "effect/Chunk"
-import * as Stream from "effect/Stream"
-import { type CallSite, fromTransport } from "../../Classify.js"
-import { type InvalidOutput, ResponseTooLarge } from "../../Errors.js"
+import type { CallSite } from "../../Classify.js"
+import type { InvalidOutput } from "../../Errors.js"
 import type { Framing } from "./adapter.js"
-import type { FrameError } from "./streaming.js"
-import { malformed, type Received, type WireLimits } from "./wire.js"
+import type { FrameDecoder } from "./streaming.js"
+import { malformed, tooLarge, type WireLimits } from "./wire.js"
 
 /** One decoded message: its string-valued headers (`:message-type`, `:event-type`, …) and payload. */
 export interface EventStreamMessage {
@@ -193,67 +191,35 @@ const decodeMessage = (bytes: Uint8Array): EventStreamMessage | Corrupt => {
   }
 }
 
-const tooLarge = (site: CallSite, limitBytes: number) =>
-  new ResponseTooLarge({
-    provider: site.provider,
-    model: site.model,
-    route: site.route,
-    attempt: site.attempt,
-    limitBytes,
-    // The Errors schema names the per-event bound `sse-event`; it is the same option (`maxSseEventBytes`).
-    part: "sse-event",
-    message: `response event-stream message exceeded the ${limitBytes}-byte bound`
-  }, true)
-
 const corrupt = (site: CallSite, detail: string): InvalidOutput => malformed(site, detail, "")
 
-/** Ends the frames after a failure (see `eventStreamFrames`). */
-const STOP = { _tag: "Stop" } as const
-
 /**
- * The response body as event-stream messages, then `End` if it ended at a message boundary. Fails with
- * `ResponseTooLarge` for a message over the bound, `InvalidOutput{malformed-response}` for corrupt
- * framing, `ConnectionError`/`Timeout` when the body breaks.
+ * The event-stream framing's decoder: a message over the bound is `ResponseTooLarge` (the bound is
+ * `maxSseEventBytes`, the Errors schema's `sse-event` part: the same option), corrupt framing is
+ * `InvalidOutput{malformed-response}`. At a clean end of the body it adds `End` only at a message
+ * boundary: leftover bytes are a message cut short, so the stream counts as interrupted.
  */
-export const eventStreamFrames = (
-  received: Received,
-  site: CallSite,
-  limits: WireLimits
-): Stream.Stream<EventStreamFrame, FrameError> =>
-  Stream.suspend(() => {
-    const decoder = new EventStreamDecoder(limits.maxSseEventBytes)
-    // A broken message may share a network chunk with whole ones before it: those are emitted, the
-    // failure is parked, and the STOP marker ends the pull at once (no more reading of a broken body).
-    let failed: FrameError | undefined
-    const messages = received.response.stream.pipe(
-      Stream.mapError((error) => fromTransport({ site, cause: error.cause ?? error })),
-      Stream.mapChunks((chunk) => {
-        const out: Array<EventStreamFrame | typeof STOP> = []
-        for (const bytes of chunk) {
-          const pushed = decoder.push(bytes)
-          for (const message of pushed.messages) out.push(message)
-          if (pushed.failure !== undefined) {
-            failed = pushed.failure._tag === "TooLarge" ? tooLarge(site, limits.maxSseEventBytes) : corrupt(site, pushed.failure.detail)
-            out.push(STOP)
-            break
-          }
-        }
-        return Chunk.unsafeFromArray(out)
-      }),
-      Stream.takeUntil((frame) => frame === STOP),
-      Stream.filter((frame): frame is EventStreamFrame => frame !== STOP)
-    )
-    // Leftover bytes at a clean end are a message cut short: no `End`, so the stream counts as interrupted.
-    return Stream.concat(
-      messages,
-      Stream.suspend(() => failed !== undefined ? Stream.fail(failed) : decoder.pending === 0 ? Stream.make(END) : Stream.empty)
-    )
-  })
+export const eventStreamDecoder = (site: CallSite, limits: WireLimits): FrameDecoder<EventStreamFrame> => {
+  const decoder = new EventStreamDecoder(limits.maxSseEventBytes)
+  return {
+    push: (bytes, out) => {
+      const pushed = decoder.push(bytes)
+      for (const message of pushed.messages) out.push(message)
+      if (pushed.failure === undefined) return undefined
+      return pushed.failure._tag === "TooLarge"
+        ? tooLarge(site, limits.maxSseEventBytes, "sse-event")
+        : corrupt(site, pushed.failure.detail)
+    },
+    end: (out) => {
+      if (decoder.pending === 0) out.push(END)
+    }
+  }
+}
 
 /** Bedrock's ConverseStream framing. */
 export const eventStreamFraming: Framing<EventStreamFrame> = {
   accept: "application/vnd.amazon.eventstream",
-  frames: eventStreamFrames
+  decoder: eventStreamDecoder
 }
 
 /** Encodes one message (string headers, raw payload) — the inverse of the decoder, for test servers. */

@@ -2,15 +2,18 @@
  * What every adapter's stream shares: assembling the final response from deltas, and the rule that a
  * stream is only a success when the provider's terminator arrived — a body that just ends, or breaks,
  * is `StreamInterrupted` carrying whatever content had been received. Framing (SSE, or another format's
- * binary frames) is the caller's: this runs a protocol over whatever frames it is given.
+ * binary frames) is the caller's: this runs a protocol over whatever frame decoder it is given.
  *
  * @internal
  */
 import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type { CallSite } from "../../Classify.js"
 import { type ConnectionError, type InvalidOutput, type ProviderError, type ResponseTooLarge, StreamInterrupted, type Timeout } from "../../Errors.js"
 import { isRecord, type JsonRecord, parseUntrusted, refusedBecause } from "../../internal/json.js"
+import type { MakePull } from "../../internal/pull.js"
 import { scrubSecrets } from "../../internal/redact.js"
 import type { SseEvent } from "../../internal/sse.js"
 import type { FinishReason, GenerateResponse, StreamEvent, ToolCall, Usage } from "../../Provider.js"
@@ -89,9 +92,6 @@ export class ResponseBuilder {
   }
 }
 
-/** Ends the decoded stream after an in-stream error (see `decodeStream`). */
-const STOP = { _tag: "Stop" } as const
-
 /** One provider's event grammar: maps a frame (an SSE event by default) to stream events, or fails. */
 export interface StreamProtocol<Frame = SseEvent> {
   readonly builder: ResponseBuilder
@@ -100,10 +100,16 @@ export interface StreamProtocol<Frame = SseEvent> {
 }
 
 /**
- * How a framed body fails on its own: a frame over the bound, the connection breaking, or (binary
- * framings: Bedrock's event stream) a frame that is corrupt — a checksum mismatch, an impossible length.
+ * Cuts a response body into frames (SSE events, Bedrock's event-stream messages), keeping its partial
+ * state between pushes. A frame over the bound or a corrupt one is a typed failure; after a failure the
+ * decoder is not used again.
  */
-export type FrameError = ResponseTooLarge | Timeout | ConnectionError | InvalidOutput
+export interface FrameDecoder<Frame> {
+  /** Appends the frames `bytes` complete to `out`; returns why the body cannot be framed, if so. */
+  readonly push: (bytes: Uint8Array, out: Array<Frame>) => ResponseTooLarge | InvalidOutput | undefined
+  /** At a clean end of the body: appends any frame the end itself makes (Bedrock's `End`). */
+  readonly end: (out: Array<Frame>) => void
+}
 
 const interrupted = (site: CallSite, builder: ResponseBuilder, requestId: string | undefined, detail: string) => {
   const partialText = builder.partialText()
@@ -120,62 +126,93 @@ const interrupted = (site: CallSite, builder: ResponseBuilder, requestId: string
   }, true)
 }
 
+/** What ends a decoded stream's pull: the end of the stream, or its failure. */
+const END = Effect.fail(Option.none())
+
 /**
- * Runs a provider's protocol over the response's frames. Emits a `Metadata` event as soon as the
- * headers are in (request id and rate-limit headroom are known before any token), ends right after
- * `Finish`, and fails with `StreamInterrupted` when the input ends or breaks before it.
+ * Runs a provider's protocol over a response body: bytes → frames → stream events, as one pull per
+ * network chunk (one stream stage, not one per step: Effect's stream cost is per chunk and per stage).
+ * Emits a `Metadata` event as soon as the headers are in (request id and rate-limit headroom are known
+ * before any token), ends right after `Finish` without reading further, and fails with
+ * `StreamInterrupted` when the body ends or breaks before it. An in-stream error or a frame that
+ * cannot be decoded fails the stream after the events before it in the same network chunk: those are
+ * the partial output, and reach the consumer first.
  */
-export const decodeStream = <Frame>(
-  frames: Stream.Stream<Frame, FrameError>,
+export const decodeStream = <Frame, BodyError>(
+  body: Stream.Stream<Uint8Array, BodyError>,
+  bodyError: (error: BodyError) => Timeout | ConnectionError,
+  frames: FrameDecoder<Frame>,
   site: CallSite,
   requestId: string | undefined,
   rateLimit: RateLimitSnapshot | undefined,
   makeProtocol: () => StreamProtocol<Frame>
-): Stream.Stream<StreamEvent, ProviderError> =>
-  Stream.suspend(() => {
+): MakePull<StreamEvent, ProviderError> =>
+  Effect.map(Stream.toPull(body), (pullBytes) => {
     const protocol = makeProtocol()
+    let metadataSent = false
     let finished = false
-    const metadata: StreamEvent = {
-      _tag: "Metadata",
-      ...(requestId !== undefined ? { requestId } : {}),
-      ...(rateLimit !== undefined ? { rateLimit } : {})
-    }
-    // An error event may share a network chunk with deltas before it: those deltas must reach the
-    // consumer (they are the partial output) before the stream fails. The failure is parked and the
-    // STOP marker ends the pull at once, so a server that never closes after its error cannot hang us.
     let failed: ProviderError | undefined
-    const events = frames.pipe(
-      Stream.mapChunks((chunk): Chunk.Chunk<StreamEvent | typeof STOP> => {
-        const out: Array<StreamEvent> = []
-        for (const event of chunk) {
-          if (finished) break
-          const failure = protocol.onEvent(event, out)
-          if (failure !== undefined) {
-            failed = failure
-            return Chunk.unsafeFromArray<StreamEvent | typeof STOP>([...out, STOP])
-          }
-          if (out.length > 0 && out[out.length - 1]!._tag === "Finish") finished = true
+    const framed: Array<Frame> = []
+
+    /** Frames through the protocol, until `Finish` or a failure. */
+    const run = (out: Array<StreamEvent>) => {
+      for (const frame of framed) {
+        const failure = protocol.onEvent(frame, out)
+        if (failure !== undefined) {
+          failed = failure
+          break
         }
-        return Chunk.unsafeFromArray(out)
-      }),
-      Stream.takeUntil((event) => event === STOP || event._tag === "Finish"),
-      Stream.filter((event): event is StreamEvent => event !== STOP),
-      Stream.catchAll((error): Stream.Stream<never, ProviderError> =>
-        Stream.fail(
-          error._tag === "ConnectionError" ? interrupted(site, protocol.builder, requestId, `broke (${error.reason})`) : error
-        )
-      )
-    )
-    return Stream.concat(
-      Stream.prepend(events, Chunk.of(metadata)),
-      Stream.suspend(() =>
-        failed !== undefined
-          ? Stream.fail(failed)
-          : finished
-          ? Stream.empty
-          : Stream.fail(interrupted(site, protocol.builder, requestId, "ended"))
-      )
-    )
+        if (out.length > 0 && out[out.length - 1]!._tag === "Finish") {
+          finished = true
+          break
+        }
+      }
+      framed.length = 0
+    }
+    const feed = (chunk: Chunk.Chunk<Uint8Array>): Array<StreamEvent> => {
+      const out: Array<StreamEvent> = []
+      for (const bytes of chunk) {
+        const failure = frames.push(bytes, framed)
+        run(out)
+        if (failed === undefined && failure !== undefined) failed = failure
+        if (finished || failed !== undefined) break
+      }
+      return out
+    }
+    const atEnd = (): Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<ProviderError>> => {
+      frames.end(framed)
+      const out: Array<StreamEvent> = []
+      run(out)
+      if (failed === undefined && !finished) failed = interrupted(site, protocol.builder, requestId, "ended")
+      return out.length > 0 ? Effect.succeed(Chunk.unsafeFromArray(out)) : pull
+    }
+    const pull: Effect.Effect<Chunk.Chunk<StreamEvent>, Option.Option<ProviderError>> = Effect.suspend(() => {
+      if (!metadataSent) {
+        metadataSent = true
+        return Effect.succeed(Chunk.of<StreamEvent>({
+          _tag: "Metadata",
+          ...(requestId !== undefined ? { requestId } : {}),
+          ...(rateLimit !== undefined ? { rateLimit } : {})
+        }))
+      }
+      if (finished) return END
+      if (failed !== undefined) return Effect.fail(Option.some(failed))
+      return Effect.matchEffect(pullBytes, {
+        onFailure: (error) => {
+          if (Option.isNone(error)) return atEnd()
+          const broken = bodyError(error.value)
+          failed = broken._tag === "ConnectionError"
+            ? interrupted(site, protocol.builder, requestId, `broke (${broken.reason})`)
+            : broken
+          return Effect.fail(Option.some(failed))
+        },
+        onSuccess: (chunk) => {
+          const out = feed(chunk)
+          return out.length > 0 ? Effect.succeed(Chunk.unsafeFromArray(out)) : pull
+        }
+      })
+    })
+    return pull
   })
 
 /**

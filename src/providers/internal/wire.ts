@@ -9,7 +9,6 @@ import type * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
@@ -19,6 +18,7 @@ import type { HeaderMap } from "../../internal/headers.js"
 import { parseUntrusted, refusedBecause } from "../../internal/json.js"
 import { redactAndTruncate } from "../../internal/redact.js"
 import { EVENT_TOO_LARGE, SseDecoder, type SseEvent } from "../../internal/sse.js"
+import type { FrameDecoder } from "./streaming.js"
 
 /** Read bounds, from the adapter's config. */
 export interface WireLimits {
@@ -34,7 +34,7 @@ export interface Received {
   readonly receivedAt: number
 }
 
-const tooLarge = (site: CallSite, limitBytes: number, part: "body" | "sse-event", status?: number) =>
+export const tooLarge = (site: CallSite, limitBytes: number, part: "body" | "sse-event", status?: number) =>
   new ResponseTooLarge({
     provider: site.provider,
     model: site.model,
@@ -46,7 +46,8 @@ const tooLarge = (site: CallSite, limitBytes: number, part: "body" | "sse-event"
     message: `response ${part === "body" ? "body" : "event"} exceeded the ${limitBytes}-byte bound`
   }, true)
 
-const transportError = (site: CallSite) => (error: HttpClientError.HttpClientError): Timeout | ConnectionError =>
+/** A broken or timed-out body read, classified like any transport failure. */
+export const transportError = (site: CallSite) => (error: HttpClientError.HttpClientError): Timeout | ConnectionError =>
   fromTransport({ site, cause: error.cause ?? error })
 
 const concat = (chunks: ReadonlyArray<Uint8Array>, total: number): Uint8Array => {
@@ -169,28 +170,19 @@ export const readJson = (
   })
 
 /**
- * The response body as SSE events. Fails with `ResponseTooLarge` when one event outgrows the bound and
- * with `ConnectionError`/`Timeout` when the body breaks; a clean end of input simply ends the stream
- * (the adapter decides whether its terminator was seen).
+ * Server-sent events as a frame decoder: an event over the bound is `ResponseTooLarge`; at the end of
+ * the body, an event not closed by a blank line is dropped (the adapter decides whether its terminator
+ * was seen).
  */
-export const sseEvents = (
-  received: Received,
-  site: CallSite,
-  limits: WireLimits
-): Stream.Stream<SseEvent, ResponseTooLarge | Timeout | ConnectionError> =>
-  Stream.suspend(() => {
-    const decoder = new SseDecoder(limits.maxSseEventBytes)
-    return received.response.stream.pipe(
-      Stream.mapError(transportError(site)),
-      Stream.mapChunksEffect((chunk) => {
-        const events: Array<SseEvent> = []
-        for (const bytes of chunk) {
-          const decoded = decoder.push(bytes)
-          if (decoded === EVENT_TOO_LARGE) return Effect.fail(tooLarge(site, limits.maxSseEventBytes, "sse-event"))
-          for (const event of decoded) events.push(event)
-        }
-        return Effect.succeed(Chunk.unsafeFromArray(events))
-      }),
-      Stream.ensuring(Effect.sync(() => decoder.end()))
-    )
-  })
+export const sseFrameDecoder = (site: CallSite, limits: WireLimits): FrameDecoder<SseEvent> => {
+  const decoder = new SseDecoder(limits.maxSseEventBytes)
+  return {
+    push: (bytes, out) => {
+      const decoded = decoder.push(bytes)
+      if (decoded === EVENT_TOO_LARGE) return tooLarge(site, limits.maxSseEventBytes, "sse-event")
+      for (const event of decoded) out.push(event)
+      return undefined
+    },
+    end: () => decoder.end()
+  }
+}
