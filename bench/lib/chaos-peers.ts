@@ -86,7 +86,7 @@ const failureOf = (cause: Cause.Cause<unknown>): Error => {
 interface ChainFailureShape {
   readonly reason: string
   readonly lastError?: { readonly _tag: string } | undefined
-  readonly attempts: ReadonlyArray<{ readonly route: string; readonly outcome: string }>
+  readonly attempts: ReadonlyArray<{ readonly route: string; readonly outcome: string; readonly message?: string | undefined }>
 }
 
 /**
@@ -95,7 +95,10 @@ interface ChainFailureShape {
  */
 const causeOf = (failure: ChainFailureShape): string => {
   const lastByRoute = new Map<string, string>()
-  for (const attempt of failure.attempts) lastByRoute.set(attempt.route, attempt.outcome)
+  for (const attempt of failure.attempts) {
+    // A skipped route says why (its retry budget, a failed repair, its context window).
+    lastByRoute.set(attempt.route, attempt.outcome === "Skipped" && attempt.message !== undefined ? `Skipped (${attempt.message})` : attempt.outcome)
+  }
   const routes = [...lastByRoute].map(([route, outcome]) => `${route}: ${outcome}`).join(", ")
   return `${failure.reason} — ${routes.length > 0 ? routes : `no attempt; last ${failure.lastError?._tag ?? "none"}`}`
 }
