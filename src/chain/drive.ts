@@ -15,7 +15,7 @@ import type { AllRoutesFailed, RouteError } from "../Errors.js"
 import type { ChainResult, ChainStreamEvent, PartialObject } from "../Fallback.js"
 import { extend } from "../internal/object.js"
 import { isContentEvent, type StreamEvent } from "../Provider.js"
-import { preview } from "./partialJson.js"
+import { JsonPrefix } from "./partialJson.js"
 import { type CallSpec, type ChainConfig, start, type Step, type Walk } from "./walk.js"
 
 /** Runs a call whose attempts are effects. */
@@ -34,15 +34,20 @@ export const generate = <A>(config: ChainConfig, spec: CallSpec<A>): Effect.Effe
   })
 
 /**
- * Previews of the answer from its text so far (`streamObject`'s `PartialObject`s), each with a key
- * telling it from the last one emitted; `undefined` when there is nothing new to show.
+ * Previews of an answer as its text arrives (`streamObject`'s `PartialObject`s): a fresh session per
+ * attempt, fed each text delta; each preview has a key telling it from the last one emitted, and
+ * `undefined` means nothing new to show.
  */
-export type Previewer<P> = (text: string) => { readonly event: P; readonly key: string } | undefined
+export type Previewer<P> = () => (delta: string) => { readonly event: P; readonly key: string } | undefined
 
 /** `streamObject`'s previewer: the JSON prefix, closed and parsed. */
-export const objectPreviews: Previewer<PartialObject> = (text) => {
-  const seen = preview(text)
-  return seen === undefined ? undefined : { event: { _tag: "PartialObject", value: seen.value }, key: seen.source }
+export const objectPreviews: Previewer<PartialObject> = () => {
+  const prefix = new JsonPrefix()
+  return (delta) => {
+    prefix.push(delta)
+    const seen = prefix.preview()
+    return seen === undefined ? undefined : { event: { _tag: "PartialObject", value: seen.value }, key: seen.source }
+  }
 }
 
 /** Runs a call whose attempts are streams, with previews of the answer when `previewer` is given. */
@@ -93,12 +98,15 @@ class StreamedAttempt<A, P> {
   private readonly text: Array<string> = []
   private flowing = false
   private lastPreview = ""
+  private readonly previews: ReturnType<Previewer<P>> | undefined
 
   constructor(
     private readonly walk: Walk<A>,
-    private readonly previewer: Previewer<P> | undefined,
+    previewer: Previewer<P> | undefined,
     private readonly step: Extract<Step<A>, { readonly _tag: "Attempt" }>
-  ) {}
+  ) {
+    this.previews = previewer?.()
+  }
 
   /** The text that reached the consumer, or `undefined` when no output did. */
   delivered(): string | undefined {
@@ -127,7 +135,7 @@ class StreamedAttempt<A, P> {
         out.push(event)
         if (event._tag === "TextDelta") {
           this.text.push(event.text)
-          if (this.previewer !== undefined) this.preview(this.previewer, out)
+          if (this.previews !== undefined) this.preview(this.previews, event.text, out)
         }
       } else if (this.flowing) out.push(event)
       else this.held.push(event)
@@ -144,8 +152,8 @@ class StreamedAttempt<A, P> {
     this.held.length = 0
   }
 
-  private preview(previewer: Previewer<P>, out: Array<ChainStreamEvent<A> | P>): void {
-    const seen = previewer(this.text.join(""))
+  private preview(previews: ReturnType<Previewer<P>>, delta: string, out: Array<ChainStreamEvent<A> | P>): void {
+    const seen = previews(delta)
     if (seen === undefined || seen.key === this.lastPreview) return
     this.lastPreview = seen.key
     out.push(seen.event)
