@@ -49,7 +49,7 @@ import * as Stream from "effect/Stream"
 import { CircuitOpen, isProviderHealthFailure, type RouteError, routeErrorTags } from "./Errors.js"
 import * as Metrics from "./internal/metrics.js"
 import { millisOf } from "./internal/timer.js"
-import { BreakerCore, type Resolved } from "./policy/breakerCore.js"
+import { BreakerCore, isUnsent, type Resolved } from "./policy/breakerCore.js"
 
 /**
  * Options. Every default is in {@link defaults} and docs/policies/circuit-breaker.md.
@@ -313,7 +313,8 @@ const permitFor = (core: BreakerCore, announce: Announce, taken: number, probe: 
     })
   return {
     success: report(false, undefined),
-    failure: (error) => report(core.o.isFailure(error), error),
+    // A request refused before it left (see `isUnsent`) gives no verdict: it frees its permit only.
+    failure: (error) => (isUnsent(error) ? report(undefined, undefined) : report(core.o.isFailure(error), error)),
     cancel: report(undefined, undefined)
   }
 }

@@ -6,6 +6,7 @@ import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
+import { UnsupportedRequest } from "../src/Errors.js"
 import * as Policy from "../src/Policy.js"
 import type { GenerateRequest } from "../src/Provider.js"
 import * as Mock from "../src/testing/MockProvider.js"
@@ -53,6 +54,28 @@ describe("CircuitBreaker — state machine", () => {
       yield* TestClock.adjust("1 second")
       expect(yield* Effect.forEach(probes, Fiber.join)).toEqual(["success", "success"])
       expect(slow.calls.length).toBe(2)
+      expect(yield* breaker.state).toBe("closed")
+    }))
+
+  it.effect("a request refused before it was sent (UnsupportedRequest) is no verdict: it neither closes a half-open breaker nor resets the failure count", () =>
+    Effect.gen(function*() {
+      const unsent = Effect.fail(new UnsupportedRequest({ provider: "mock", model: "m", route: "r", attempt: 1, param: "messages[0].content[1]", message: "no PDFs by URL" }))
+      const breaker = yield* CircuitBreaker.make("r/m", { consecutiveFailures: 2, openDuration: "10 seconds" })
+      const failing = Mock.make({ otherwise: Mock.fail(Mock.errors.serverError(500)) })
+      // Closed (the ticket path): failure, unsent, failure → two consecutive failures: open.
+      yield* callThrough(breaker, failing)
+      const ticket = breaker.unsafeTryAdmit()
+      expect(ticket).toBeDefined()
+      yield* breaker.unsafeReport(ticket!, yield* Effect.exit(unsent), 0)
+      yield* callThrough(breaker, failing)
+      expect(yield* breaker.state).toBe("open")
+      yield* TestClock.adjust("10 seconds")
+      expect(yield* breaker.state).toBe("half-open")
+      // Half-open (the permit path): the unsent "probe" frees its slot and leaves the breaker half-open.
+      expect((yield* Effect.flip(breaker.execute(unsent, site)))._tag).toBe("UnsupportedRequest")
+      expect(yield* breaker.state).toBe("half-open")
+      // A real answer still closes it.
+      expect(yield* callThrough(breaker, Mock.make({ otherwise: Mock.succeed("ok") }))).toBe("success")
       expect(yield* breaker.state).toBe("closed")
     }))
 

@@ -62,6 +62,8 @@ export interface ContentSupport {
   /** URL schemes it fetches from, for images and for files (`[]`: bytes only). */
   readonly imageUrlSchemes: ReadonlyArray<string>
   readonly fileUrlSchemes: ReadonlyArray<string>
+  /** The file types it fetches by URL, when fewer than it takes inline (Anthropic: PDFs only). */
+  readonly fileUrlTypes?: ReadonlySet<string> | undefined
   /** Whether a tool result may carry images and files (else tool results are text). */
   readonly mediaInToolResults: boolean
 }
@@ -85,6 +87,9 @@ const partProblem = (media: Media, support: ContentSupport): string | undefined 
     return `${support.format} does not accept ${what}s of type '${media.mediaType}'${list.length > 0 ? ` (accepted: ${list})` : ""}`
   }
   if (media.url === undefined) return undefined
+  if (!media.isImage && support.fileUrlTypes !== undefined && !support.fileUrlTypes.has(media.mediaType)) {
+    return `${support.format} fetches only ${[...support.fileUrlTypes].join(", ")} files by URL: pass the '${media.mediaType}' data inline`
+  }
   const schemes = media.isImage ? support.imageUrlSchemes : support.fileUrlSchemes
   if (schemes.includes(schemeOf(media.url))) return undefined
   return schemes.length === 0
@@ -186,12 +191,18 @@ export const imageSize = (base64: string): Size | undefined => {
   return undefined
 }
 
+/** Past this size a PDF's pages are not counted (decoding it would cost the request path ~10 ms per MB). */
+const PDF_SCAN_BYTES = 4 * 1024 * 1024
+
 const pdfPages = (base64: string): number => {
+  const bytes = decodedLength(base64)
+  const bySize = Math.max(1, Math.ceil(bytes / PDF_BYTES_PER_PAGE))
+  if (bytes > PDF_SCAN_BYTES) return bySize
   const decoded = Encoding.decodeBase64(base64)
   if (Either.isLeft(decoded)) return 1
   const text = new TextDecoder("latin1").decode(decoded.right)
   const pages = text.match(/\/Type\s*\/Page(?![a-zA-Z])/g)?.length ?? 0
-  return pages > 0 ? pages : Math.max(1, Math.ceil(decoded.right.length / PDF_BYTES_PER_PAGE))
+  return pages > 0 ? pages : bySize
 }
 
 const TEXT_LIKE = /^(text\/|application\/(json|xml|csv|x-yaml|yaml|markdown))/

@@ -12,6 +12,11 @@ import * as Option from "effect/Option"
 import type { BreakerEvent, BreakerState, Site } from "../CircuitBreaker.js"
 import { CircuitOpen } from "../Errors.js"
 
+
+/** A failure raised before the request left (`UnsupportedRequest`): not evidence about the provider. */
+export const isUnsent = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && (error as { readonly _tag?: unknown })._tag === "UnsupportedRequest"
+
 /** The options with their defaults applied (see `resolve` in CircuitBreaker.ts). */
 export interface Resolved {
   readonly consecutive: number
@@ -195,7 +200,12 @@ export class BreakerCore {
   verdictOf(exit: Exit.Exit<unknown, unknown>): Verdict | undefined {
     if (Exit.isSuccess(exit)) return { failed: false, error: undefined }
     const failure = Cause.failureOption(exit.cause)
-    if (Option.isSome(failure)) return { failed: this.o.isFailure(failure.value), error: failure.value }
+    if (Option.isSome(failure)) {
+      // Refused before anything was sent (a part the route's wire cannot carry): the provider was not
+      // asked, so the call says nothing of its health — no verdict, like an interruption.
+      if (isUnsent(failure.value)) return undefined
+      return { failed: this.o.isFailure(failure.value), error: failure.value }
+    }
     // A defect is a failure of the call; an interruption alone has no verdict.
     if (Cause.isInterruptedOnly(exit.cause)) return undefined
     const defect = Cause.squash(exit.cause)

@@ -94,6 +94,8 @@ export const CONTENT: ContentSupport = {
   fileTypes: new Set(["application/pdf", "text/plain"]),
   imageUrlSchemes: ["https:", "http:"],
   fileUrlSchemes: ["https:", "http:"],
+  // The one URL document source is a PDF's (`URLPDFSource`): plain text goes inline.
+  fileUrlTypes: new Set(["application/pdf"]),
   mediaInToolResults: true
 }
 

@@ -93,7 +93,7 @@ const inputContent = (parts: ReadonlyArray<ContentPart>): Array<JsonRecord> =>
 /** A message as `input` items: the assistant's tool calls and the tools' outputs are items of their own. */
 const inputItemsOf = (message: Message): Array<JsonRecord> => {
   const content = message.content
-  if (message.role === "user") return [{ role: "user", content: typeof content === "string" ? content : inputContent(content) }]
+  if (message.role === "user" && typeof content !== "string") return [{ role: "user", content: inputContent(content) }]
   if (message.role === "tool") {
     // A text result stays a string; one with images or files is the list form of `output`.
     const output = typeof content === "string" || content.every((part) => part._tag === "Text") ? textOf(content) : inputContent(content)

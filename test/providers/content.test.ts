@@ -8,7 +8,9 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Redacted from "effect/Redacted"
 import type * as HttpClient from "@effect/platform/HttpClient"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import { toPull } from "../../src/internal/pull.js"
 import { actionOf, type InvalidOptions, isProviderHealthFailure, isRetryable, type ProviderError } from "../../src/Errors.js"
 import { type ContentPart, filePart, type GenerateRequest, type Message, type ProviderShape } from "../../src/Provider.js"
 import * as Anthropic from "../../src/providers/Anthropic.js"
@@ -203,6 +205,7 @@ describe("content parts — refused before sending", () => {
     ["responses", requestWith({ role: "system", content: [image] }), "messages[0].content[0]", /system messages/],
     ["anthropic", requestWith(user(text), { role: "assistant", content: [image] }), "messages[1].content[0]", /assistant messages/],
     ["anthropic", requestWith(user(filePart({ mediaType: "application/msword", data: TEXT }))), "messages[0].content[0]", /files of type 'application\/msword'/],
+    ["anthropic", requestWith(user(filePart({ mediaType: "text/plain", url: "https://example.com/a.txt" }))), "messages[0].content[0]", /fetches only application\/pdf files by URL/],
     ["gemini", requestWith(user(filePart({ mediaType: "image/png", url: "ftp://example.com/a.png" }))), "messages[0].content[0]", /only from https: \/ http: \/ gs: URLs/],
     ["gemini", requestWith(user(text), { role: "tool", toolCallId: "c", content: [image] }), "messages[1].content[0]", /tool messages/],
     ["bedrock", requestWith(user(imageUrl)), "messages[0].content[0]", /only from s3: URLs/],
@@ -231,5 +234,18 @@ describe("content parts — refused before sending", () => {
       const result = yield* Effect.either(Stream.runDrain(provider.stream(requestWith(user(pdfUrl)))))
       expect(Either.isLeft(result) && result.left._tag).toBe("UnsupportedRequest")
       expect(server.requests).toHaveLength(0)
+    }).pipe(Effect.scoped, Effect.provide(Transport.layer())))
+})
+
+describe("a stream whose exchange failed", () => {
+  it.live("fails again when pulled again, without sending the request a second time", () =>
+    Effect.gen(function*() {
+      const server = yield* wireServer(json(400, { error: { message: "bad", type: "invalid_request_error", param: null, code: null } }))
+      const provider = yield* OpenAi.make({ apiKey: KEY, baseUrl: server.url })
+      const pull = yield* toPull(provider.stream(requestWith(user(text))))
+      const first = yield* Effect.flip(pull)
+      const second = yield* Effect.flip(pull)
+      expect([first, second].map((e) => Option.getOrUndefined(e)?._tag)).toEqual(["BadRequest", "BadRequest"])
+      expect(server.requests).toHaveLength(1)
     }).pipe(Effect.scoped, Effect.provide(Transport.layer())))
 })

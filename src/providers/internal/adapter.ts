@@ -379,7 +379,11 @@ export const makeHttpAdapter = <Frame>(
     fromPull(Effect.map(Effect.scope, (scope) => {
       let decoded: Pull<StreamEvent, ProviderError> | undefined
       const start = Effect.matchEffect(exchange(request, true), {
-        onFailure: (error) => Effect.fail(Option.some(error)),
+        onFailure: (error) => {
+          // Pulled again after this, the stream fails again: the request is never sent twice.
+          decoded = Effect.fail(Option.some(error))
+          return decoded
+        },
         onSuccess: (ex) => {
           const made = decodeStream(
             ex.received.response.stream,
