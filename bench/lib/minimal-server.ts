@@ -5,6 +5,7 @@
  * `READY <port>` when listening. Run in its own process (see bench/throughput.ts).
  */
 import * as http from "node:http"
+import { serve } from "./serve.js"
 
 const body = Buffer.from(JSON.stringify({
   id: "chatcmpl-bench",
@@ -38,14 +39,4 @@ const server = http.createServer((req, res) => {
 server.keepAliveTimeout = 60_000
 server.headersTimeout = 65_000
 
-server.listen(Number(process.argv[2] ?? 0), "127.0.0.1", () => {
-  const address = server.address()
-  console.log(`READY ${typeof address === "object" && address !== null ? address.port : 0}`)
-})
-
-const shutdown = () => {
-  server.closeAllConnections()
-  server.close(() => process.exit(0))
-}
-process.on("SIGTERM", shutdown)
-process.on("SIGINT", shutdown)
+serve(server)

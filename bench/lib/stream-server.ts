@@ -17,6 +17,7 @@
  * Prints `READY <port>`. Run in its own process, pinned to its own core (see bench/stream.ts).
  */
 import * as http from "node:http"
+import { serve } from "./serve.js"
 
 const CHUNKS = Number(process.argv[3] ?? 200)
 const INTERVAL_MS = Number(process.argv[4] ?? 10)
@@ -199,14 +200,4 @@ const server = http.createServer((req, res) => {
 server.keepAliveTimeout = 600_000
 server.headersTimeout = 605_000
 
-server.listen(Number(process.argv[2] ?? 0), "127.0.0.1", () => {
-  const address = server.address()
-  console.log(`READY ${typeof address === "object" && address !== null ? address.port : 0}`)
-})
-
-const shutdown = () => {
-  server.closeAllConnections()
-  server.close(() => process.exit(0))
-}
-process.on("SIGTERM", shutdown)
-process.on("SIGINT", shutdown)
+serve(server)
