@@ -161,24 +161,23 @@ const clients = (baseUrl: string): { readonly clients: ReadonlyArray<Client>; re
     let built: Promise<A> | undefined
     return () => (built ??= oursRuntime.runPromise(build))
   }
-  const onTextDelta = (onText: (text: string) => void) => (event: { readonly _tag: string; readonly text?: string }) =>
-    Effect.sync(() => {
-      if (event._tag === "TextDelta" && event.text !== undefined) onText(event.text)
-    })
+  type Event = { readonly _tag: string; readonly text?: string }
+  /** A client of ours: `n` fibers, each running the stream `open` builds from what `built` resolves to. */
+  const oursClient = <A>(name: string, short: string, built: () => Promise<A>, open: (a: A) => Stream.Stream<Event, unknown>): Client => ({
+    name,
+    short,
+    runAll: async (n, onText) => {
+      const a = await built()
+      return fibers(oursRuntime, (deliver) =>
+        Stream.runForEach(open(a), (event) =>
+          Effect.sync(() => {
+            if (event._tag === "TextDelta" && event.text !== undefined) deliver(event.text)
+          })))(n, onText)
+    }
+  })
   const provider = (policy: Policy.PolicyOptions | undefined) =>
     lazily(Effect.flatMap(adapter, (bare): Effect.Effect<ProviderShape, unknown, Policy.PolicyState> =>
       policy === undefined ? Effect.succeed(bare) : Policy.apply(policy, bare, "bench")))
-  const providerClient = (name: string, short: string, policy: Policy.PolicyOptions | undefined): Client => {
-    const get = provider(policy)
-    return {
-      name,
-      short,
-      runAll: async (n, onText) => {
-        const p = await get()
-        return fibers(oursRuntime, (onText2) => Stream.runForEach(p.stream(request), onTextDelta(onText2)))(n, onText)
-      },
-    }
-  }
   const chainOf = (primary: string, secondary: string) =>
     lazily(Effect.flatMap(adapter, (bare) =>
       Fallback.make({
@@ -188,26 +187,7 @@ const clients = (baseUrl: string): { readonly clients: ReadonlyArray<Client>; re
         ],
         deadline: "60 seconds"
       })))
-  const textChain = chainOf(model, "gpt-4o")
-  const chainClient: Client = {
-    name: "ours: two-route chain, 60 s deadline (chain.stream)",
-    short: "ours chain",
-    runAll: async (n, onText) => {
-      const c = await textChain()
-      return fibers(oursRuntime, (onText2) => Stream.runForEach(c.stream({ messages, maxTokens: 1024 }), onTextDelta(onText2)))(n, onText)
-    },
-  }
-  // The server streams a JSON object to a model named json…: `{"t":[…]}`, one number per delta.
-  const jsonChain = chainOf("json-bench", "json-bench-secondary")
   const Times = Schema.Struct({ t: Schema.Array(Schema.Number) })
-  const objectClient: Client = {
-    name: "ours: chain.streamObject (JSON deltas, partial previews, schema gate)",
-    short: "ours streamObject",
-    runAll: async (n, onText) => {
-      const c = await jsonChain()
-      return fibers(oursRuntime, (onText2) => Stream.runForEach(c.streamObject(Times, { messages, maxTokens: 1024 }), onTextDelta(onText2)))(n, onText)
-    },
-  }
 
   return {
     clients: [
@@ -215,10 +195,13 @@ const clients = (baseUrl: string): { readonly clients: ReadonlyArray<Client>; re
       openai,
       vercelAi,
       effectAi,
-      providerClient("ours: OpenAi adapter alone", "ours bare", undefined),
-      providerClient("ours: adapter + Policy.default", "ours default", Policy.default),
-      chainClient,
-      objectClient
+      oursClient("ours: OpenAi adapter alone", "ours bare", provider(undefined), (p) => p.stream(request)),
+      oursClient("ours: adapter + Policy.default", "ours default", provider(Policy.default), (p) => p.stream(request)),
+      oursClient("ours: two-route chain, 60 s deadline (chain.stream)", "ours chain", chainOf(model, "gpt-4o"), (c) =>
+        c.stream({ messages, maxTokens: 1024 })),
+      // The server streams a JSON object to a model named json…: `{"t":[…]}`, one number per delta.
+      oursClient("ours: chain.streamObject (JSON deltas, partial previews, schema gate)", "ours streamObject", chainOf("json-bench", "json-bench-secondary"), (c) =>
+        c.streamObject(Times, { messages, maxTokens: 1024 }))
     ],
     close: async () => {
       await agent.close()

@@ -17,6 +17,7 @@ import { base64Bytes, collectMedia, mediaTokens, mediaTypeOfExtension, type Part
 import type { ChatRequest, PathFacts, RequestProblem } from "./request.js"
 import type { Completion, ErrorSpec, Frame, RenderedError, StreamFrames, Wire } from "./wire.js"
 import { definedOverrides } from "./wire.js"
+import { isRecord } from "../../internal/json.js"
 
 const utf8 = new TextEncoder()
 
@@ -241,8 +242,6 @@ export const bedrockWire: Wire = {
       }))
     })
 }
-
-const isRecord = (u: unknown): u is Readonly<Record<string, unknown>> => typeof u === "object" && u !== null && !Array.isArray(u)
 
 /** The text of Converse content blocks: `text` blocks, and the text inside `toolResult` blocks. */
 const blocksText = (content: unknown): string => {

@@ -16,6 +16,7 @@ import { base64Bytes, collectMedia, mediaTokens, type PartReader, seen } from ".
 import type { ChatRequest, RequestProblem } from "./request.js"
 import type { Completion, CompletionToolCall, ErrorSpec, Frame, RateLimitView, RenderedError, StreamFrames, Wire } from "./wire.js"
 import { definedOverrides } from "./wire.js"
+import { isRecord } from "../../internal/json.js"
 
 const RPC = "type.googleapis.com/google.rpc."
 const RATE_LIMIT_DOCS = "For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits."
@@ -299,8 +300,6 @@ export const geminiWire: Wire = {
 // ---------------------------------------------------------------------------------------------------
 // Requests
 // ---------------------------------------------------------------------------------------------------
-
-const isRecord = (u: unknown): u is Readonly<Record<string, unknown>> => typeof u === "object" && u !== null && !Array.isArray(u)
 
 const nonNegativeInt = (u: unknown): number | undefined => (typeof u === "number" && Number.isInteger(u) && u >= 0 ? u : undefined)
 

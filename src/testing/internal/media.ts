@@ -24,8 +24,7 @@
  */
 import type { MediaSeen } from "../ChaosServer.js"
 import type { RequestProblem } from "./request.js"
-
-export const isRecord = (u: unknown): u is Readonly<Record<string, unknown>> => typeof u === "object" && u !== null && !Array.isArray(u)
+import { isRecord } from "../../internal/json.js"
 
 /** Reads one content part: pushes the media it understood onto `into`, or returns the problem. */
 export type PartReader = (part: Readonly<Record<string, unknown>>, index: number, into: Array<MediaSeen>) => RequestProblem | undefined

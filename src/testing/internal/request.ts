@@ -11,6 +11,7 @@ import { parseBedrockRequest } from "./bedrockWire.js"
 import { estimateTokens } from "./content.js"
 import { parseGeminiRequest } from "./geminiWire.js"
 import { anthropicPartReader, chatPartReader, collectMedia, mediaTokens, responsesPartReader } from "./media.js"
+import { isRecord } from "../../internal/json.js"
 
 /** The provider-neutral view of a model call. */
 export interface ChatRequest {
@@ -52,9 +53,6 @@ export interface RequestProblem {
   /** The provider's error code, where it sends one (OpenAI `missing_required_parameter`, `invalid_value`). */
   readonly code?: string | undefined
 }
-
-const isRecord = (u: unknown): u is Readonly<Record<string, unknown>> =>
-  typeof u === "object" && u !== null && !Array.isArray(u)
 
 /** A message `content`: a string, or an array of parts of which the `text` ones count. */
 const textOf = (content: unknown): string => {
