@@ -22,8 +22,9 @@
  * - A permit taken in one state reports into that state only: an answer that arrives after the breaker
  *   has moved on (a slow call that started before it opened) is ignored, so it cannot close or re-trip a
  *   breaker on stale evidence.
- * - Manual `isolate` (open until `reset`) and `reset`; `tripUntil` (open until a given time, on evidence
- *   from elsewhere — another process's breaker, see `effect-llm-resilience/redis`); transitions as a
+ * - Manual `isolate` (open until `reset`) and `reset`; `tripUntil` / `untrip` (open until a given time,
+ *   or close, on evidence from elsewhere — another process's breaker, see `effect-llm-resilience/redis`);
+ *   a `BreakerCoordinator` that one process of a fleet at a time probes through; transitions as a
  *   `Stream` of events, a bounded history (for reports) and metrics; an optional background health
  *   probe that can close an open breaker without spending a user's request.
  *
@@ -230,6 +231,12 @@ export interface CircuitBreaker {
    * When the period ends the breaker goes half-open and probes on its own, as after any open.
    */
   readonly tripUntil: (untilMs: number, reason: string) => Effect.Effect<void>
+  /**
+   * Closes an open or half-open breaker on evidence from elsewhere (another process's probe found the
+   * provider healthy again — see `effect-llm-resilience/redis`'s `FleetBreaker`), with a clean slate as
+   * after any close. A closed or isolated breaker is left alone.
+   */
+  readonly untrip: (reason: string) => Effect.Effect<void>
   /** Opens the breaker until {@link reset}. */
   readonly isolate: Effect.Effect<void>
   /** Closes the breaker and forgets its history of failures. */
@@ -241,6 +248,39 @@ export interface CircuitBreaker {
   readonly events: Effect.Effect<Stream.Stream<BreakerEvent>, never, Scope.Scope>
   /** The last transitions (up to 256), oldest first — the breaker's state over time. */
   readonly history: Effect.Effect<ReadonlyArray<BreakerEvent>>
+}
+
+/**
+ * What a {@link BreakerCoordinator} answers when a breaker in half-open is about to let a probe call
+ * through:
+ * - `Granted`: this process probes (`release` gives the claim back when the probe ends without a
+ *   verdict — interrupted, or refused before it was sent);
+ * - `Closed`: another process's probe already closed the breaker fleet-wide — close here too, with
+ *   `reason` on the transition;
+ * - `Open`: the fleet's open period has `forMs` left (another process re-opened it) — open here too;
+ * - `Busy`: another process's probe is in flight for at most `forMs` — refuse this call.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ProbeClaim =
+  | { readonly _tag: "Granted"; readonly release: Effect.Effect<void> }
+  | { readonly _tag: "Closed"; readonly reason: string }
+  | { readonly _tag: "Open"; readonly forMs: number; readonly reason: string }
+  | { readonly _tag: "Busy"; readonly forMs: number }
+
+/**
+ * Coordinates the half-open probes of breakers of the same key across processes, so that a fleet of
+ * workers sends one probe into a recovering provider instead of one per worker. Asked only on the
+ * half-open path (the closed path never waits on it); `effect-llm-resilience/redis`'s `FleetBreaker`
+ * implements it over Redis. A coordinator that cannot reach its store should answer `Granted` (probe
+ * locally) rather than keep a route dark.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface BreakerCoordinator {
+  readonly claimProbe: (key: string) => Effect.Effect<ProbeClaim>
 }
 
 const stateCode: Readonly<Record<BreakerState, number>> = { closed: 0, "half-open": 1, open: 2, isolated: 3 }
@@ -299,7 +339,14 @@ const announcer = (metrics: ReturnType<typeof breakerMetrics>, hub: PubSub.PubSu
     PubSub.publish(hub, event)
   )
 
-const permitFor = (core: BreakerCore, announce: Announce, taken: number, probe: boolean): Permit => {
+/** `release`: what gives a coordinator's probe claim back when the probe ends without a verdict. */
+const permitFor = (
+  core: BreakerCore,
+  announce: Announce,
+  taken: number,
+  probe: boolean,
+  release: Effect.Effect<void> = Effect.void
+): Permit => {
   let done = false
   const report = (failed: boolean | undefined, error: unknown): Effect.Effect<void> =>
     Effect.suspend(() => {
@@ -307,7 +354,7 @@ const permitFor = (core: BreakerCore, announce: Announce, taken: number, probe: 
       done = true
       if (failed === undefined) {
         if (probe && taken === core.generation) core.probesInFlight = Math.max(0, core.probesInFlight - 1)
-        return Effect.void
+        return release
       }
       return Effect.flatMap(Clock.currentTimeMillis, (now) => announce(core.settle(taken, failed, error, now)))
     })
@@ -319,33 +366,95 @@ const permitFor = (core: BreakerCore, announce: Announce, taken: number, probe: 
   }
 }
 
+/**
+ * Opens `core` until `untilMs` on evidence from elsewhere (see {@link CircuitBreaker.tripUntil}): an
+ * open period that would end sooner is extended, an isolated breaker or a past `untilMs` left alone.
+ */
+const forceOpenUntil = (core: BreakerCore, announce: Announce, now: number, untilMs: number, reason: string): Effect.Effect<void> => {
+  if (!(untilMs > now) || core.state === "isolated") return Effect.void
+  const expired = core.refresh(now)
+  if (core.state === "open") {
+    if (untilMs > core.openUntil) core.openUntil = untilMs
+    return announce(expired)
+  }
+  core.openUntil = untilMs
+  const event = core.transition(now, "open", reason)
+  return expired === undefined ? announce(event) : Effect.zipRight(announce(expired), announce(event))
+}
+
 /** The call path of a breaker: admission (permits and the closed-state fast path) and reporting. */
 const callPath = (
   core: BreakerCore,
   announce: Announce,
-  rejections: Metric.Metric.Counter<number>
+  rejections: Metric.Metric.Counter<number>,
+  coordinator: BreakerCoordinator | undefined
 ): Pick<CircuitBreaker, "acquire" | "execute" | "unsafeTryAdmit" | "unsafeReport"> => {
+  /** The local decision at `now`: a permit, or a (counted) rejection. `release` goes with a probe permit. */
+  const admit = (site: Site, now: number, release?: Effect.Effect<void>): Effect.Effect<Permit, CircuitOpen> => {
+    let outcome: Permit | CircuitOpen
+    if (core.state === "closed") outcome = permitFor(core, announce, core.generation, false)
+    else if (core.state === "half-open" && core.probesInFlight < core.o.probes) {
+      core.probesInFlight++
+      outcome = permitFor(core, announce, core.generation, true, release)
+    } else {
+      outcome = core.rejected(
+        site,
+        now,
+        core.state === "open" ? Math.max(0, core.openUntil - now) : core.state === "half-open" ? 0 : undefined
+      )
+    }
+    const result: Effect.Effect<Permit, CircuitOpen> = outcome instanceof CircuitOpen
+      ? Effect.zipRight(Metric.increment(rejections), Effect.fail(outcome))
+      : Effect.succeed(outcome)
+    return release !== undefined && outcome instanceof CircuitOpen ? Effect.zipRight(release, result) : result
+  }
+
+  /**
+   * A half-open probe asks the coordinator first: one process of the fleet probes at a time. While the
+   * coordinator answers, the claim holds a probe slot here, so this process's other callers are refused
+   * as while a probe is in flight (one claim per process at a time); the claim is made uninterruptibly
+   * (a command bounded by the coordinator) so that a granted claim always reaches a permit or is given back.
+   */
+  const claimProbe = (fleet: BreakerCoordinator, site: Site): Effect.Effect<Permit, CircuitOpen> =>
+    Effect.suspend(() => {
+      const generation = core.generation
+      core.probesInFlight++
+      let reserved = true
+      const unreserve = () => {
+        if (reserved && core.generation === generation) core.probesInFlight = Math.max(0, core.probesInFlight - 1)
+        reserved = false
+      }
+      return Effect.flatMap(Effect.uninterruptible(fleet.claimProbe(core.key)), (claim) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<Permit, CircuitOpen> => {
+          unreserve()
+          switch (claim._tag) {
+            // The state may have moved while the claim was in flight: `admit` decides on the state now
+            // and gives the claim back unless it hands out a probe permit.
+            case "Granted":
+              return core.state === "half-open" ? admit(site, now, claim.release) : Effect.zipRight(claim.release, admit(site, now))
+            case "Closed":
+              return Effect.zipRight(
+                announce(core.state === "open" || core.state === "half-open" ? core.close(now, claim.reason) : undefined),
+                admit(site, now)
+              )
+            case "Open":
+              return Effect.zipRight(forceOpenUntil(core, announce, now, now + claim.forMs, claim.reason), admit(site, now))
+            case "Busy":
+              return Effect.zipRight(Metric.increment(rejections), Effect.fail(core.rejected(site, now, claim.forMs)))
+          }
+        })).pipe(Effect.onInterrupt(() => Effect.sync(unreserve)))
+    })
+
   const acquire = (site: Site): Effect.Effect<Permit, CircuitOpen> =>
     Effect.flatMap(Effect.zip(Clock.currentTimeMillis, FiberRef.get(currentPanic)), ([now, panic]) => {
       // In panic (every alternative is open too), an open period ends early: the call becomes a
-      // half-open probe instead of a rejection, so a chain never fails without asking anyone.
+      // half-open probe instead of a rejection, so a chain never fails without asking anyone — and
+      // without asking the fleet either: in panic this process probes on its own.
       const event = core.refresh(now) ??
         (panic && core.state === "open" ? core.transition(now, "half-open", "panic: every route's breaker is open") : undefined)
-      let outcome: Permit | CircuitOpen
-      if (core.state === "closed") outcome = permitFor(core, announce, core.generation, false)
-      else if (core.state === "half-open" && core.probesInFlight < core.o.probes) {
-        core.probesInFlight++
-        outcome = permitFor(core, announce, core.generation, true)
-      } else {
-        outcome = core.rejected(
-          site,
-          now,
-          core.state === "open" ? Math.max(0, core.openUntil - now) : core.state === "half-open" ? 0 : undefined
-        )
-      }
-      const result: Effect.Effect<Permit, CircuitOpen> = outcome instanceof CircuitOpen
-        ? Effect.zipRight(Metric.increment(rejections), Effect.fail(outcome))
-        : Effect.succeed(outcome)
+      const result = coordinator !== undefined && !panic && core.state === "half-open" && core.probesInFlight < core.o.probes
+        ? claimProbe(coordinator, site)
+        : admit(site, now)
       return event === undefined ? result : Effect.zipRight(announce(event), result)
     })
 
@@ -408,21 +517,16 @@ const controlPath = (
       }))
 
   const tripUntil = (untilMs: number, reason: string): Effect.Effect<void> =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      if (!(untilMs > now) || core.state === "isolated") return Effect.void
-      const expired = core.refresh(now)
-      if (core.state === "open") {
-        if (untilMs > core.openUntil) core.openUntil = untilMs
-        return announce(expired)
-      }
-      core.openUntil = untilMs
-      const event = core.transition(now, "open", reason)
-      return expired === undefined ? announce(event) : Effect.zipRight(announce(expired), announce(event))
-    })
+    Effect.flatMap(Clock.currentTimeMillis, (now) => forceOpenUntil(core, announce, now, untilMs, reason))
+
+  const untrip = (reason: string): Effect.Effect<void> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      announce(core.state === "open" || core.state === "half-open" ? core.close(now, reason) : undefined))
 
   return {
     probe,
     tripUntil,
+    untrip,
     state: Effect.map(stats, (s) => s.state),
     stats,
     isolate: Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -441,11 +545,16 @@ const controlPath = (
  * Builds a breaker that publishes its transitions to `hub`. Prefer the {@link CircuitBreakers}
  * registry, which shares one breaker per key across callers.
  */
-const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.PubSub<BreakerEvent>): CircuitBreaker => {
+const unsafeMake = (
+  key: string,
+  options: CircuitBreakerOptions,
+  hub: PubSub.PubSub<BreakerEvent>,
+  coordinator?: BreakerCoordinator
+): CircuitBreaker => {
   const core = new BreakerCore(key, resolve(options))
   const metrics = breakerMetrics(key)
   const announce = announcer(metrics, hub)
-  const calls = callPath(core, announce, metrics.rejections)
+  const calls = callPath(core, announce, metrics.rejections, coordinator)
   const controls = controlPath(core, announce, hub)
   return {
     key,
@@ -455,6 +564,7 @@ const unsafeMake = (key: string, options: CircuitBreakerOptions, hub: PubSub.Pub
     unsafeReport: calls.unsafeReport,
     probe: controls.probe,
     tripUntil: controls.tripUntil,
+    untrip: controls.untrip,
     state: controls.state,
     stats: controls.stats,
     isolate: controls.isolate,
@@ -526,27 +636,30 @@ export class CircuitBreakers extends Context.Tag("effect-llm-resilience/CircuitB
 }>() {}
 
 /**
- * The registry layer. Health probes run in the layer's scope and stop when it closes.
+ * Builds the registry in the current scope (health probes run in it and stop when it closes). With a
+ * `coordinator`, every breaker asks it before a half-open probe leaves (see {@link BreakerCoordinator});
+ * without one, breakers are purely local — what {@link layer} builds.
  *
- * @since 0.1.0
- * @category layers
+ * @since 0.2.0
+ * @category constructors
  */
-export const layer: Layer.Layer<CircuitBreakers> = Layer.scoped(
-  CircuitBreakers,
+export const makeRegistry = (
+  options: { readonly coordinator?: BreakerCoordinator | undefined } = {}
+): Effect.Effect<Context.Tag.Service<CircuitBreakers>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
     const hub = yield* PubSub.unbounded<BreakerEvent>()
     yield* Effect.addFinalizer(() => PubSub.shutdown(hub))
     const breakers = new Map<string, CircuitBreaker>()
-    const get = (key: string, options: CircuitBreakerOptions = {}, probe?: Effect.Effect<unknown, unknown>) =>
+    const get = (key: string, breakerOptions: CircuitBreakerOptions = {}, probe?: Effect.Effect<unknown, unknown>) =>
       Effect.suspend(() => {
         const existing = breakers.get(key)
         if (existing !== undefined) return Effect.succeed(existing)
-        const breaker = unsafeMake(key, options, hub)
+        const breaker = unsafeMake(key, breakerOptions, hub, options.coordinator)
         breakers.set(key, breaker)
-        if (probe === undefined || options.healthProbe === undefined) return Effect.succeed(breaker)
+        if (probe === undefined || breakerOptions.healthProbe === undefined) return Effect.succeed(breaker)
         return Effect.as(
-          Scope.extend(withHealthProbe(breaker, probe, options.healthProbe.interval), scope),
+          Scope.extend(withHealthProbe(breaker, probe, breakerOptions.healthProbe.interval), scope),
           breaker
         )
       })
@@ -557,4 +670,12 @@ export const layer: Layer.Layer<CircuitBreakers> = Layer.scoped(
       events: Stream.fromPubSub(hub, { scoped: true })
     }
   })
-)
+
+/**
+ * The registry layer: breakers local to this process. Health probes run in the layer's scope and stop
+ * when it closes.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<CircuitBreakers> = Layer.scoped(CircuitBreakers, makeRegistry())

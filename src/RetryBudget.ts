@@ -61,16 +61,42 @@ export interface RetryBudget {
 }
 
 /**
+ * A budget's options with their defaults applied: the window in whole one-second buckets, and the
+ * reserve in retries per window.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ResolvedRetryBudget {
+  readonly ratio: number
+  readonly seconds: number
+  readonly reserve: number
+}
+
+/**
+ * The options with their defaults applied — one reading for the local budget and the Redis-shared one
+ * (`effect-llm-resilience/redis`'s `RedisRetryBudget`).
+ *
+ * @since 0.2.0
+ * @category utils
+ */
+export const resolve = (options: RetryBudgetOptions = {}): ResolvedRetryBudget => {
+  const windowMs = Math.max(1000, millisOf(options.window) ?? defaults.windowMs)
+  return {
+    ratio: options.ratio ?? defaults.ratio,
+    seconds: Math.ceil(windowMs / 1000),
+    reserve: (options.minPerSecond ?? defaults.minPerSecond) * (windowMs / 1000)
+  }
+}
+
+/**
  * Builds a budget.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = (options: RetryBudgetOptions = {}): RetryBudget => {
-  const ratio = options.ratio ?? defaults.ratio
-  const windowMs = Math.max(1000, millisOf(options.window) ?? defaults.windowMs)
-  const buckets = Math.ceil(windowMs / 1000)
-  const reserve = (options.minPerSecond ?? defaults.minPerSecond) * (windowMs / 1000)
+  const { ratio, reserve, seconds: buckets } = resolve(options)
   const deposits = new Float64Array(buckets)
   const withdrawals = new Float64Array(buckets)
   let currentSecond = Number.NEGATIVE_INFINITY
@@ -88,10 +114,16 @@ export const make = (options: RetryBudgetOptions = {}): RetryBudget => {
     currentSecond = second
   }
   const slotOf = () => ((currentSecond % buckets) + buckets) % buckets
+  // Whole counts first, then one multiplication: the same float arithmetic as the Redis-shared budget's
+  // script (`effect-llm-resilience/redis`), so both grant the same retries at the boundaries.
   const balance = () => {
-    let total = reserve
-    for (let i = 0; i < buckets; i++) total += ratio * deposits[i]! - withdrawals[i]!
-    return total
+    let deposited = 0
+    let withdrawn = 0
+    for (let i = 0; i < buckets; i++) {
+      deposited += deposits[i]!
+      withdrawn += withdrawals[i]!
+    }
+    return reserve + ratio * deposited - withdrawn
   }
 
   const unsafeDeposit = (now: number): void => {

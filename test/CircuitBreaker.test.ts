@@ -1,12 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
-import { UnsupportedRequest } from "../src/Errors.js"
+import { ServerError, UnsupportedRequest } from "../src/Errors.js"
 import * as Policy from "../src/Policy.js"
 import type { GenerateRequest } from "../src/Provider.js"
 import * as Mock from "../src/testing/MockProvider.js"
@@ -344,4 +345,104 @@ describe("CircuitBreaker — inside Policy", () => {
       yield* Stream.runDrain(provider.stream(request))
       expect(yield* breaker.state).toBe("closed")
     }).pipe(Effect.provide(State)))
+})
+
+describe("CircuitBreaker — a coordinator for the fleet's half-open probes", () => {
+  const serverFailure = new ServerError({ provider: "mock", model: "m", route: "r", attempt: 1, status: 500, message: "boom" })
+  /** A coordinator that answers from a script and records what it was asked and given back. */
+  const scripted = (answers: Array<"Granted" | "Closed" | "Open" | "Busy">, gate?: Deferred.Deferred<void>) => {
+    const log: Array<string> = []
+    const coordinator: CircuitBreaker.BreakerCoordinator = {
+      claimProbe: (key) =>
+        Effect.gen(function*() {
+          log.push(`claim ${key}`)
+          if (gate !== undefined) yield* Deferred.await(gate)
+          const answer = answers.shift() ?? "Busy"
+          switch (answer) {
+            case "Granted":
+              return { _tag: "Granted", release: Effect.sync(() => void log.push("release")) } as const
+            case "Closed":
+              return { _tag: "Closed", reason: "remote: closed elsewhere" } as const
+            case "Open":
+              return { _tag: "Open", forMs: 3_000, reason: "remote: still open elsewhere" } as const
+            case "Busy":
+              return { _tag: "Busy", forMs: 700 } as const
+          }
+        })
+    }
+    return { coordinator, log }
+  }
+  const halfOpenBreaker = (coordinator: CircuitBreaker.BreakerCoordinator) =>
+    Effect.gen(function*() {
+      const registry = yield* CircuitBreaker.makeRegistry({ coordinator })
+      const breaker = yield* registry.get("r/m", { consecutiveFailures: 1, openDuration: "1 second" })
+      yield* Effect.flatMap(breaker.acquire(site), (permit) => permit.failure(serverFailure))
+      yield* TestClock.adjust("1 second")
+      expect(yield* breaker.state).toBe("half-open")
+      return breaker
+    })
+
+  it.scoped("only the half-open path asks; a granted claim is the probe, and concurrent callers wait on it as on a probe in flight", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const { coordinator, log } = scripted(["Granted"], gate)
+      const breaker = yield* halfOpenBreaker(coordinator)
+      const first = yield* Effect.fork(breaker.acquire(site))
+      yield* Effect.yieldNow()
+      // While the claim is in flight the slot is taken: no second claim from this process.
+      expect((yield* Effect.flip(breaker.acquire(site)))._tag).toBe("CircuitOpen")
+      expect(log).toEqual(["claim r/m"])
+      yield* Deferred.succeed(gate, undefined)
+      const permit = yield* Fiber.join(first)
+      yield* permit.success
+      expect(yield* breaker.state).toBe("closed")
+      // Closed: no more claims.
+      yield* Effect.flatMap(breaker.acquire(site), (p) => p.success)
+      expect(log).toEqual(["claim r/m"])
+    }))
+
+  it.scoped("Busy refuses with the claim's time left; Open opens here for the fleet's time; Closed closes here and admits", () =>
+    Effect.gen(function*() {
+      const { coordinator, log } = scripted(["Busy", "Open", "Closed"])
+      const breaker = yield* halfOpenBreaker(coordinator)
+      const busy = yield* Effect.flip(breaker.acquire(site))
+      expect([busy._tag, busy.retryAfterMs]).toEqual(["CircuitOpen", 700])
+      expect(yield* breaker.state).toBe("half-open")
+      expect((yield* Effect.flip(breaker.acquire(site)))._tag).toBe("CircuitOpen")
+      expect(yield* breaker.state).toBe("open")
+      expect((yield* breaker.stats).openUntil).toBe(1_000 + 3_000)
+      yield* TestClock.adjust("3 seconds")
+      const permit = yield* breaker.acquire(site)
+      expect(yield* breaker.state).toBe("closed")
+      yield* permit.success
+      expect(log).toEqual(["claim r/m", "claim r/m", "claim r/m"])
+      expect((yield* breaker.history).map((e) => [e.to, e.reason])).toEqual([
+        ["open", "1 consecutive failures"],
+        ["half-open", "open period ended"],
+        ["open", "remote: still open elsewhere"],
+        ["half-open", "open period ended"],
+        ["closed", "remote: closed elsewhere"]
+      ])
+    }))
+
+  it.scoped("a probe that ends without a verdict gives the claim back; one with a verdict does not (its transition tells the fleet)", () =>
+    Effect.gen(function*() {
+      const { coordinator, log } = scripted(["Granted", "Granted"])
+      const breaker = yield* halfOpenBreaker(coordinator)
+      yield* Effect.flatMap(breaker.acquire(site), (permit) => permit.cancel)
+      expect(log).toEqual(["claim r/m", "release"])
+      yield* Effect.flatMap(breaker.acquire(site), (permit) => permit.failure(serverFailure))
+      expect(log).toEqual(["claim r/m", "release", "claim r/m"])
+      expect(yield* breaker.state).toBe("open")
+    }))
+
+  it.scoped("panic bypasses the coordinator: every alternative is down, this process probes on its own", () =>
+    Effect.gen(function*() {
+      const { coordinator, log } = scripted([])
+      const breaker = yield* halfOpenBreaker(coordinator)
+      const permit = yield* Effect.locally(breaker.acquire(site), CircuitBreaker.currentPanic, true)
+      yield* permit.success
+      expect(log).toEqual([])
+      expect(yield* breaker.state).toBe("closed")
+    }))
 })

@@ -9,7 +9,8 @@
  * with `CircuitBreaker.tripUntil` for `openForMs` from its own clock (so clock skew between machines
  * does not matter), capped at `maxOpenDuration`. A breaker that does not exist yet in the receiving
  * process opens as soon as it is created. Closing stays local: when the period ends each process
- * probes on its own.
+ * probes on its own (`FleetBreaker` — what `SharedState` uses — also shares the probe and the close; a
+ * close it publishes closes a gossip-only process's breaker too).
  *
  * Messages from this process (same `origin`) are ignored, a breaker opened by gossip never publishes
  * again (no echo), and malformed messages are dropped (decoded with `Schema`, never a defect). Redis
@@ -20,23 +21,18 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import type * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
-import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import type { Redis } from "ioredis"
 import * as os from "node:os"
-import { type BreakerEvent, CircuitBreakers } from "../CircuitBreaker.js"
+import { CircuitBreakers } from "../CircuitBreaker.js"
 import * as Connection from "./internal/connection.js"
+import * as Gossip from "./internal/gossip.js"
 import { make as makeClient, RedisClient, type RedisConnectionOptions } from "./RedisClient.js"
 
 /**
@@ -79,23 +75,13 @@ export const defaults = {
 } as const
 
 /**
- * One message on the channel (JSON).
+ * One message on the channel (JSON): `{ origin, key, openUntil, openForMs, reason }`, plus `kind`
+ * (`open` / `closed`) and `epoch` when a `FleetBreaker` sent it.
  *
  * @since 0.1.0
  * @category models
  */
-export const Message = Schema.Struct({
-  /** The publishing process (`origin` option). */
-  origin: Schema.String,
-  /** The breaker key (`route/model` in `Policy`). */
-  key: Schema.String,
-  /** When the open period ends, on the publisher's clock (epoch ms). */
-  openUntil: Schema.Number.pipe(Schema.finite()),
-  /** How long the open period lasts from the moment of publishing; preferred over `openUntil` (clock skew). */
-  openForMs: Schema.optional(Schema.Number.pipe(Schema.finite(), Schema.nonNegative())),
-  /** Why it opened (`5 consecutive failures`, `probe failed`, …). */
-  reason: Schema.String
-}).annotations({ identifier: "BreakerGossipMessage" })
+export const Message = Gossip.Message
 
 /**
  * @since 0.1.0
@@ -109,12 +95,22 @@ export type Message = typeof Message.Type
  * @since 0.1.0
  * @category constants
  */
-export const remoteReasonPrefix = "remote: "
+export const remoteReasonPrefix = Gossip.remoteReasonPrefix
 
-/** Remote opens remembered for breakers not created yet (bounded: a flood of keys cannot grow it). */
-const MAX_PENDING = 1024
+/** @internal */
+export const settingsOf = (options: BreakerGossipOptions): Gossip.Settings => ({
+  channel: options.channel ?? defaults.channel,
+  origin: options.origin ?? `${os.hostname()}/${process.pid}/${Math.random().toString(36).slice(2, 10)}`,
+  maxOpenMs: Connection.msOf(options.maxOpenDuration, defaults.maxOpenDurationMs),
+  commandTimeoutMs: Connection.msOf(options.commandTimeout, defaults.commandTimeoutMs),
+  connectTimeoutMs: Connection.msOf(options.connectTimeout, Connection.DEFAULT_CONNECT_TIMEOUT_MS)
+})
 
-const decode = Schema.decodeUnknownEither(Schema.parseJson(Message))
+/** Gossip alone records nothing in Redis: an open is published as it is, a close stays local. */
+const publishOpens: Gossip.Recorder = {
+  opened: (event) => Effect.succeed({ openForMs: Math.max(0, event.openUntil - event.at) }),
+  closed: () => Effect.succeed(undefined)
+}
 
 /**
  * Decorates the `CircuitBreakers` registry in context with gossip over `client` (which the caller
@@ -128,108 +124,8 @@ export const make = (
   client: Redis,
   options: BreakerGossipOptions = {}
 ): Effect.Effect<Context.Tag.Service<CircuitBreakers>, never, Scope.Scope | CircuitBreakers> =>
-  Effect.gen(function*() {
-    const base = yield* CircuitBreakers
-    const channel = options.channel ?? defaults.channel
-    const origin = options.origin ?? `${os.hostname()}/${process.pid}/${Math.random().toString(36).slice(2, 10)}`
-    const maxOpenMs = Connection.msOf(options.maxOpenDuration, defaults.maxOpenDurationMs)
-    const commandTimeoutMs = Connection.msOf(options.commandTimeout, defaults.commandTimeoutMs)
-    const connectTimeoutMs = Connection.msOf(options.connectTimeout, Connection.DEFAULT_CONNECT_TIMEOUT_MS)
-
-    // ---- receiving ----
-
-    const pending = new Map<string, { readonly until: number; readonly reason: string }>()
-
-    const receive = (raw: string): Effect.Effect<void> => {
-      const decoded = decode(raw)
-      if (Either.isLeft(decoded)) return Effect.logDebug(`effect-llm-resilience/redis: ignored a malformed message on ${channel}`)
-      const message = decoded.right
-      if (message.origin === origin) return Effect.void
-      return Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const forMs = Math.min(maxOpenMs, message.openForMs ?? message.openUntil - now)
-        if (!(forMs > 0)) return Effect.void
-        const until = now + forMs
-        const reason = `${remoteReasonPrefix}${message.reason} (from ${message.origin})`
-        return Effect.flatMap(base.lookup(message.key), (breaker) => {
-          if (Option.isSome(breaker)) return breaker.value.tripUntil(until, reason)
-          return Effect.sync(() => {
-            const known = pending.get(message.key)
-            if (known !== undefined && known.until >= until) return
-            if (known === undefined && pending.size >= MAX_PENDING) {
-              const oldest = pending.keys().next()
-              if (oldest.done !== true) pending.delete(oldest.value)
-            }
-            pending.set(message.key, { until, reason })
-          })
-        })
-      })
-    }
-
-    const inbox = yield* Queue.unbounded<string>()
-    const subscriber = yield* Connection.subscriber(client, connectTimeoutMs)
-    const onMessage = (from: string, message: string): void => {
-      if (from === channel) Queue.unsafeOffer(inbox, message)
-    }
-    subscriber.on("message", onMessage)
-    yield* Effect.addFinalizer(() => Effect.sync(() => void subscriber.off("message", onMessage)))
-    yield* Effect.forkScoped(
-      Effect.forever(Effect.flatMap(Queue.take(inbox), (raw) =>
-        Effect.catchAllCause(receive(raw), (cause) =>
-          Effect.logDebug("effect-llm-resilience/redis: a breaker gossip message could not be applied", cause))))
-    )
-    // Made now when Redis is up; otherwise queued on the subscriber connection and made when it comes back.
-    yield* Connection.command(connectTimeoutMs, () => subscriber.subscribe(channel)).pipe(
-      Effect.catchAll((error) =>
-        Effect.logWarning(
-          `effect-llm-resilience/redis: not subscribed to ${channel} yet (${error.message}); breakers work locally until Redis answers`
-        )
-      )
-    )
-
-    // ---- publishing ----
-
-    let publishFailing = false
-    const publish = (event: BreakerEvent): Effect.Effect<void> => {
-      if (event.to !== "open" || event.openUntil === undefined || event.reason.startsWith(remoteReasonPrefix)) return Effect.void
-      const message: Message = {
-        origin,
-        key: event.key,
-        openUntil: event.openUntil,
-        openForMs: Math.max(0, event.openUntil - event.at),
-        reason: event.reason
-      }
-      return Connection.command(commandTimeoutMs, () => client.publish(channel, JSON.stringify(message))).pipe(
-        Effect.matchEffect({
-          onFailure: (error) => {
-            if (publishFailing) return Effect.void
-            publishFailing = true
-            return Effect.logWarning(
-              `effect-llm-resilience/redis: could not publish a breaker open on ${channel} (${error.message}); other workers will not hear of it`
-            )
-          },
-          onSuccess: () => Effect.sync(() => void (publishFailing = false))
-        })
-      )
-    }
-    const events = yield* base.events
-    yield* Effect.forkScoped(Stream.runForEach(events, publish))
-
-    // ---- the decorated registry ----
-
-    const applyPending = (key: string): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        const remote = pending.get(key)
-        if (remote === undefined) return Effect.void
-        pending.delete(key)
-        return Effect.flatMap(base.lookup(key), (breaker) =>
-          Option.isSome(breaker) ? breaker.value.tripUntil(remote.until, remote.reason) : Effect.void)
-      })
-
-    return CircuitBreakers.of({
-      ...base,
-      get: (key, breakerOptions, probe) => Effect.tap(base.get(key, breakerOptions, probe), () => applyPending(key))
-    })
-  })
+  Effect.flatMap(CircuitBreakers, (base) =>
+    Effect.map(Gossip.start(client, base, settingsOf(options), publishOpens), (gossip) => gossip.registry))
 
 /**
  * Gossip over the `RedisClient` in context (one command connection shared with `RedisRateLimiter`,

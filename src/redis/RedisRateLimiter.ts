@@ -58,6 +58,7 @@ import {
   type Shared,
   type Waiter
 } from "./internal/limiterState.js"
+import * as Guard from "./internal/guard.js"
 import * as OwnSpend from "./internal/ownSpend.js"
 import * as Scripts from "./internal/scripts.js"
 import { make as makeClient, RedisClient, type RedisConnectionOptions } from "./RedisClient.js"
@@ -174,45 +175,7 @@ const failureLesson = (error: unknown): { readonly snapshot: RateLimitSnapshot |
   }
 }
 
-const redisFailed = (shared: Shared, error: Error, now: number): Effect.Effect<void> => {
-  const { health } = shared
-  health.downUntil = now + shared.retryRedisAfterMs
-  health.lastError = error.message
-  const counted = Metric.increment(errorsMetric)
-  if (health.down) return counted
-  health.down = true
-  return Effect.zipRight(
-    counted,
-    Effect.logWarning(
-      `effect-llm-resilience/redis: the shared rate-limit state at ${Connection.describe(shared.client)} is unavailable (${error.message}); ${
-        shared.failOpen
-          ? "calls go through a local, per-process limiter until it answers again"
-          : "calls fail with RateLimited (fail-closed) until it answers again"
-      }`
-    )
-  )
-}
-
-const redisAnswered = (shared: Shared): Effect.Effect<void> => {
-  if (!shared.health.down) return Effect.void
-  shared.health.down = false
-  return Effect.logInfo(`effect-llm-resilience/redis: the shared rate-limit state at ${Connection.describe(shared.client)} answers again`)
-}
-
-/** A script run, timed out after `commandTimeout`, with the health bookkeeping; `None` when Redis failed. */
-const runScript = (
-  shared: Shared,
-  script: Scripts.Script,
-  key: string,
-  args: ReadonlyArray<string | number>
-): Effect.Effect<Option.Option<unknown>> =>
-  Effect.flatMap(Clock.currentTimeMillis, (now) =>
-    shared.health.downUntil > now
-      ? Effect.succeed(Option.none())
-      : Effect.matchEffect(Connection.command(shared.commandTimeoutMs, () => Scripts.run(shared.client, script, key, args)), {
-        onFailure: (error) => Effect.as(redisFailed(shared, error, now), Option.none()),
-        onSuccess: (reply) => Effect.as(redisAnswered(shared), Option.some(reply))
-      }))
+const runScript = Guard.runScript
 
 // ---- the local bulkhead and queue ----
 
@@ -583,14 +546,20 @@ export const make = (
   options: RedisRateLimiterOptions = {}
 ): Effect.Effect<Context.Tag.Service<RateLimiters>> =>
   Effect.sync(() => {
+    const failOpen = (options.onRedisError ?? defaults.onRedisError) === "fail-open"
     const shared: Shared = {
       client,
       prefix: options.prefix ?? defaults.prefix,
-      failOpen: (options.onRedisError ?? defaults.onRedisError) === "fail-open",
+      failOpen,
       commandTimeoutMs: Connection.msOf(options.commandTimeout, defaults.commandTimeoutMs),
       retryRedisAfterMs: Connection.msOf(options.retryRedisAfter, defaults.retryRedisAfterMs),
       fallbackShare: positiveOr(options.fallbackShare, defaults.fallbackShare),
-      health: { downUntil: Number.NEGATIVE_INFINITY, down: false, lastError: "" }
+      health: Guard.healthy(),
+      what: "the shared rate-limit state",
+      whileDown: failOpen
+        ? "calls go through a local, per-process limiter"
+        : "calls fail with RateLimited (fail-closed)",
+      errors: errorsMetric
     }
     const limiters = new Map<string, RateLimiter>()
     const share = (limit: number | undefined) => (limit === undefined ? undefined : limit * shared.fallbackShare)

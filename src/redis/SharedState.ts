@@ -1,7 +1,8 @@
 /**
  * Everything `Policy` keeps state in, shared across worker processes through one Redis: the
- * Redis-backed `RateLimiters`, the `CircuitBreakers` registry with gossip, and the (local) retry
- * budgets — a drop-in replacement for `Policy.layerState`.
+ * Redis-backed `RateLimiters`, the fleet-wide `CircuitBreakers` (`FleetBreaker`: opens, the half-open
+ * probe and closes shared) and the fleet-wide `RetryBudgets` (`RedisRetryBudget`) — a drop-in
+ * replacement for `Policy.layerState`.
  *
  * ```ts
  * const State = SharedState.layerConfig(Config.all({ url: Config.redacted("REDIS_URL") }))
@@ -20,19 +21,28 @@ import * as CircuitBreaker from "../CircuitBreaker.js"
 import type { PolicyState } from "../Policy.js"
 import * as RetryBudget from "../RetryBudget.js"
 import * as BreakerGossip from "./BreakerGossip.js"
+import * as FleetBreaker from "./FleetBreaker.js"
 import * as RedisClient from "./RedisClient.js"
 import * as RedisRateLimiter from "./RedisRateLimiter.js"
+import * as RedisRetryBudget from "./RedisRetryBudget.js"
 
 /**
- * Options: where Redis is, the limiter's options, and the gossip's (`false` = breakers stay per
- * process).
+ * Options: where Redis is, and each part's options — `false` keeps that part per process.
  *
  * @since 0.1.0
  * @category models
  */
 export interface SharedStateOptions extends RedisClient.RedisConnectionOptions {
+  /** The prefix of every key of every part, unless a part sets its own. Default `llm-resilience:`. */
+  readonly prefix?: string | undefined
   readonly rateLimiter?: RedisRateLimiter.RedisRateLimiterOptions | undefined
-  readonly gossip?: BreakerGossip.BreakerGossipOptions | false | undefined
+  /**
+   * The breakers' sharing (channel, prefix, probe lease, …). `fleet: false` shares opens only (the
+   * 0.1 `BreakerGossip`: each process probes and closes on its own); `false`: breakers per process.
+   */
+  readonly gossip?: (FleetBreaker.FleetBreakerOptions & { readonly fleet?: boolean | undefined }) | false | undefined
+  /** The retry budgets' sharing; `false`: a budget per process. */
+  readonly retryBudget?: RedisRetryBudget.RedisRetryBudgetOptions | false | undefined
 }
 
 /**
@@ -44,15 +54,28 @@ export interface SharedStateOptions extends RedisClient.RedisConnectionOptions {
  */
 export const layerClient = (options: SharedStateOptions = {}): Layer.Layer<PolicyState, never, RedisClient.RedisClient> =>
   Layer.mergeAll(
-    options.gossip === false
-      ? CircuitBreaker.layer
-      : BreakerGossip.layerClient({
-        ...(options.connectTimeout !== undefined ? { connectTimeout: options.connectTimeout } : {}),
-        ...options.gossip
-      }).pipe(Layer.provide(CircuitBreaker.layer)),
-    RedisRateLimiter.layerClient(options.rateLimiter),
-    RetryBudget.layer
+    breakersLayer(options),
+    RedisRateLimiter.layerClient({ ...prefixOf(options), ...options.rateLimiter }),
+    budgetsLayer(options)
   )
+
+const prefixOf = (options: SharedStateOptions): { readonly prefix?: string } =>
+  options.prefix !== undefined ? { prefix: options.prefix } : {}
+
+const breakersLayer = (options: SharedStateOptions): Layer.Layer<CircuitBreaker.CircuitBreakers, never, RedisClient.RedisClient> => {
+  if (options.gossip === false) return CircuitBreaker.layer
+  const gossip = {
+    ...(options.connectTimeout !== undefined ? { connectTimeout: options.connectTimeout } : {}),
+    ...prefixOf(options),
+    ...options.gossip
+  }
+  return gossip.fleet === false
+    ? BreakerGossip.layerClient(gossip).pipe(Layer.provide(CircuitBreaker.layer))
+    : FleetBreaker.layerClient(gossip)
+}
+
+const budgetsLayer = (options: SharedStateOptions): Layer.Layer<RetryBudget.RetryBudgets, never, RedisClient.RedisClient> =>
+  options.retryBudget === false ? RetryBudget.layer : RedisRetryBudget.layerClient({ ...prefixOf(options), ...options.retryBudget })
 
 /**
  * The shared policy state with one connection of its own (plus the gossip's subscriber), closed with

@@ -9,12 +9,12 @@
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Exit from "effect/Exit"
-import type { Redis } from "ioredis"
 import { limiterMetrics, requestCosts } from "../../internal/limiter.js"
 import type { GenerateRequest, Usage } from "../../Provider.js"
 import * as RateLimiterModule from "../../RateLimiter.js"
 import type { RateLimiter, RateLimiterOptions } from "../../RateLimiter.js"
 import { type RateLimitSnapshot, spentWindowsResetMs } from "../../RateLimitSnapshot.js"
+import type { Guard } from "./guard.js"
 import * as OwnSpend from "./ownSpend.js"
 
 /** The provider-side code of the fail-closed rejection. @internal */
@@ -55,22 +55,11 @@ export interface Waiter {
   blockedOn: "turn" | "slot" | "rate"
 }
 
-/** Whether Redis answered lately, shared by every limiter of a registry (they share one connection). @internal */
-export interface Health {
-  downUntil: number
-  down: boolean
-  lastError: string
-}
-
 /** @internal */
-export interface Shared {
-  readonly client: Redis
+export interface Shared extends Guard {
   readonly prefix: string
   readonly failOpen: boolean
-  readonly commandTimeoutMs: number
-  readonly retryRedisAfterMs: number
   readonly fallbackShare: number
-  readonly health: Health
 }
 
 /** The state of one limiter (one key) of one worker; the fields were the closure's variables. @internal */

@@ -23,7 +23,8 @@ export interface Script {
   readonly sha: string
 }
 
-const script = (lua: string): Script => ({ lua, sha: createHash("sha1").update(lua).digest("hex") })
+/** A script with its SHA-1. @internal */
+export const script = (lua: string): Script => ({ lua, sha: createHash("sha1").update(lua).digest("hex") })
 
 const prelude = `
 if redis.replicate_commands then redis.replicate_commands() end
