@@ -211,3 +211,11 @@ export * as Tool from "./agent/Tool.js"
  * @since 0.1.0
  */
 export * as Report from "./Report.js"
+
+/**
+ * The providers' public status pages (statuspage.io, Google Cloud), cached: an agent run's pre-flight
+ * check and a hint to a circuit breaker.
+ *
+ * @since 0.2.0
+ */
+export * as StatusPage from "./StatusPage.js"

@@ -74,27 +74,6 @@ const otherSecretEnvs: Partial<Record<ProviderKind, ReadonlyArray<string>>> = {
 }
 
 /**
- * The public statuspage.io endpoints of the providers.
- *
- * @since 0.1.0
- * @category constants
- */
-export const defaultStatusPage: Readonly<Record<ProviderKind, string | undefined>> = {
-  openai: "https://status.openai.com/api/v2/status.json",
-  "openai-responses": "https://status.openai.com/api/v2/status.json",
-  anthropic: "https://status.anthropic.com/api/v2/status.json",
-  "openai-compatible": undefined,
-  "azure-openai": undefined,
-  gemini: undefined,
-  bedrock: undefined,
-  vllm: undefined,
-  ollama: undefined,
-  openrouter: "https://status.openrouter.ai/api/v2/status.json",
-  groq: "https://groqstatus.com/api/v2/status.json",
-  together: undefined
-}
-
-/**
  * The API root a route calls, when it has one (`/v1` included for the OpenAI format, as the official
  * SDKs take it). Bedrock's depends on the region: `undefined` lets the adapter pick it.
  *

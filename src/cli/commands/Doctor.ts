@@ -6,7 +6,8 @@
  * - `model`: the model id exists (404 → the ids `GET /v1/models` lists, and the closest one);
  * - `latency`: a one-token request's round trip (and what a 429/529/timeout/refused connection means);
  * - `headroom`: rate-limit headroom from the response headers (the tightest window);
- * - `status`: the provider's statuspage.io `status.json` (configurable; unreachable = `unknown`).
+ * - `status`: the provider's status page, read by the library's `StatusPage` (statuspage.io `status.json`
+ *   or Google Cloud's incidents; configurable; unreachable = `unknown`).
  *
  * Exit 0 when nothing failed (warnings and unknowns included), 1 when a check failed, 2 on bad usage.
  *
@@ -25,6 +26,7 @@ import type { RouteError } from "../../Errors.js"
 import { redact } from "../../internal/redact.js"
 import type { GenerateResponse } from "../../Provider.js"
 import * as Anthropic from "../../providers/Anthropic.js"
+import * as StatusPage from "../../StatusPage.js"
 import { type RateLimitSnapshot, tightest } from "../../RateLimitSnapshot.js"
 import * as Timeouts from "../../Timeouts.js"
 import * as Transport from "../../Transport.js"
@@ -141,58 +143,43 @@ const listModels = (
  * @since 0.1.0
  * @category checks
  */
-export const statusCheck = (url: string | false | undefined, timeoutMs: number): Effect.Effect<CheckResult, never, HttpClient.HttpClient> => {
-  if (url === undefined || url === false) {
+export const statusCheck = (
+  source: StatusPage.StatusSource | undefined,
+  timeoutMs: number
+): Effect.Effect<CheckResult, never, HttpClient.HttpClient> => {
+  if (source === undefined) {
     return Effect.succeed({ check: "status", verdict: "unknown", detail: "no status page configured for this route", remedy: "set `statusPage` on the route (a statuspage.io status.json URL) or pass --status-url" })
   }
-  const unknown = (why: string): CheckResult => ({
-    check: "status",
-    verdict: "unknown",
-    detail: `status page ${url} ${why}`,
-    remedy: "check the provider's status page in a browser; this does not block calls"
-  })
-  return Effect.gen(function*() {
-    const client = yield* HttpClient.HttpClient
-    const response = yield* client.execute(HttpClientRequest.get(url).pipe(HttpClientRequest.acceptJson))
-    if (response.status !== 200) return unknown(`answered HTTP ${response.status}`)
-    const text = yield* response.text
-    let body: unknown
-    try {
-      body = JSON.parse(text)
-    } catch {
-      return unknown("did not answer statuspage.io JSON (not JSON)")
-    }
-    const status = typeof body === "object" && body !== null && "status" in body ? (body as { readonly status: unknown }).status : undefined
-    const indicator = typeof status === "object" && status !== null && "indicator" in status ? (status as { readonly indicator: unknown }).indicator : undefined
-    const description = typeof status === "object" && status !== null && "description" in status
-      ? String((status as { readonly description: unknown }).description)
-      : undefined
-    switch (indicator) {
-      case "none":
-        return { check: "status", verdict: "ok", detail: description ?? "all systems operational" } satisfies CheckResult
-      case "minor":
-      case "maintenance":
-        return {
-          check: "status",
-          verdict: "warn",
-          detail: `${indicator}: ${description ?? "degraded"}`,
-          remedy: "expect elevated errors; keep a fallback route in the chain"
-        } satisfies CheckResult
-      case "major":
-      case "critical":
-        return {
-          check: "status",
-          verdict: "fail",
-          detail: `${indicator} outage: ${description ?? "the provider reports an outage"}`,
-          remedy: "route traffic to another provider until the incident is resolved (put a fallback route first)"
-        } satisfies CheckResult
-      default:
-        return unknown("did not answer statuspage.io JSON (no status.indicator)")
-    }
-  }).pipe(
-    Effect.scoped,
-    Effect.timeoutFail({ duration: Duration.millis(timeoutMs), onTimeout: () => "timeout" as const }),
-    Effect.catchAll((error) => Effect.succeed(unknown(error === "timeout" ? `did not answer within ${timeoutMs} ms` : "is unreachable")))
+  return StatusPage.fetchStatus(source, timeoutMs).pipe(
+    Effect.map((status): CheckResult => {
+      switch (status.indicator) {
+        case "none":
+          return { check: "status", verdict: "ok", detail: status.description || "all systems operational" }
+        case "minor":
+        case "maintenance":
+          return {
+            check: "status",
+            verdict: "warn",
+            detail: `${status.indicator}: ${status.description || "degraded"}`,
+            remedy: "expect elevated errors; keep a fallback route in the chain"
+          }
+        case "major":
+        case "critical":
+          return {
+            check: "status",
+            verdict: "fail",
+            detail: `${status.indicator} outage: ${status.description || "the provider reports an outage"}`,
+            remedy: "route traffic to another provider until the incident is resolved (put a fallback route first)"
+          }
+      }
+    }),
+    Effect.catchAll((error) =>
+      Effect.succeed<CheckResult>({
+        check: "status",
+        verdict: "unknown",
+        detail: `status page ${error.message}`,
+        remedy: "check the provider's status page in a browser; this does not block calls"
+      }))
   )
 }
 
@@ -354,8 +341,13 @@ export const checkRoute = (
       snapshot = error._tag === "RateLimited" ? error.rateLimit : undefined
       checks = yield* fromFailure(spec, error, keyEnv, Option.isSome(key), listModels(spec, key), options.timeoutMs)
     }
-    const statusUrl = Option.getOrUndefined(options.statusUrl) ?? (spec.statusPage === undefined ? Routes.defaultStatusPage[spec.provider] : spec.statusPage)
-    const status = yield* statusCheck(statusUrl, Math.min(options.timeoutMs, 5_000))
+    const statusUrl = Option.getOrUndefined(options.statusUrl) ?? spec.statusPage
+    const source: StatusPage.StatusSource | undefined = statusUrl === false
+      ? undefined
+      : statusUrl !== undefined
+      ? { format: "statuspage", url: statusUrl }
+      : StatusPage.defaultSources[spec.provider]
+    const status = yield* statusCheck(source, Math.min(options.timeoutMs, 5_000))
     const secrets = Option.toArray(Option.map(key, Redacted.value))
     const scrub = (check: CheckResult): CheckResult => ({
       ...check,
