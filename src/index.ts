@@ -219,3 +219,11 @@ export * as Report from "./Report.js"
  * @since 0.2.0
  */
 export * as StatusPage from "./StatusPage.js"
+
+/**
+ * Request coalescing: identical requests in flight at the same moment share one provider call, each
+ * caller keeping its own deadline and interruption.
+ *
+ * @since 0.2.0
+ */
+export * as Coalesce from "./Coalesce.js"
