@@ -33,6 +33,11 @@
  * executor paused past its lease and taken over does not act); a second executor gets `RunLocked`, a
  * fenced-off one `LeaseLost`.
  *
+ * **Operating runs.** {@link list}, {@link inspect} (with {@link describeStep} and
+ * {@link toReportRecord} for `Report.html`), {@link cancel} — a durable request the executor honours at
+ * its next step boundary, after which the run is never acquired again — and {@link resume}; a
+ * {@link define}d agent can be resumed from outside the service (`llm-resilience runs resume --agent`).
+ *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
@@ -62,7 +67,10 @@ import {
   InvalidRunId,
   type LeaseLost,
   PreflightRefused,
+  RunAlreadyFinished,
+  type RunCancelled,
   RunLocked,
+  RunNotFound,
   type StepMismatch,
   type StoreError,
   ToolFailed,
@@ -70,7 +78,15 @@ import {
   type ToolRefused,
   type UnsafeCheckpoint
 } from "./AgentError.js"
-import { CheckpointStore, type CheckpointStoreShape, type Lease, type RunRecord, type StepRecord } from "./CheckpointStore.js"
+import {
+  CheckpointStore,
+  type CheckpointStoreShape,
+  type Lease,
+  type RunRecord,
+  type RunStatus,
+  type RunSummary,
+  type StepRecord
+} from "./CheckpointStore.js"
 import { decodeJson, encodeJson } from "./internal/codec.js"
 import {
   adopt,
@@ -80,13 +96,17 @@ import {
   executing,
   type JournalEvent,
   now,
+  observe,
   replayedEvent,
   type RunState,
   siteOf,
+  stoppedByCancel,
   withSlot
 } from "./internal/runState.js"
 import { runTool, texts } from "./internal/toolProtocol.js"
+import { describeStep as describeJournalStep, journalRecord } from "./internal/journalReport.js"
 import * as Preflight from "./Preflight.js"
+import type * as Report from "../Report.js"
 import type * as Tool from "./Tool.js"
 
 // ---------------------------------------------------------------------------------------------------
@@ -196,7 +216,12 @@ export type ToolReply<A> =
 export type AgentEvent =
   | { readonly _tag: "RunStarted"; readonly runId: string; readonly epoch: number; readonly journaled: number }
   | JournalEvent
-  | { readonly _tag: "RunFinished"; readonly runId: string; readonly outcome: "completed" | "failed" | "interrupted" }
+  | {
+    readonly _tag: "RunFinished"
+    readonly runId: string
+    /** `cancelled`: the run stopped for a cancel request (since 0.2.0). */
+    readonly outcome: "completed" | "failed" | "interrupted" | "cancelled"
+  }
 
 /**
  * Failures of the journal itself (any step can fail with these).
@@ -204,7 +229,7 @@ export type AgentEvent =
  * @since 0.1.0
  * @category models
  */
-export type JournalError = StepMismatch | CheckpointCodecError | UnsafeCheckpoint | LeaseLost | StoreError
+export type JournalError = StepMismatch | CheckpointCodecError | UnsafeCheckpoint | LeaseLost | RunCancelled | StoreError
 
 /**
  * A run as stored, for dashboards and operators.
@@ -240,6 +265,34 @@ export interface AgentShape {
   /** Subscribes now (in the current scope) to every event from then on. */
   readonly events: Effect.Effect<Stream.Stream<AgentEvent>, never, Scope.Scope>
   readonly inspect: (runId: string) => Effect.Effect<Option.Option<RunReport>, StoreError>
+  /**
+   * Continues a run that exists and is not finished: like {@link AgentShape.run}, but `RunNotFound`
+   * instead of creating a run for an unknown id, and `RunAlreadyFinished` for a `completed` one (a
+   * cancelled one fails with `RunCancelled`). For supervisors and operators: a typo cannot start a run.
+   */
+  readonly resume: <A, E, R>(
+    runId: string,
+    program: Effect.Effect<A, E, R>,
+    options?: RunOptions
+  ) => Effect.Effect<
+    A,
+    E | JournalError | IdempotencyConflict | RunLocked | InvalidRunId | PreflightRefused | RunNotFound | RunAlreadyFinished,
+    Exclude<R, CurrentRun>
+  >
+  /** Runs, most recently updated first (see `CheckpointStoreShape.list`; default limit 50). */
+  readonly list: (options?: {
+    readonly status?: RunStatus | undefined
+    readonly limit?: number | undefined
+  }) => Effect.Effect<ReadonlyArray<RunSummary>, StoreError>
+  /**
+   * Requests the run's cancellation, durably (see `CheckpointStoreShape.cancel`): a run no executor
+   * holds is `cancelled` at once; a running one stops at its next step boundary, wherever its executor
+   * runs. Returns the run after the request.
+   */
+  readonly cancel: (
+    runId: string,
+    options?: { readonly reason?: string | undefined }
+  ) => Effect.Effect<RunRecord, RunNotFound | RunAlreadyFinished | InvalidRunId | StoreError>
   /** Deletes runs not updated for `olderThan` (finished ones only, unless `includeUnfinished`). */
   readonly prune: (options: {
     readonly olderThan: Duration.DurationInput
@@ -573,6 +626,9 @@ export const toolkit: Toolkit<never> = makeToolkit([], new Map())
 // Runs
 // ---------------------------------------------------------------------------------------------------
 
+const isTagged = (u: unknown, tag: string): boolean =>
+  typeof u === "object" && u !== null && "_tag" in u && u._tag === tag
+
 const checkRunId = (id: string): Effect.Effect<string, InvalidRunId> =>
   id.length === 0 || id.length > 200 || /[\u0000-\u001f\u007f]/.test(id)
     ? Effect.fail(new InvalidRunId({ runId: id.slice(0, 200), message: "a run id must be 1–200 characters without control characters" }))
@@ -650,14 +706,18 @@ export const make = (options: AgentOptions = {}): Effect.Effect<AgentShape, neve
         } as const
       })
 
-    const keeper = (lease: Lease): Effect.Effect<never, LeaseLost> =>
+    const keeper = (state: RunState): Effect.Effect<never, LeaseLost | RunCancelled> =>
       Effect.gen(function*() {
         while (true) {
           yield* Effect.sleep(Duration.millis(Math.max(1, Math.floor(leaseMs / 3))))
           const t = yield* now
           // A failed renewal is retried at the next tick; only a lease taken over stops the run (and
           // even without renewals, every write is fenced by the epoch).
-          yield* Effect.catchTag(store.renew(lease, { now: t, leaseMs }), "StoreError", () => Effect.void)
+          const renewed = yield* Effect.catchTag(store.renew(state.lease, { now: t, leaseMs }), "StoreError", () => Effect.succeed(undefined))
+          if (renewed !== undefined) observe(state, renewed)
+          // A cancel seen here stops a program that is between steps (waiting, thinking) now; a step in
+          // progress is left to finish and be recorded — it stops at the boundary after it.
+          if (state.cancelRequested && !state.busy) return yield* stoppedByCancel(state, "between steps")
         }
       })
 
@@ -677,10 +737,13 @@ export const make = (options: AgentOptions = {}): Effect.Effect<AgentShape, neve
           Effect.gen(function*() {
             active.delete(id)
             const interrupted = Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
-            const status = Exit.isSuccess(exit) ? "completed" : interrupted ? "running" : "failed"
+            const cancelled = Exit.isFailure(exit) &&
+              Option.exists(Cause.failureOption(exit.cause), (error) => isTagged(error, "RunCancelled"))
+            // (The store also releases any non-completed run with a cancel request as cancelled.)
+            const status = Exit.isSuccess(exit) ? "completed" : cancelled ? "cancelled" : interrupted ? "running" : "failed"
             // A release that fails leaves the lease to expire; the run's outcome is what matters here.
             yield* Effect.ignore(store.release(lease, status, yield* now))
-            yield* publish({ _tag: "RunFinished", runId: id, outcome: Exit.isSuccess(exit) ? "completed" : interrupted ? "interrupted" : "failed" })
+            yield* publish({ _tag: "RunFinished", runId: id, outcome: Exit.isSuccess(exit) ? "completed" : cancelled ? "cancelled" : interrupted ? "interrupted" : "failed" })
           })
         return yield* Effect.acquireUseRelease(acquire, (lease) =>
           Effect.gen(function*() {
@@ -698,16 +761,30 @@ export const make = (options: AgentOptions = {}): Effect.Effect<AgentShape, neve
               busy: false,
               conversation: [],
               dirty: false,
-              route
+              route,
+              cancelRequested: false
             }
             yield* publish({ _tag: "RunStarted", runId: id, epoch: lease.epoch, journaled: steps.length })
-            return yield* Effect.raceFirst(Effect.provideService(program, CurrentRun, state), keeper(lease))
+            return yield* Effect.raceFirst(Effect.provideService(program, CurrentRun, state), keeper(state))
           }), release)
+      })
+
+    const resume: AgentShape["resume"] = (id, program, runOptions) =>
+      Effect.gen(function*() {
+        yield* checkRunId(id)
+        const record = yield* store.run(id)
+        if (Option.isNone(record)) return yield* new RunNotFound({ runId: id, message: `there is no run ${id} to resume in this store` })
+        if (record.value.status === "completed") {
+          return yield* new RunAlreadyFinished({ runId: id, status: "completed", message: `run ${id} already completed; there is nothing to resume` })
+        }
+        // A cancelled run is refused by the acquisition itself (RunCancelled), whoever asks.
+        return yield* run(id, program, runOptions)
       })
 
     return {
       executorId,
       run,
+      resume,
       events: Stream.fromPubSub(hub, { scoped: true }),
       inspect: (id) =>
         Effect.gen(function*() {
@@ -715,6 +792,9 @@ export const make = (options: AgentOptions = {}): Effect.Effect<AgentShape, neve
           if (Option.isNone(record)) return Option.none()
           return Option.some(reportOf(record.value, yield* store.steps(id)))
         }),
+      list: (listOptions) => store.list({ status: listOptions?.status, limit: listOptions?.limit ?? 50 }),
+      cancel: (id, cancelOptions) =>
+        Effect.flatMap(checkRunId(id), () => Effect.flatMap(now, (t) => store.cancel(id, { now: t, reason: cancelOptions?.reason }))),
       prune: ({ includeUnfinished, olderThan }) =>
         Effect.flatMap(now, (t) => store.prune({ before: t - millis(olderThan), now: t, includeUnfinished: includeUnfinished === true }))
     }
@@ -769,3 +849,156 @@ export const prune = (options: {
   readonly olderThan: Duration.DurationInput
   readonly includeUnfinished?: boolean | undefined
 }): Effect.Effect<number, StoreError, Agent> => Effect.flatMap(Agent, (agent) => agent.prune(options))
+
+/**
+ * What one journal entry means, for operators and dashboards (`llm-resilience runs show` prints it).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface StepView {
+  readonly step: StepRecord
+  /**
+   * `done`; `tool-failed` (the tool's typed failure, recorded and handed to the agent as text);
+   * `refused` (the degraded guard: not called, key unused); `unknown` (sent, outcome never established:
+   * a human must check the callee); `claimed` (a tool call claimed whose outcome is not recorded: where
+   * a stopped run stopped — what a resume does with it depends on the tool's effect kind).
+   */
+  readonly outcome: "done" | "tool-failed" | "refused" | "unknown" | "claimed"
+  /** One sentence saying so (reasons and failure messages as journaled, already scrubbed). */
+  readonly detail: string
+  /** For a journaled model answer: who served it, after which attempts, at what cost. */
+  readonly model: {
+    readonly route: string
+    readonly provider: string
+    readonly model: string
+    readonly degraded: boolean
+    readonly repaired: boolean
+    readonly attempts: ReadonlyArray<AttemptRecord>
+    readonly usage: Usage
+    readonly durationMs: number
+  } | undefined
+}
+
+/**
+ * Reads a journal entry for an operator (see {@link StepView}).
+ *
+ * @since 0.2.0
+ * @category reports
+ */
+export const describeStep = (step: StepRecord): StepView => describeJournalStep(step)
+
+/**
+ * A stored run (from {@link inspect}) as a `Report.RunRecord`, so `Report.html` renders it: each
+ * journaled model answer as a call with its attempts, each journal entry as a step (refused and
+ * unknown tool calls noted), the cancel request and the final status as events. It shows what the
+ * journal holds — model calls that failed are not journaled, and breaker transitions are not part of
+ * a journal; a run recorded live with `Report.makeRecorder` shows both.
+ *
+ * @since 0.2.0
+ * @category reports
+ */
+export const toReportRecord = (report: RunReport): Report.RunRecord => journalRecord(report)
+
+/**
+ * Continues an existing, unfinished run with the agent in context (see {@link AgentShape.resume}).
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const resume = <A, E, R>(
+  id: string,
+  program: Effect.Effect<A, E, R>,
+  options?: RunOptions
+): Effect.Effect<
+  A,
+  E | JournalError | IdempotencyConflict | RunLocked | InvalidRunId | PreflightRefused | RunNotFound | RunAlreadyFinished,
+  Exclude<R, CurrentRun> | Agent
+> => Effect.flatMap(Agent, (agent) => agent.resume(id, program, options))
+
+/**
+ * Lists runs, most recently updated first (see {@link AgentShape.list}).
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const list = (options?: {
+  readonly status?: RunStatus | undefined
+  readonly limit?: number | undefined
+}): Effect.Effect<ReadonlyArray<RunSummary>, StoreError, Agent> => Effect.flatMap(Agent, (agent) => agent.list(options))
+
+/**
+ * Requests a run's cancellation (see {@link AgentShape.cancel}).
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const cancel = (
+  id: string,
+  options?: { readonly reason?: string | undefined }
+): Effect.Effect<RunRecord, RunNotFound | RunAlreadyFinished | InvalidRunId | StoreError, Agent> =>
+  Effect.flatMap(Agent, (agent) => agent.cancel(id, options))
+
+// ---------------------------------------------------------------------------------------------------
+// Definitions (what `llm-resilience runs resume --agent` loads)
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * Marks values made by {@link define}. A registered symbol, so that a definition made by one copy of
+ * the package (the user's module) is recognised by another (the CLI).
+ *
+ * @since 0.2.0
+ * @category symbols
+ */
+export const DefinitionTypeId: unique symbol = Symbol.for("effect-llm-resilience/agent/Definition")
+
+/**
+ * @since 0.2.0
+ * @category symbols
+ */
+export type DefinitionTypeId = typeof DefinitionTypeId
+
+/**
+ * An agent as something that can be resumed without the code that started it: how to rebuild a run's
+ * program from its id, with every service the program needs already provided (only `CurrentRun` is
+ * left: the executor provides it), and the executor options to run it with.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Definition<A, E> {
+  readonly [DefinitionTypeId]: DefinitionTypeId
+  /**
+   * The program of run `runId` — the same program the run was started with (rebuild its inputs from
+   * the id, e.g. by looking the ticket up), its services provided (`Effect.provide(program, Live)`,
+   * where `Live` has the `LlmClient` and what the tools need, but not the checkpoint store or the agent).
+   */
+  readonly program: (runId: string) => Effect.Effect<A, E, CurrentRun>
+  /**
+   * Executor options (lease, heartbeat, primary breaker, pre-flight). No `executorId`: whoever resumes
+   * runs under an identity of its own, so the lease protocol keeps it off a run a live worker holds.
+   */
+  readonly options: Omit<AgentOptions, "executorId">
+}
+
+/**
+ * Makes a {@link Definition}: export it from a module, and `llm-resilience runs resume <id> --agent
+ * ./module.js#export` can continue your runs from the command line.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const define = <A, E>(definition: {
+  readonly program: (runId: string) => Effect.Effect<A, E, CurrentRun>
+  readonly options?: Omit<AgentOptions, "executorId"> | undefined
+}): Definition<A, E> => ({ [DefinitionTypeId]: DefinitionTypeId, program: definition.program, options: definition.options ?? {} })
+
+/**
+ * Whether a value is a {@link Definition} (for loaders of user modules).
+ *
+ * @since 0.2.0
+ * @category guards
+ */
+export const isDefinition = (u: unknown): u is Definition<unknown, unknown> =>
+  typeof u === "object" && u !== null && DefinitionTypeId in u && "program" in u && typeof u.program === "function" &&
+  "options" in u && typeof u.options === "object" && u.options !== null

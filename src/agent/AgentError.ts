@@ -37,6 +37,48 @@ export class RunLocked extends Schema.TaggedError<RunLocked>()("RunLocked", {
 }) {}
 
 /**
+ * The run was cancelled (`Agent.cancel`, `llm-resilience runs cancel`): a durable request in the
+ * checkpoint store. An executor that sees it stops at its next step boundary (a step in progress is
+ * finished and recorded, a tool call already claimed is made and recorded; no new tool call is
+ * claimed), and the run is never acquired again — `Agent.run` and `Agent.resume` of it fail with this.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class RunCancelled extends Schema.TaggedError<RunCancelled>()("RunCancelled", {
+  runId: Schema.String,
+  /** When the cancel was requested (Clock ms), when known. */
+  requestedAt: Schema.optional(Schema.Number),
+  /** The reason given with the request, when one was. */
+  reason: Schema.optional(Schema.String),
+  message: Schema.String
+}) {}
+
+/**
+ * No run with this id is in the checkpoint store (`Agent.resume`, `Agent.cancel`: neither creates one).
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class RunNotFound extends Schema.TaggedError<RunNotFound>()("RunNotFound", {
+  runId: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * The run has already finished for good: `completed` (nothing to resume or cancel) or `cancelled`
+ * (nothing to cancel again). A `failed` run is not finished: a resume retries it, a cancel ends it.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class RunAlreadyFinished extends Schema.TaggedError<RunAlreadyFinished>()("RunAlreadyFinished", {
+  runId: Schema.String,
+  status: Schema.Literal("completed", "cancelled"),
+  message: Schema.String
+}) {}
+
+/**
  * This executor's lease was taken over (it expired and another executor acquired the run): every
  * further write is fenced off and the run stops here.
  *
@@ -232,3 +274,6 @@ export type AgentError =
   | UnsafeCheckpoint
   | InvalidRunId
   | PreflightRefused
+  | RunCancelled
+  | RunNotFound
+  | RunAlreadyFinished

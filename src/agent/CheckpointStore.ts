@@ -14,7 +14,8 @@
  * The SQL backends live in their own modules so that this one (and the package's root) never loads a
  * database driver the application does not use: `@effect/sql-*` are optional peer dependencies.
  *
- * Schemas are created by the `@effect/sql` Migrator (table `<prefix>migrations`). All times are
+ * Schemas are created and upgraded by the `@effect/sql` Migrator (table `<prefix>migrations`; a
+ * database made by an older version gains the new columns when a store opens it). All times are
  * Clock milliseconds supplied by the caller, so leases follow `TestClock` in tests.
  *
  * @since 0.1.0
@@ -24,16 +25,22 @@ import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import type { LeaseLost, RunLocked, StoreError } from "./AgentError.js"
+import * as Struct from "effect/Struct"
+import type { LeaseLost, RunAlreadyFinished, RunCancelled, RunLocked, RunNotFound, StoreError } from "./AgentError.js"
 import { makeMemoryStore } from "./internal/memoryStore.js"
 
 /**
- * A run's status. `running` also covers a run that stopped (crash, interruption) and can be resumed.
+ * A run's status. `running` also covers a run that stopped (crash, interruption) and can be resumed;
+ * `failed` means its last execution ended with a failure — a resume retries it. `completed` and
+ * `cancelled` are final: a cancelled run is never acquired again (`RunCancelled`).
+ *
+ * A cancel requested while an executor holds the run leaves it `running` with `cancelRequestedAt`
+ * set until that executor stops (at its next step boundary) and releases it as `cancelled`.
  *
  * @since 0.1.0
  * @category models
  */
-export const RunStatus = Schema.Literal("running", "completed", "failed")
+export const RunStatus = Schema.Literal("running", "completed", "failed", "cancelled")
 
 /**
  * @since 0.1.0
@@ -119,7 +126,11 @@ export const RunRecord = Schema.Struct({
   createdAt: Schema.Number,
   updatedAt: Schema.Number,
   /** The conversation snapshot (JSON array of messages) as of the last recorded step. */
-  conversation: Schema.NullOr(Schema.String)
+  conversation: Schema.NullOr(Schema.String),
+  /** When a cancel was requested (Clock ms), or null. Set once; see {@link CheckpointStoreShape.cancel}. */
+  cancelRequestedAt: Schema.NullOr(Schema.Number),
+  /** The reason given with the cancel request, or null. */
+  cancelReason: Schema.NullOr(Schema.String)
 })
 
 /**
@@ -127,6 +138,55 @@ export const RunRecord = Schema.Struct({
  * @category models
  */
 export type RunRecord = typeof RunRecord.Type
+
+/**
+ * How many journal entries a run has, by state.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const StepCounts = Schema.Struct({
+  total: Schema.Int,
+  completed: Schema.Int,
+  /** Claimed tool calls whose outcome is not recorded (where a stopped run stopped). */
+  started: Schema.Int,
+  refused: Schema.Int,
+  unknown: Schema.Int
+})
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export type StepCounts = typeof StepCounts.Type
+
+/**
+ * A run as listed: its record without the conversation, with its journal's counts.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const RunSummary = Schema.Struct({
+  ...Struct.omit(RunRecord.fields, "conversation"),
+  steps: StepCounts
+})
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export type RunSummary = typeof RunSummary.Type
+
+/**
+ * What a fenced write tells its executor besides success: whether a cancel has been requested for
+ * the run (read in the same statement, so observing a cancel costs no extra round trip).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface WriteResult {
+  readonly cancelRequested: boolean
+}
 
 /**
  * Proof of holding a run: the owner and the epoch every write is fenced with.
@@ -158,14 +218,19 @@ export interface CheckpointStoreShape {
   /**
    * Creates the run if needed and takes its lease until `now + leaseMs` — unless another owner holds
    * an unexpired lease (`RunLocked`). The same owner may take its own lease again (a restarted worker).
+   * A run with a cancel request (and not `completed`) is never acquired: `RunCancelled` — and when no
+   * live lease holds it (its executor died before it could stop), it is marked `cancelled` on the way.
    */
   readonly acquire: (
     runId: string,
     owner: string,
     timing: { readonly now: number; readonly leaseMs: number }
-  ) => Effect.Effect<Lease, RunLocked | StoreError>
-  /** Extends the lease to `now + leaseMs`. */
-  readonly renew: (lease: Lease, timing: { readonly now: number; readonly leaseMs: number }) => Effect.Effect<void, LeaseLost | StoreError>
+  ) => Effect.Effect<Lease, RunLocked | RunCancelled | StoreError>
+  /** Extends the lease to `now + leaseMs`; says whether a cancel has been requested. */
+  readonly renew: (
+    lease: Lease,
+    timing: { readonly now: number; readonly leaseMs: number }
+  ) => Effect.Effect<WriteResult, LeaseLost | StoreError>
   /**
    * The fence before an act: in one atomic write, checks that `lease` is still this executor's *and
    * live* at `now` (same owner, same epoch, `leaseUntil > now`) and extends it to `now + leaseMs`;
@@ -175,28 +240,54 @@ export interface CheckpointStoreShape {
    * cannot act, and after a confirmation no other executor can take the run over for `leaseMs`.
    */
   readonly confirm: (lease: Lease, timing: { readonly now: number; readonly leaseMs: number }) => Effect.Effect<void, LeaseLost | StoreError>
-  /** Sets the run's status and gives the lease up (a no-op when the lease was already lost). */
+  /**
+   * Sets the run's status and gives the lease up (a no-op when the lease was already lost). A run with
+   * a cancel request that did not complete is released `cancelled`, whatever `status` says (it stopped,
+   * and it may never be acquired again).
+   */
   readonly release: (lease: Lease, status: RunStatus, now: number) => Effect.Effect<void, StoreError>
   readonly run: (runId: string) => Effect.Effect<Option.Option<RunRecord>, StoreError>
+  /**
+   * Runs, most recently updated first (then by id), optionally of one status, at most `limit`.
+   */
+  readonly list: (options: {
+    readonly status?: RunStatus | undefined
+    readonly limit: number
+  }) => Effect.Effect<ReadonlyArray<RunSummary>, StoreError>
+  /**
+   * Requests the run's cancellation, durably. When no live lease holds the run at `now`, it is
+   * `cancelled` at once and its (expired) lease is voided, so a stale executor's next write is fenced
+   * off; otherwise it stays `running` with the request recorded, for its executor to observe at its
+   * next step boundary. A second request keeps the first one's time and reason. Returns the run after
+   * the request. `RunNotFound` for an unknown id (nothing is created); `RunAlreadyFinished` for a
+   * `completed` or `cancelled` run (nothing changes).
+   */
+  readonly cancel: (
+    runId: string,
+    options: { readonly now: number; readonly reason: string | undefined }
+  ) => Effect.Effect<RunRecord, RunNotFound | RunAlreadyFinished | StoreError>
   /** The run's journal, by index. */
   readonly steps: (runId: string) => Effect.Effect<ReadonlyArray<StepRecord>, StoreError>
   /**
    * Commits a `started` entry (the claim) before a tool acts. Fails with `StoreError` if the index
-   * is already journaled.
+   * is already journaled, and with `RunCancelled` (nothing written) once a cancel has been requested:
+   * the claim is the commit point of a side effect, so no tool acts after a cancel request committed.
    */
-  readonly claim: (lease: Lease, step: StepRecord) => Effect.Effect<void, LeaseLost | StoreError>
+  readonly claim: (lease: Lease, step: StepRecord) => Effect.Effect<void, LeaseLost | RunCancelled | StoreError>
   /**
    * Writes the entry's final state and, in the same transaction, the conversation snapshot (when
-   * given): a crash leaves both or neither.
+   * given): a crash leaves both or neither. Never refused for a cancel request (the work is done and
+   * must be journaled); it says whether one was made.
    */
   readonly record: (
     lease: Lease,
     step: StepRecord,
     conversation: string | undefined
-  ) => Effect.Effect<void, LeaseLost | StoreError>
+  ) => Effect.Effect<WriteResult, LeaseLost | StoreError>
   /**
    * Deletes runs (with their journals) last updated before `before` and not leased at `now`; only
-   * finished runs unless `includeUnfinished`. Returns how many runs were removed.
+   * finished runs (`completed`, `failed`, `cancelled`) unless `includeUnfinished`. Returns how many
+   * runs were removed.
    */
   readonly prune: (options: {
     readonly before: number
@@ -228,6 +319,12 @@ export interface SqlStoreOptions {
    * `_` only. Default `llmr_`.
    */
   readonly tablePrefix?: string | undefined
+  /**
+   * Create the journal's tables when the database has none. Default true. False — for tools that
+   * operate existing runs, like the CLI's `runs` commands — makes a database without them (the wrong
+   * database or `tablePrefix`) a `StoreError`, and creates nothing. Existing tables are upgraded either way.
+   */
+  readonly create?: boolean | undefined
 }
 
 /**

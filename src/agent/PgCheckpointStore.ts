@@ -29,7 +29,7 @@ export interface PostgresOptions extends PgClient.PgClientConfig, SqlStoreOption
  * @category layers
  */
 export const layerClient = (options: SqlStoreOptions = {}): Layer.Layer<CheckpointStore, StoreError, PgClient.PgClient> =>
-  Layer.effect(CheckpointStore, Effect.flatMap(PgClient.PgClient, (sql) => makePostgresStore(sql, { tablePrefix: options.tablePrefix })))
+  Layer.effect(CheckpointStore, Effect.flatMap(PgClient.PgClient, (sql) => makePostgresStore(sql, { tablePrefix: options.tablePrefix, create: options.create ?? true })))
 
 /**
  * The Postgres store with its own connection pool.

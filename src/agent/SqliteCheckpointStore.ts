@@ -24,7 +24,7 @@ import { makeSqliteStore } from "./internal/sqlStore.js"
  * @category models
  */
 export interface SqliteOptions extends SqlStoreOptions {
-  /** The database file (created if missing). */
+  /** The database file (created if missing, unless `create: false`). */
   readonly filename: string
   /**
    * Hold SQLite's exclusive lock for the life of the connection (`locking_mode=EXCLUSIVE`), so a
@@ -49,6 +49,7 @@ export const layer = (options: SqliteOptions): Layer.Layer<CheckpointStore, Stor
     makeSqliteStore({
       filename: options.filename,
       tablePrefix: options.tablePrefix,
+      create: options.create ?? true,
       exclusive: options.exclusive ?? true,
       busyTimeoutMs: options.busyTimeoutMs ?? 5_000,
       connect: SqliteClient.make

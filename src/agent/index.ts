@@ -6,7 +6,7 @@
  */
 
 /**
- * Runs, steps, model steps, tools, the toolkit, events.
+ * Runs, steps, model steps, tools, the toolkit, events; listing, cancelling and resuming runs.
  *
  * @since 0.1.0
  */

@@ -1,5 +1,5 @@
 /**
- * The `llm-resilience` command line: `demo`, `doctor`, `call`, `chaos-server`.
+ * The `llm-resilience` command line: `demo`, `doctor`, `call`, `chaos-server`, `runs`.
  *
  * Exit codes: 0 success (and a clean Ctrl-C), 1 a typed failure of the work, 2 bad usage or a bad
  * config file. Effect logs go to stderr, so stdout carries only what a command prints (one JSON object
@@ -22,6 +22,7 @@ import * as Call from "./commands/Call.js"
 import * as ChaosServerCommand from "./commands/ChaosServerCommand.js"
 import * as Demo from "./commands/Demo.js"
 import * as Doctor from "./commands/Doctor.js"
+import * as Runs from "./commands/Runs.js"
 import { stylesFor, withCliConsole, writeErr, writeOut } from "./Shared.js"
 
 const root = Command.make("llm-resilience", {}, () =>
@@ -33,13 +34,14 @@ const root = Command.make("llm-resilience", {}, () =>
       "  doctor         check keys, models, latency, rate-limit headroom and status pages of your providers",
       "  call           one resilient call; --json prints one JSON object",
       "  chaos-server   run the chaos server standalone",
+      "  runs           operate durable agent runs in a checkpoint store: list, show, cancel, resume",
       "",
       "Run `llm-resilience <command> --help` for the flags. Docs: docs/cli.md",
       ""
     ].join("\n")
   )).pipe(
-    Command.withDescription("Typed, resilient LLM calls: demo, doctor, call, chaos-server"),
-    Command.withSubcommands([Demo.command, Doctor.command, Call.command, ChaosServerCommand.command])
+    Command.withDescription("Typed, resilient LLM calls: demo, doctor, call, chaos-server, runs"),
+    Command.withSubcommands([Demo.command, Doctor.command, Call.command, ChaosServerCommand.command, Runs.command])
   )
 
 const cli = Command.run(root, { name: "llm-resilience", version: "0.1.0" })

@@ -413,6 +413,197 @@ export const conformance = (backend: Backend) => {
       }).pipe(Effect.provide(env())))
   })
 
+  describe(`Cancellation and listing — ${backend.name}`, () => {
+    const step = (runId: string, index: number, status: CheckpointStore.StepStatus, at: number): CheckpointStore.StepRecord => ({
+      runId,
+      index,
+      name: `s${index}`,
+      key: `${runId}:${index}:s${index}`,
+      kind: "tool",
+      effect: "irreversible",
+      status,
+      argsHash: "h",
+      result: status === "started" ? null : JSON.stringify({ v: { reason: "r" } }),
+      startedAt: at,
+      completedAt: status === "started" ? null : at
+    })
+
+    it.effect("cancel: a leased run keeps its executor until it stops; no claim after the request; released as cancelled, never acquired again", () =>
+      Effect.gen(function*() {
+        const store = yield* CheckpointStore.CheckpointStore
+        const runOf = (id: string) => Effect.map(store.run(id), Option.getOrThrow)
+        const a = yield* store.acquire("run-x", "a", { now: 0, leaseMs: 10_000 })
+        expect(yield* store.record(a, step("run-x", 0, "completed", 500), undefined)).toEqual({ cancelRequested: false })
+        const requested = yield* store.cancel("run-x", { now: 1_000, reason: "operator: wrong ticket" })
+        expect(requested).toMatchObject({ status: "running", owner: "a", cancelRequestedAt: 1_000, cancelReason: "operator: wrong ticket" })
+        // A second request keeps the first one's time and reason.
+        expect(yield* store.cancel("run-x", { now: 2_000, reason: "again" })).toMatchObject({ cancelRequestedAt: 1_000, cancelReason: "operator: wrong ticket" })
+        // The executor learns of it from the answers of its own writes and renewals…
+        expect(yield* store.record(a, step("run-x", 1, "completed", 2_100), undefined)).toEqual({ cancelRequested: true })
+        expect(yield* store.renew(a, { now: 2_200, leaseMs: 10_000 })).toEqual({ cancelRequested: true })
+        // …and can no longer claim a tool call: nothing is written.
+        const claim = yield* Effect.flip(store.claim(a, step("run-x", 2, "started", 2_300)))
+        expect(claim).toMatchObject({ _tag: "RunCancelled", runId: "run-x", requestedAt: 1_000, reason: "operator: wrong ticket" })
+        expect((yield* store.steps("run-x")).map((s) => s.index)).toEqual([0, 1])
+        // Nobody else gets the run meanwhile — refused as cancelled, not as locked.
+        expect((yield* Effect.flip(store.acquire("run-x", "b", { now: 3_000, leaseMs: 10_000 })))._tag).toBe("RunCancelled")
+        expect(yield* runOf("run-x")).toMatchObject({ status: "running", owner: "a" })
+        // However the executor ends (here: interrupted), a requested cancel is what the run becomes.
+        yield* store.release(a, "running", 4_000)
+        expect(yield* runOf("run-x")).toMatchObject({ status: "cancelled", owner: null, cancelRequestedAt: 1_000 })
+        expect((yield* Effect.flip(store.acquire("run-x", "a", { now: 5_000, leaseMs: 10_000 })))._tag).toBe("RunCancelled")
+        expect(yield* Effect.flip(store.cancel("run-x", { now: 6_000, reason: undefined }))).toMatchObject({ _tag: "RunAlreadyFinished", status: "cancelled" })
+      }).pipe(Effect.provide(backend.layer())))
+
+    it.effect("cancel: unleased runs at once (fencing off a stale executor); completed runs and unknown ids are typed errors", () =>
+      Effect.gen(function*() {
+        const store = yield* CheckpointStore.CheckpointStore
+        const runOf = (id: string) => Effect.map(store.run(id), Option.getOrThrow)
+        // Unknown id: an error, and nothing is created.
+        expect(yield* Effect.flip(store.cancel("nope", { now: 0, reason: undefined }))).toMatchObject({ _tag: "RunNotFound", runId: "nope" })
+        expect(Option.isNone(yield* store.run("nope"))).toBe(true)
+        // Completed: final, nothing changes.
+        const done = yield* store.acquire("done", "a", { now: 0, leaseMs: 10_000 })
+        yield* store.release(done, "completed", 10)
+        expect(yield* Effect.flip(store.cancel("done", { now: 20, reason: undefined }))).toMatchObject({ _tag: "RunAlreadyFinished", status: "completed" })
+        expect(yield* runOf("done")).toMatchObject({ status: "completed", cancelRequestedAt: null })
+        // Failed (resumable until now): cancelled at once.
+        const failed = yield* store.acquire("failed", "a", { now: 0, leaseMs: 10_000 })
+        yield* store.release(failed, "failed", 10)
+        expect(yield* store.cancel("failed", { now: 20, reason: undefined })).toMatchObject({ status: "cancelled", cancelRequestedAt: 20, cancelReason: null })
+        // An expired lease: cancelled at once and voided — the executor still running on it is fenced off.
+        const stale = yield* store.acquire("stale", "a", { now: 0, leaseMs: 1_000 })
+        expect(yield* store.cancel("stale", { now: 5_000, reason: "stuck" })).toMatchObject({ status: "cancelled", owner: null, leaseUntil: 0 })
+        expect((yield* Effect.flip(store.record(stale, step("stale", 0, "completed", 5_001), undefined)))._tag).toBe("LeaseLost")
+        expect((yield* Effect.flip(store.confirm(stale, { now: 5_001, leaseMs: 1_000 })))._tag).toBe("LeaseLost")
+        expect(yield* store.steps("stale")).toEqual([])
+        // An executor that died after a request (its lease ran out): the next acquisition cancels the run.
+        yield* store.acquire("died", "a", { now: 0, leaseMs: 1_000 })
+        expect(yield* store.cancel("died", { now: 500, reason: undefined })).toMatchObject({ status: "running" })
+        expect((yield* Effect.flip(store.acquire("died", "b", { now: 2_000, leaseMs: 1_000 })))._tag).toBe("RunCancelled")
+        expect(yield* runOf("died")).toMatchObject({ status: "cancelled", owner: null })
+        // A request that came too late: the run completed first, stays completed and replayable.
+        const late = yield* store.acquire("late", "a", { now: 0, leaseMs: 10_000 })
+        yield* store.cancel("late", { now: 100, reason: undefined })
+        yield* store.release(late, "completed", 200)
+        expect(yield* runOf("late")).toMatchObject({ status: "completed", cancelRequestedAt: 100 })
+        expect((yield* store.acquire("late", "b", { now: 300, leaseMs: 10_000 })).epoch).toBe(2)
+      }).pipe(Effect.provide(backend.layer())))
+
+    it.effect("list: most recently updated first, filtered by status, limited, with the journal's counts", () =>
+      Effect.gen(function*() {
+        const store = yield* CheckpointStore.CheckpointStore
+        const a = yield* store.acquire("list-a", "w", { now: 1_000, leaseMs: 60_000 })
+        yield* store.record(a, { ...step("list-a", 0, "completed", 1_100), kind: "model", effect: null }, undefined)
+        yield* store.record(a, step("list-a", 1, "refused", 1_200), undefined)
+        yield* store.claim(a, step("list-a", 2, "started", 1_300))
+        const b = yield* store.acquire("list-b", "w", { now: 2_000, leaseMs: 60_000 })
+        yield* store.record(b, step("list-b", 0, "unknown", 2_100), undefined)
+        yield* store.release(b, "completed", 2_200)
+        const c = yield* store.acquire("list-c", "w", { now: 3_000, leaseMs: 60_000 })
+        yield* store.release(c, "failed", 3_100)
+        const all = yield* store.list({ limit: 10 })
+        expect(all.map((r) => [r.runId, r.status])).toEqual([["list-c", "failed"], ["list-b", "completed"], ["list-a", "running"]])
+        expect(all[2]).toMatchObject({ owner: "w", epoch: 1, leaseUntil: 61_000, createdAt: 1_000, updatedAt: 1_300, cancelRequestedAt: null })
+        expect(all[2]!.steps).toEqual({ total: 3, completed: 1, started: 1, refused: 1, unknown: 0 })
+        expect(all[1]!.steps).toEqual({ total: 1, completed: 0, started: 0, refused: 0, unknown: 1 })
+        expect(all[0]!.steps).toEqual({ total: 0, completed: 0, started: 0, refused: 0, unknown: 0 })
+        expect("conversation" in all[0]!).toBe(false)
+        expect((yield* store.list({ limit: 10, status: "completed" })).map((r) => r.runId)).toEqual(["list-b"])
+        expect((yield* store.list({ limit: 2 })).map((r) => r.runId)).toEqual(["list-c", "list-b"])
+        expect(yield* store.list({ limit: 10, status: "cancelled" })).toEqual([])
+      }).pipe(Effect.provide(backend.layer())))
+
+    it.effect("a cancel while a step runs: the step finishes and is recorded, the run stops at the next boundary, cancelled for good", () =>
+      Effect.gen(function*() {
+        const inside = yield* Deferred.make<void>()
+        const gate = yield* Deferred.make<void>()
+        const ran: Array<string> = []
+        const program = Effect.gen(function*() {
+          yield* Agent.step("one", Schema.String, Effect.sync(() => (ran.push("one"), "1")))
+          yield* Agent.step("two", Schema.String, Effect.gen(function*() {
+            yield* Deferred.succeed(inside, undefined)
+            yield* Deferred.await(gate)
+            ran.push("two")
+            return "2"
+          }))
+          yield* Agent.step("three", Schema.String, Effect.sync(() => (ran.push("three"), "3")))
+          return "finished"
+        })
+        const fiber = yield* Effect.fork(Agent.run("cancel-1", program))
+        yield* Deferred.await(inside)
+        const requested = yield* Agent.cancel("cancel-1", { reason: "customer withdrew" })
+        expect(requested).toMatchObject({ status: "running", owner: "exec-a", cancelReason: "customer withdrew" })
+        yield* Deferred.succeed(gate, undefined)
+        const error = yield* Effect.flip(Fiber.join(fiber))
+        expect(error).toMatchObject({ _tag: "RunCancelled", runId: "cancel-1" })
+        expect(ran).toEqual(["one", "two"])
+        expect((yield* journalOf("cancel-1")).map((s) => [s.name, s.status])).toEqual([["one", "completed"], ["two", "completed"]])
+        const report = Option.getOrThrow(yield* Agent.inspect("cancel-1"))
+        expect(report.run).toMatchObject({ status: "cancelled", owner: null, cancelReason: "customer withdrew" })
+        // Never resumed by accident: the same call an application makes on restart is refused, as is a resume.
+        expect(yield* Effect.flip(Agent.run("cancel-1", program))).toMatchObject({ _tag: "RunCancelled", reason: "customer withdrew" })
+        expect((yield* Effect.flip(Agent.resume("cancel-1", program)))._tag).toBe("RunCancelled")
+        expect(ran).toEqual(["one", "two"])
+        expect((yield* Effect.flip(Agent.cancel("cancel-1")))._tag).toBe("RunAlreadyFinished")
+      }).pipe(Effect.provide(env())))
+
+    it.effect("a cancel committed before a tool's claim: the tool is never claimed nor called", () =>
+      Effect.gen(function*() {
+        const store = yield* CheckpointStore.CheckpointStore
+        const callee = makeCallee()
+        const { contexts, tool } = makeCrashableTool("irreversible", callee)
+        const program = Effect.gen(function*() {
+          yield* Agent.step("prepare", Schema.Number, Effect.succeed(1))
+          // Between the step's record and the tool's claim (as if requested by another process right then).
+          yield* Effect.orDie(Effect.flatMap(Agent.runId, (id) => store.cancel(id, { now: 1, reason: undefined })))
+          return yield* Agent.useTool(tool, { item: "x" })
+        })
+        const error = yield* Effect.flip(Agent.run("cancel-2", program))
+        expect(error._tag).toBe("RunCancelled")
+        expect(contexts).toEqual([])
+        expect(callee.effects).toEqual([])
+        expect((yield* journalOf("cancel-2")).map((s) => s.name)).toEqual(["prepare"])
+        expect(Option.getOrThrow(yield* store.run("cancel-2")).status).toBe("cancelled")
+      }).pipe(Effect.provide(env())))
+
+    it.effect("a program waiting between steps stops at its next lease renewal", () =>
+      Effect.gen(function*() {
+        const waiting = yield* Deferred.make<void>()
+        let after = 0
+        const program = Effect.gen(function*() {
+          yield* Agent.step("one", Schema.Number, Effect.succeed(1))
+          yield* Deferred.succeed(waiting, undefined)
+          yield* Effect.never // waiting for something outside the journal (a human, a webhook)
+          after++
+        })
+        const fiber = yield* Effect.fork(Agent.run("cancel-3", program))
+        yield* Deferred.await(waiting)
+        yield* Agent.cancel("cancel-3")
+        // The lease (30 s) is renewed every 10 s; that renewal reports the request.
+        yield* TestClock.adjust("10 seconds")
+        expect(yield* Effect.flip(Fiber.join(fiber))).toMatchObject({ _tag: "RunCancelled", runId: "cancel-3" })
+        expect(after).toBe(0)
+        expect(Option.getOrThrow(yield* Agent.inspect("cancel-3")).run.status).toBe("cancelled")
+      }).pipe(Effect.provide(env({ leaseDuration: "30 seconds" }))))
+
+    it.effect("resume: continues an unfinished run; RunNotFound creates nothing; a completed run is RunAlreadyFinished", () =>
+      Effect.gen(function*() {
+        let fail = true
+        const program = Effect.gen(function*() {
+          yield* Agent.step("a", Schema.Number, Effect.succeed(1))
+          return yield* Agent.step("b", Schema.Number, fail ? Effect.fail("b failed" as const) : Effect.succeed(2))
+        })
+        expect(yield* Effect.flip(Agent.resume("resume-1", program))).toMatchObject({ _tag: "RunNotFound", runId: "resume-1" })
+        expect(Option.isNone(yield* Agent.inspect("resume-1"))).toBe(true)
+        expect(yield* Effect.flip(Agent.run("resume-1", program))).toBe("b failed")
+        fail = false
+        expect(yield* Agent.resume("resume-1", program)).toBe(2)
+        expect(yield* Effect.flip(Agent.resume("resume-1", program))).toMatchObject({ _tag: "RunAlreadyFinished", status: "completed" })
+        expect((yield* Agent.list({ status: "completed" })).map((r) => r.runId)).toEqual(["resume-1"])
+      }).pipe(Effect.provide(env())))
+  })
+
   describe(`Tool protocol — ${backend.name}`, () => {
     interface ResumeCase {
       readonly name: string

@@ -38,6 +38,14 @@ const worker = (at: { readonly prefix: string; readonly channel: string }, origi
     (context) => Context.get(context, CircuitBreaker.CircuitBreakers)
   )
 
+/** A fresh fleet of two processes, A and B, and their breakers for KEY. */
+const twoWorkers = Effect.gen(function*() {
+  const at = fleet()
+  const inA = yield* Effect.flatMap(worker(at, "worker-a"), (r) => r.get(KEY, options))
+  const inB = yield* Effect.flatMap(worker(at, "worker-b"), (r) => r.get(KEY, options))
+  return { at, inA, inB }
+})
+
 /** The fleet's record of a key, as Redis holds it. */
 const record = (prefix: string) =>
   Effect.promise(async () => {
@@ -70,9 +78,7 @@ const redisUp = await redisGate((name, fn) => describe("FleetBreaker", () => it(
 describe.runIf(redisUp)("FleetBreaker", () => {
   it.scopedLive("one probe for the fleet: the first process to ask probes, the other is refused, and the probe's success closes both", () =>
     Effect.gen(function*() {
-      const at = fleet()
-      const inA = yield* Effect.flatMap(worker(at, "worker-a"), (r) => r.get(KEY, options))
-      const inB = yield* Effect.flatMap(worker(at, "worker-b"), (r) => r.get(KEY, options))
+      const { at, inA, inB } = yield* twoWorkers
 
       yield* trip(inA)
       yield* eventually(is(inB, "open"))
@@ -98,9 +104,7 @@ describe.runIf(redisUp)("FleetBreaker", () => {
 
   it.scopedLive("a failed probe opens the whole fleet again; the next period's probe may be anyone's", () =>
     Effect.gen(function*() {
-      const at = fleet()
-      const inA = yield* Effect.flatMap(worker(at, "worker-a"), (r) => r.get(KEY, options))
-      const inB = yield* Effect.flatMap(worker(at, "worker-b"), (r) => r.get(KEY, options))
+      const { at, inA, inB } = yield* twoWorkers
       yield* trip(inA)
       yield* eventually(is(inB, "open"))
       const firstEpoch = Number((yield* record(at.prefix))["e"])
@@ -121,9 +125,7 @@ describe.runIf(redisUp)("FleetBreaker", () => {
 
   it.scopedLive("a probe that ends without a verdict (interrupted) gives its claim back: another process probes at once", () =>
     Effect.gen(function*() {
-      const at = fleet()
-      const inA = yield* Effect.flatMap(worker(at, "worker-a"), (r) => r.get(KEY, options))
-      const inB = yield* Effect.flatMap(worker(at, "worker-b"), (r) => r.get(KEY, options))
+      const { at, inA, inB } = yield* twoWorkers
       yield* trip(inA)
       const probe = yield* permitOnceOpenEnds(inA)
       yield* probe.cancel
@@ -159,9 +161,7 @@ describe.runIf(redisUp)("FleetBreaker", () => {
 
   it.scopedLive("a trip the fleet never recorded (opened on news alone, Redis' record gone): the claim records it and that process probes", () =>
     Effect.gen(function*() {
-      const at = fleet()
-      const inA = yield* Effect.flatMap(worker(at, "worker-a"), (r) => r.get(KEY, options))
-      const inB = yield* Effect.flatMap(worker(at, "worker-b"), (r) => r.get(KEY, options))
+      const { at, inA, inB } = yield* twoWorkers
       // A remote open (not recorded in Redis: news is never re-recorded) — then the open period ends.
       yield* inA.tripUntil(Date.now() + 40, "remote: from a process that has gone")
       expect(yield* record(at.prefix)).toEqual({})

@@ -7,8 +7,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { LeaseLost, RunLocked, StoreError } from "../AgentError.js"
-import type { CheckpointStoreShape, Lease, RunRecord, StepRecord } from "../CheckpointStore.js"
+import { LeaseLost, RunAlreadyFinished, RunCancelled, RunLocked, RunNotFound, StoreError } from "../AgentError.js"
+import type { CheckpointStoreShape, Lease, RunRecord, RunSummary, StepCounts, StepRecord } from "../CheckpointStore.js"
 
 export const makeMemoryStore = (): CheckpointStoreShape => {
   const runs = new Map<string, RunRecord>()
@@ -19,6 +19,25 @@ export const makeMemoryStore = (): CheckpointStoreShape => {
 
   const expired = (lease: Lease, leaseUntil: number) =>
     new LeaseLost({ runId: lease.runId, epoch: lease.epoch, message: `the lease on run ${lease.runId} (epoch ${lease.epoch}) expired at ${leaseUntil}` })
+
+  const cancelled = (run: RunRecord) =>
+    new RunCancelled({
+      runId: run.runId,
+      ...(run.cancelRequestedAt === null ? {} : { requestedAt: run.cancelRequestedAt }),
+      ...(run.cancelReason === null ? {} : { reason: run.cancelReason }),
+      message: `run ${run.runId} was cancelled${run.cancelReason === null ? "" : ` (${run.cancelReason})`}; a cancelled run is never resumed`
+    })
+
+  const leasedAt = (run: RunRecord, now: number) => run.owner !== null && run.leaseUntil > now
+
+  const countsOf = (runId: string): StepCounts => {
+    const counts = { total: 0, completed: 0, started: 0, refused: 0, unknown: 0 }
+    for (const step of journals.get(runId)?.values() ?? []) {
+      counts.total++
+      counts[step.status]++
+    }
+    return counts
+  }
 
   /** The run row, if the lease is still ours. */
   const fenced = (lease: Lease): RunRecord | undefined => {
@@ -39,9 +58,27 @@ export const makeMemoryStore = (): CheckpointStoreShape => {
     backend: "memory",
     settings: {},
     acquire: (runId, owner, { leaseMs, now }) =>
-      Effect.suspend(() => {
-        const existing = runs.get(runId) ??
-          { runId, status: "running", owner: null, epoch: 0, leaseUntil: 0, createdAt: now, updatedAt: now, conversation: null }
+      Effect.suspend((): Effect.Effect<Lease, RunLocked | RunCancelled> => {
+        const existing: RunRecord = runs.get(runId) ?? {
+          runId,
+          status: "running",
+          owner: null,
+          epoch: 0,
+          leaseUntil: 0,
+          createdAt: now,
+          updatedAt: now,
+          conversation: null,
+          cancelRequestedAt: null,
+          cancelReason: null
+        }
+        // As in the SQL stores: a cancel request bars the run (a completed run stays replayable), and a
+        // run whose executor died before it could stop is cancelled on the way.
+        if (existing.cancelRequestedAt !== null && existing.status !== "completed") {
+          if (existing.status === "running" && !leasedAt(existing, now)) {
+            runs.set(runId, { ...existing, status: "cancelled", owner: null, leaseUntil: 0, updatedAt: now })
+          }
+          return Effect.fail(cancelled(existing))
+        }
         if (existing.owner !== null && existing.owner !== owner && existing.leaseUntil > now) {
           return Effect.fail(new RunLocked({
             runId,
@@ -59,7 +96,7 @@ export const makeMemoryStore = (): CheckpointStoreShape => {
         const run = fenced(lease)
         if (run === undefined) return Effect.fail(lost(lease))
         runs.set(lease.runId, { ...run, leaseUntil: now + leaseMs })
-        return Effect.void
+        return Effect.succeed({ cancelRequested: run.cancelRequestedAt !== null })
       }),
     confirm: (lease, { leaseMs, now }) =>
       Effect.suspend(() => {
@@ -72,15 +109,43 @@ export const makeMemoryStore = (): CheckpointStoreShape => {
     release: (lease, status, now) =>
       Effect.sync(() => {
         const run = fenced(lease)
-        if (run !== undefined) runs.set(lease.runId, { ...run, owner: null, leaseUntil: 0, status, updatedAt: now })
+        if (run === undefined) return
+        const final = status !== "completed" && run.cancelRequestedAt !== null ? "cancelled" : status
+        runs.set(lease.runId, { ...run, owner: null, leaseUntil: 0, status: final, updatedAt: now })
       }),
     run: (runId) => Effect.sync(() => Option.fromNullable(runs.get(runId))),
+    list: ({ limit, status }) =>
+      Effect.sync(() =>
+        Array.from(runs.values())
+          .filter((run) => status === undefined || run.status === status)
+          .sort((a, b) => b.updatedAt - a.updatedAt || (a.runId < b.runId ? -1 : a.runId > b.runId ? 1 : 0))
+          .slice(0, Math.max(0, Math.floor(limit)))
+          .map(({ conversation: _conversation, ...fields }): RunSummary => ({ ...fields, steps: countsOf(fields.runId) }))
+      ),
+    cancel: (runId, { now, reason }) =>
+      Effect.suspend((): Effect.Effect<RunRecord, RunNotFound | RunAlreadyFinished> => {
+        const run = runs.get(runId)
+        if (run === undefined) return Effect.fail(new RunNotFound({ runId, message: `there is no run ${runId} in this store` }))
+        if (run.status === "completed" || run.status === "cancelled") {
+          return Effect.fail(new RunAlreadyFinished({ runId, status: run.status, message: `run ${runId} is already ${run.status}; there is nothing to cancel` }))
+        }
+        const requested = {
+          ...run,
+          updatedAt: now,
+          cancelRequestedAt: run.cancelRequestedAt ?? now,
+          cancelReason: run.cancelReason ?? reason ?? null
+        }
+        const next: RunRecord = leasedAt(run, now) ? requested : { ...requested, status: "cancelled", owner: null, leaseUntil: 0 }
+        runs.set(runId, next)
+        return Effect.succeed(next)
+      }),
     steps: (runId) =>
       Effect.sync(() => Array.from(journals.get(runId)?.values() ?? []).sort((a, b) => a.index - b.index)),
     claim: (lease, step) =>
-      Effect.suspend((): Effect.Effect<void, LeaseLost | StoreError> => {
+      Effect.suspend((): Effect.Effect<void, LeaseLost | RunCancelled | StoreError> => {
         const run = fenced(lease)
         if (run === undefined) return Effect.fail(lost(lease))
+        if (run.cancelRequestedAt !== null) return Effect.fail(cancelled(run))
         const journal = journalOf(step.runId)
         if (journal.has(step.index)) {
           return Effect.fail(new StoreError({ backend: "memory", operation: "claim", message: `step ${step.index} of run ${step.runId} is already journaled` }))
@@ -101,14 +166,14 @@ export const makeMemoryStore = (): CheckpointStoreShape => {
           updatedAt: step.completedAt ?? step.startedAt,
           conversation: conversation ?? run.conversation
         })
-        return Effect.void
+        return Effect.succeed({ cancelRequested: run.cancelRequestedAt !== null })
       }),
     prune: ({ before, includeUnfinished, now }) =>
       Effect.sync(() => {
         let removed = 0
         for (const run of Array.from(runs.values())) {
           const leased = run.owner !== null && run.leaseUntil > now
-          const finished = run.status === "completed" || run.status === "failed"
+          const finished = run.status === "completed" || run.status === "failed" || run.status === "cancelled"
           if (run.updatedAt < before && !leased && (includeUnfinished || finished)) {
             runs.delete(run.runId)
             journals.delete(run.runId)

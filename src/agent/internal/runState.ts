@@ -11,8 +11,8 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Fallback from "../../Fallback.js"
 import type { Message } from "../../Provider.js"
-import { type LeaseLost, StepMismatch, type StoreError } from "../AgentError.js"
-import type { CheckpointStoreShape, Lease, StepKind, StepRecord, StepStatus } from "../CheckpointStore.js"
+import { type LeaseLost, RunCancelled, StepMismatch, type StoreError } from "../AgentError.js"
+import type { CheckpointStoreShape, Lease, StepKind, StepRecord, StepStatus, WriteResult } from "../CheckpointStore.js"
 import * as Heartbeat from "../Heartbeat.js"
 import type { HealthChecks } from "../Preflight.js"
 import { type StepSite, stepKey } from "./codec.js"
@@ -69,7 +69,24 @@ export interface RunState {
   /** The conversation changed since the last snapshot was written. */
   dirty: boolean
   route: RouteMode
+  /**
+   * A cancel request has been seen (in the answer of a journal write or a lease renewal): the run
+   * stops at its next step boundary.
+   */
+  cancelRequested: boolean
 }
+
+/** Notes a cancel request a write or a renewal reported. */
+export const observe = (state: RunState, result: WriteResult): void => {
+  if (result.cancelRequested) state.cancelRequested = true
+}
+
+/** The failure a run stops with at a step boundary after a cancel request. */
+export const stoppedByCancel = (state: RunState, before: string): RunCancelled =>
+  new RunCancelled({
+    runId: state.runId,
+    message: `run ${state.runId} was cancelled: stopped at a step boundary, before step ${state.next} (${before})`
+  })
 
 /** A step's place: its index, key and what the journal already holds there. */
 export interface Slot {
@@ -82,19 +99,21 @@ export interface Slot {
  * Takes the next index for the duration of `use` (one step at a time: a step started inside or
  * alongside another would be numbered by scheduling order, not program order — a defect). Fails
  * with `StepMismatch` when the journal holds a different step there (the program changed, or
- * branched on something that is not a step result).
+ * branched on something that is not a step result), and with `RunCancelled` once a cancel request has
+ * been seen — the step boundary, where stopping loses no work and leaves no call half made.
  */
 export const withSlot = <A, E, R>(
   state: RunState,
   name: string,
   kind: StepKind,
   use: (slot: Slot) => Effect.Effect<A, E, R>
-): Effect.Effect<A, E | StepMismatch, R> =>
+): Effect.Effect<A, E | StepMismatch | RunCancelled, R> =>
   Effect.acquireUseRelease(
-    Effect.suspend((): Effect.Effect<Slot, StepMismatch> => {
+    Effect.suspend((): Effect.Effect<Slot, StepMismatch | RunCancelled> => {
       if (state.busy) {
         return Effect.dieMessage(`Agent: step "${name}" started while another step of run ${state.runId} is running; steps must run one at a time`)
       }
+      if (state.cancelRequested) return Effect.fail(stoppedByCancel(state, name))
       const index = state.next++
       const existing = state.journal.get(index)
       if (existing !== undefined && (existing.name !== name || existing.kind !== kind)) {
@@ -144,15 +163,19 @@ export const commit = (
   Effect.suspend(() => {
     const next = conversation ?? state.conversation
     const snapshot = conversation !== undefined || state.dirty ? JSON.stringify(next) : undefined
-    return Effect.map(state.store.record(state.lease, record, snapshot), () => {
+    return Effect.map(state.store.record(state.lease, record, snapshot), (result) => {
+      observe(state, result)
       state.journal.set(record.index, record)
       state.conversation = next
       state.dirty = false
     })
   })
 
-/** Commits the claim of a tool step (the committed intent, before the tool acts). */
-export const claim = (state: RunState, record: StepRecord): Effect.Effect<void, LeaseLost | StoreError> =>
+/**
+ * Commits the claim of a tool step (the committed intent, before the tool acts); `RunCancelled`, and
+ * nothing claimed, after a cancel request.
+ */
+export const claim = (state: RunState, record: StepRecord): Effect.Effect<void, LeaseLost | RunCancelled | StoreError> =>
   Effect.map(state.store.claim(state.lease, record), () => {
     state.journal.set(record.index, record)
   })

@@ -17,9 +17,19 @@ import type * as Reactivity from "@effect/experimental/Reactivity"
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as fs from "node:fs"
 import type * as Scope from "effect/Scope"
-import { LeaseLost, RunLocked, StoreError } from "../AgentError.js"
-import type { CheckpointStoreShape, Lease, RunRecord, RunStatus, StepRecord } from "../CheckpointStore.js"
+import { LeaseLost, RunAlreadyFinished, RunCancelled, RunLocked, RunNotFound, StoreError } from "../AgentError.js"
+import type {
+  CheckpointStoreShape,
+  Lease,
+  RunRecord,
+  RunStatus,
+  RunSummary,
+  StepCounts,
+  StepRecord,
+  WriteResult
+} from "../CheckpointStore.js"
 import { redact } from "../../internal/redact.js"
 
 type Backend = "sqlite" | "postgres"
@@ -62,7 +72,9 @@ const toStep = (row: Row): StepRecord => ({
   completedAt: row["completed_at"] === null || row["completed_at"] === undefined ? null : num(row["completed_at"])
 })
 
-const toRun = (row: Row): RunRecord => ({
+const numOrNull = (u: unknown): number | null => (u === null || u === undefined ? null : num(u))
+
+const toRunFields = (row: Row): Omit<RunRecord, "conversation"> => ({
   runId: String(row["run_id"]),
   status: String(row["status"]) as RunStatus,
   owner: str(row["owner"]),
@@ -70,8 +82,25 @@ const toRun = (row: Row): RunRecord => ({
   leaseUntil: num(row["lease_until"]),
   createdAt: num(row["created_at"]),
   updatedAt: num(row["updated_at"]),
-  conversation: str(row["conversation"])
+  cancelRequestedAt: numOrNull(row["cancel_requested_at"]),
+  cancelReason: str(row["cancel_reason"])
 })
+
+const toRun = (row: Row): RunRecord => ({ ...toRunFields(row), conversation: str(row["conversation"]) })
+
+const noSteps: StepCounts = { total: 0, completed: 0, started: 0, refused: 0, unknown: 0 }
+
+/** The `RunCancelled` of a run row (or of what an acquisition read of it). */
+const cancelledError = (runId: string, row: Row | undefined): RunCancelled => {
+  const requestedAt = numOrNull(row?.["cancel_requested_at"])
+  const reason = str(row?.["cancel_reason"])
+  return new RunCancelled({
+    runId,
+    ...(requestedAt === null ? {} : { requestedAt }),
+    ...(reason === null ? {} : { reason }),
+    message: `run ${runId} was cancelled${reason === null ? "" : ` (${reason})`}; a cancelled run is never resumed`
+  })
+}
 
 /** The journal schema, version 1. Types that both dialects accept with the same meaning. */
 const createJournal = (prefix: string) =>
@@ -106,9 +135,52 @@ const createJournal = (prefix: string) =>
     yield* sql`CREATE INDEX ${sql(`${prefix}runs_updated_at`)} ON ${runs} (updated_at)`
   })
 
+/**
+ * Version 2: durable cancel requests. Two nullable columns, so rows written by version 1 read as "no
+ * request"; `status` is plain text, so the new `cancelled` value needs no change. One column per
+ * statement: SQLite's ALTER TABLE adds one at a time.
+ */
+const addCancelRequests = (prefix: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const runs = sql(`${prefix}runs`)
+    yield* sql`ALTER TABLE ${runs} ADD COLUMN cancel_requested_at BIGINT`
+    yield* sql`ALTER TABLE ${runs} ADD COLUMN cancel_reason TEXT`
+  })
+
+/** Every migration of the journal, in order (the Migrator applies those a database has not seen). */
+export const journalMigrations = (prefix: string) => ({
+  "1_create_journal": createJournal(prefix),
+  "2_cancel_requests": addCancelRequests(prefix)
+})
+
+/**
+ * For stores opened with `create: false` (operators' tools): a database without the journal's
+ * migrations table is the wrong database, file or prefix — say so before the Migrator creates tables.
+ */
+const requireJournal = (backend: Backend, sql: SqlClient.SqlClient, prefix: string, where: string): Effect.Effect<void, StoreError> =>
+  Effect.flatMap(
+    Effect.mapError(
+      backend === "sqlite"
+        ? sql`SELECT name FROM sqlite_master WHERE type = 'table' AND name = ${`${prefix}migrations`}`
+        : sql`SELECT to_regclass(${`${prefix}migrations`}) AS name`,
+      (error) => makeStoreError(backend, "open", error)
+    ),
+    (rows) =>
+      rows.length > 0 && typeof rows[0]?.["name"] === "string"
+        ? Effect.void
+        : Effect.fail(
+          new StoreError({
+            backend,
+            operation: "open",
+            message: `${where} holds no checkpoint journal (no table ${prefix}migrations): a different database, or another table prefix? Nothing was created`
+          })
+        )
+  )
+
 const migrate = (backend: Backend, sql: SqlClient.SqlClient, prefix: string): Effect.Effect<void, StoreError> =>
   Migrator.make({})({
-    loader: Migrator.fromRecord({ "1_create_journal": createJournal(prefix) }),
+    loader: Migrator.fromRecord(journalMigrations(prefix)),
     table: `${prefix}migrations`
   }).pipe(
     Effect.provideService(SqlClient.SqlClient, sql),
@@ -129,19 +201,26 @@ const makeSqlStore = (
   const steps = sql(`${prefix}steps`)
   const fail = (operation: string) => (error: SqlError) => makeStoreError(backend, operation, error)
 
-  /** The fencing update: touches the run row only while the lease is still ours. */
+  const lost = (lease: Lease) =>
+    new LeaseLost({ runId: lease.runId, epoch: lease.epoch, message: `the lease on run ${lease.runId} (epoch ${lease.epoch}) was taken over` })
+
+  /**
+   * The fencing update: touches the run row only while the lease is still ours, and reads the cancel
+   * request in the same statement (no extra round trip per step).
+   */
   const fence = (lease: Lease, now: number, conversation: string | undefined) =>
     Effect.flatMap(
       conversation === undefined
         ? sql`UPDATE ${runs} SET updated_at = ${now}
-              WHERE run_id = ${lease.runId} AND epoch = ${lease.epoch} AND owner = ${lease.owner} RETURNING run_id`
+              WHERE run_id = ${lease.runId} AND epoch = ${lease.epoch} AND owner = ${lease.owner}
+              RETURNING run_id, cancel_requested_at, cancel_reason`
         : sql`UPDATE ${runs} SET updated_at = ${now}, conversation = ${conversation}
-              WHERE run_id = ${lease.runId} AND epoch = ${lease.epoch} AND owner = ${lease.owner} RETURNING run_id`,
-      (rows) =>
-        rows.length === 1
-          ? Effect.void
-          : Effect.fail(new LeaseLost({ runId: lease.runId, epoch: lease.epoch, message: `the lease on run ${lease.runId} (epoch ${lease.epoch}) was taken over` }))
+              WHERE run_id = ${lease.runId} AND epoch = ${lease.epoch} AND owner = ${lease.owner}
+              RETURNING run_id, cancel_requested_at, cancel_reason`,
+      (rows) => rows.length === 1 ? Effect.succeed(rows[0]!) : Effect.fail(lost(lease))
     )
+
+  const writeResult = (row: Row): WriteResult => ({ cancelRequested: numOrNull(row["cancel_requested_at"]) !== null })
 
   const stepValues = (step: StepRecord) =>
     sql`(${step.runId}, ${step.index}, ${step.name}, ${step.key}, ${step.kind}, ${step.effect}, ${step.status},
@@ -158,30 +237,42 @@ const makeSqlStore = (
       sql.withTransaction(Effect.gen(function*() {
         yield* sql`INSERT INTO ${runs} (run_id, status, owner, epoch, lease_until, created_at, updated_at, conversation)
                    VALUES (${runId}, 'running', NULL, 0, 0, ${now}, ${now}, NULL) ON CONFLICT (run_id) DO NOTHING`
+        // A cancel request bars the run from every executor (a completed run stays replayable).
         const granted = yield* sql`UPDATE ${runs}
           SET owner = ${owner}, epoch = epoch + 1, lease_until = ${now + leaseMs}, status = 'running', updated_at = ${now}
           WHERE run_id = ${runId} AND (owner IS NULL OR owner = ${owner} OR lease_until <= ${now})
+            AND (cancel_requested_at IS NULL OR status = 'completed')
           RETURNING epoch`
-        if (granted.length === 1) return { runId, owner, epoch: num(granted[0]!["epoch"]) } satisfies Lease
-        const holder = yield* sql`SELECT owner, lease_until FROM ${runs} WHERE run_id = ${runId}`
+        if (granted.length === 1) return { _tag: "Granted", lease: { runId, owner, epoch: num(granted[0]!["epoch"]) } } as const
+        const holder = yield* sql`SELECT owner, lease_until, status, cancel_requested_at, cancel_reason FROM ${runs} WHERE run_id = ${runId}`
         const current = holder[0]
-        return yield* new RunLocked({
-          runId,
-          ...(current !== undefined && typeof current["owner"] === "string" ? { owner: current["owner"] } : {}),
-          ...(current !== undefined ? { leaseUntil: num(current["lease_until"]) } : {}),
-          message: `run ${runId} is held by another executor until its lease expires`
-        })
-      })).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(fail("acquire")(e)))),
+        if (current !== undefined && numOrNull(current["cancel_requested_at"]) !== null) {
+          // Its executor died before it could stop: nothing holds the run, so it is cancelled now.
+          yield* sql`UPDATE ${runs} SET status = 'cancelled', owner = NULL, lease_until = 0, updated_at = ${now}
+                     WHERE run_id = ${runId} AND status = 'running' AND (owner IS NULL OR lease_until <= ${now})`
+          return { _tag: "Refused", error: cancelledError(runId, current) } as const
+        }
+        return {
+          _tag: "Refused",
+          error: new RunLocked({
+            runId,
+            ...(current !== undefined && typeof current["owner"] === "string" ? { owner: current["owner"] } : {}),
+            ...(current !== undefined ? { leaseUntil: num(current["lease_until"]) } : {}),
+            message: `run ${runId} is held by another executor until its lease expires`
+          })
+        } as const
+      })).pipe(
+        // Decided inside the transaction, failed outside it: a refusal still commits the cancellation.
+        Effect.mapError(fail("acquire")),
+        Effect.flatMap((outcome) => outcome._tag === "Granted" ? Effect.succeed(outcome.lease) : Effect.fail(outcome.error))
+      ),
 
     renew: (lease, { leaseMs, now }) =>
       sql`UPDATE ${runs} SET lease_until = ${now + leaseMs}
-          WHERE run_id = ${lease.runId} AND epoch = ${lease.epoch} AND owner = ${lease.owner} RETURNING run_id`.pipe(
+          WHERE run_id = ${lease.runId} AND epoch = ${lease.epoch} AND owner = ${lease.owner}
+          RETURNING run_id, cancel_requested_at`.pipe(
         Effect.mapError(fail("renew")),
-        Effect.flatMap((rows) =>
-          rows.length === 1
-            ? Effect.void
-            : Effect.fail(new LeaseLost({ runId: lease.runId, epoch: lease.epoch, message: `the lease on run ${lease.runId} (epoch ${lease.epoch}) was taken over` }))
-        )
+        Effect.flatMap((rows) => rows.length === 1 ? Effect.succeed(writeResult(rows[0]!)) : Effect.fail(lost(lease)))
       ),
 
     confirm: (lease, { leaseMs, now }) =>
@@ -199,8 +290,12 @@ const makeSqlStore = (
       ),
 
     release: (lease, status, now) =>
-      sql`UPDATE ${runs} SET owner = NULL, lease_until = 0, status = ${status}, updated_at = ${now}
-          WHERE run_id = ${lease.runId} AND epoch = ${lease.epoch} AND owner = ${lease.owner}`.pipe(
+      (status === "completed"
+        ? sql`UPDATE ${runs} SET owner = NULL, lease_until = 0, status = 'completed', updated_at = ${now}
+              WHERE run_id = ${lease.runId} AND epoch = ${lease.epoch} AND owner = ${lease.owner}`
+        : sql`UPDATE ${runs} SET owner = NULL, lease_until = 0, updated_at = ${now},
+                status = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE ${status} END
+              WHERE run_id = ${lease.runId} AND epoch = ${lease.epoch} AND owner = ${lease.owner}`).pipe(
         Effect.asVoid,
         Effect.mapError(fail("release"))
       ),
@@ -211,6 +306,61 @@ const makeSqlStore = (
         Effect.mapError(fail("read run"))
       ),
 
+    list: ({ limit, status }) =>
+      Effect.gen(function*() {
+        const filter = status === undefined ? sql.literal("") : sql`WHERE status = ${status}`
+        const page = yield* sql`SELECT run_id, status, owner, epoch, lease_until, created_at, updated_at, cancel_requested_at, cancel_reason
+          FROM ${runs} ${filter} ORDER BY updated_at DESC, run_id LIMIT ${Math.max(0, Math.floor(limit))}`
+        if (page.length === 0) return []
+        // Counted for this page only, by the steps' primary key (run_id first).
+        const counts = yield* sql`SELECT run_id, status, COUNT(*) AS n FROM ${steps}
+          WHERE ${sql.in("run_id", page.map((row) => String(row["run_id"])))} GROUP BY run_id, status`
+        const byRun = new Map<string, { -readonly [K in keyof StepCounts]: number }>()
+        for (const row of counts) {
+          const id = String(row["run_id"])
+          const tally = byRun.get(id) ?? { ...noSteps }
+          const n = num(row["n"])
+          tally.total += n
+          const stepStatus = String(row["status"])
+          if (stepStatus === "completed" || stepStatus === "started" || stepStatus === "refused" || stepStatus === "unknown") {
+            tally[stepStatus] += n
+          }
+          byRun.set(id, tally)
+        }
+        return page.map((row): RunSummary => ({ ...toRunFields(row), steps: byRun.get(String(row["run_id"])) ?? noSteps }))
+      }).pipe(Effect.mapError(fail("list runs"))),
+
+    cancel: (runId, { now, reason }) =>
+      sql.withTransaction(Effect.gen(function*() {
+        const why = reason ?? null
+        // Nothing holds the run (never leased, released, or its lease expired): cancelled now, and the
+        // lease voided so that an executor still running on an expired lease is fenced off.
+        const stopped = yield* sql`UPDATE ${runs}
+          SET status = 'cancelled', owner = NULL, lease_until = 0, updated_at = ${now},
+              cancel_requested_at = COALESCE(cancel_requested_at, ${now}), cancel_reason = COALESCE(cancel_reason, ${why})
+          WHERE run_id = ${runId} AND status NOT IN ('completed', 'cancelled') AND (owner IS NULL OR lease_until <= ${now})
+          RETURNING *`
+        if (stopped.length === 1) return { _tag: "Done", run: toRun(stopped[0]!) } as const
+        // A live executor holds it: record the request for it to observe at its next step boundary.
+        const requested = yield* sql`UPDATE ${runs}
+          SET updated_at = ${now},
+              cancel_requested_at = COALESCE(cancel_requested_at, ${now}), cancel_reason = COALESCE(cancel_reason, ${why})
+          WHERE run_id = ${runId} AND status NOT IN ('completed', 'cancelled')
+          RETURNING *`
+        if (requested.length === 1) return { _tag: "Done", run: toRun(requested[0]!) } as const
+        const existing = yield* sql`SELECT status FROM ${runs} WHERE run_id = ${runId}`
+        const finished = existing[0]?.["status"]
+        return {
+          _tag: "Refused",
+          error: finished === "completed" || finished === "cancelled"
+            ? new RunAlreadyFinished({ runId, status: finished, message: `run ${runId} is already ${finished}; there is nothing to cancel` })
+            : new RunNotFound({ runId, message: `there is no run ${runId} in this store` })
+        } as const
+      })).pipe(
+        Effect.mapError(fail("cancel")),
+        Effect.flatMap((outcome) => outcome._tag === "Done" ? Effect.succeed(outcome.run) : Effect.fail(outcome.error))
+      ),
+
     steps: (runId) =>
       sql`SELECT * FROM ${steps} WHERE run_id = ${runId} ORDER BY step_index`.pipe(
         Effect.map((rows) => rows.map(toStep)),
@@ -219,7 +369,10 @@ const makeSqlStore = (
 
     claim: (lease, step) =>
       sql.withTransaction(Effect.gen(function*() {
-        yield* fence(lease, step.startedAt, undefined)
+        const run = yield* fence(lease, step.startedAt, undefined)
+        // The claim is a side effect's commit point: after a cancel request, none is claimed. In
+        // Postgres the fence's row lock orders this against a concurrent request.
+        if (numOrNull(run["cancel_requested_at"]) !== null) return yield* cancelledError(lease.runId, run)
         const inserted = yield* sql`INSERT INTO ${steps} ${columns} VALUES ${stepValues(step)}
                                     ON CONFLICT (run_id, step_index) DO NOTHING RETURNING step_index`
         if (inserted.length === 0) {
@@ -233,16 +386,17 @@ const makeSqlStore = (
 
     record: (lease, step, conversation) =>
       sql.withTransaction(Effect.gen(function*() {
-        yield* fence(lease, step.completedAt ?? step.startedAt, conversation)
+        const run = yield* fence(lease, step.completedAt ?? step.startedAt, conversation)
         yield* sql`INSERT INTO ${steps} ${columns} VALUES ${stepValues(step)}
                    ON CONFLICT (run_id, step_index) DO UPDATE SET
                      name = excluded.name, step_key = excluded.step_key, kind = excluded.kind, effect = excluded.effect,
                      status = excluded.status, args_hash = excluded.args_hash, result = excluded.result,
                      completed_at = excluded.completed_at`
+        return writeResult(run)
       })).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(fail("record")(e)))),
 
     prune: ({ before, includeUnfinished, now }) => {
-      const finished = sql.literal(includeUnfinished ? "" : "AND status IN ('completed', 'failed')")
+      const finished = sql.literal(includeUnfinished ? "" : "AND status IN ('completed', 'failed', 'cancelled')")
       return sql.withTransaction(Effect.gen(function*() {
         yield* sql`DELETE FROM ${steps} WHERE run_id IN (
           SELECT run_id FROM ${runs} WHERE updated_at < ${before} AND (owner IS NULL OR lease_until <= ${now}) ${finished})`
@@ -265,6 +419,8 @@ const checkPrefix = (backend: Backend, prefix: string | undefined): Effect.Effec
 export interface SqliteStoreOptions {
   readonly filename: string
   readonly tablePrefix: string | undefined
+  /** Create the file and tables when missing (false: fail, and create nothing). */
+  readonly create: boolean
   readonly exclusive: boolean
   readonly busyTimeoutMs: number
   readonly connect: (
@@ -294,6 +450,10 @@ export const makeSqliteStore = (
 ): Effect.Effect<CheckpointStoreShape, StoreError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function*() {
     const prefix = yield* checkPrefix("sqlite", options.tablePrefix)
+    // Opening a missing file would create it: refuse first.
+    if (!options.create && options.filename !== ":memory:" && !fs.existsSync(options.filename)) {
+      return yield* new StoreError({ backend: "sqlite", operation: "open", message: `no checkpoint database at ${options.filename}` })
+    }
     const sql = yield* Effect.catchAllDefect(
       options.connect({ filename: options.filename, disableWAL: true }),
       (defect) => Effect.fail(makeStoreError("sqlite", `open ${options.filename}`, defect))
@@ -318,10 +478,14 @@ export const makeSqliteStore = (
         (error) => makeStoreError("sqlite", `open ${options.filename}`, error)
       )
     }
+    if (!options.create) yield* requireJournal("sqlite", sql, prefix, options.filename)
     yield* migrate("sqlite", sql, prefix)
     if (options.exclusive) {
+      // Released as `release` would: a run its dead executor was asked to cancel is cancelled.
       yield* Effect.mapError(
-        sql`UPDATE ${sql(`${prefix}runs`)} SET owner = NULL, lease_until = 0 WHERE owner IS NOT NULL`,
+        sql`UPDATE ${sql(`${prefix}runs`)} SET owner = NULL, lease_until = 0,
+              status = CASE WHEN cancel_requested_at IS NOT NULL AND status = 'running' THEN 'cancelled' ELSE status END
+            WHERE owner IS NOT NULL`,
         (error) => makeStoreError("sqlite", "release stale leases", error)
       )
     }
@@ -336,10 +500,11 @@ export const makeSqliteStore = (
 /** The Postgres store over a connected client (the `PgClient` of `PgCheckpointStore`). */
 export const makePostgresStore = (
   sql: SqlClient.SqlClient,
-  options: { readonly tablePrefix: string | undefined }
+  options: { readonly tablePrefix: string | undefined; readonly create: boolean }
 ): Effect.Effect<CheckpointStoreShape, StoreError> =>
   Effect.gen(function*() {
     const prefix = yield* checkPrefix("postgres", options.tablePrefix)
+    if (!options.create) yield* requireJournal("postgres", sql, prefix, "the database")
     yield* migrate("postgres", sql, prefix)
     const commit = yield* Effect.mapError(
       sql.unsafe<Row>("SHOW synchronous_commit"),
