@@ -412,38 +412,32 @@ const callPath = (
   /**
    * A half-open probe asks the coordinator first: one process of the fleet probes at a time. While the
    * coordinator answers, the claim holds a probe slot here, so this process's other callers are refused
-   * as while a probe is in flight (one claim per process at a time); the claim is made uninterruptibly
-   * (a command bounded by the coordinator) so that a granted claim always reaches a permit or is given back.
+   * as while a probe is in flight. The claim and what follows it (a permit, or the claim given back) are
+   * one uninterruptible step — bounded by the coordinator's command timeout — so an interruption can
+   * never strand a claim. An answer that arrives after the breaker moved on (news from elsewhere opened
+   * or closed it meanwhile) is stale: a granted claim is given back and the decision is made afresh.
    */
   const claimProbe = (fleet: BreakerCoordinator, site: Site): Effect.Effect<Permit, CircuitOpen> =>
-    Effect.suspend(() => {
+    Effect.uninterruptible(Effect.suspend(() => {
       const generation = core.generation
       core.probesInFlight++
-      let reserved = true
-      const unreserve = () => {
-        if (reserved && core.generation === generation) core.probesInFlight = Math.max(0, core.probesInFlight - 1)
-        reserved = false
-      }
-      return Effect.flatMap(Effect.uninterruptible(fleet.claimProbe(core.key)), (claim) =>
+      return Effect.flatMap(fleet.claimProbe(core.key), (claim) =>
         Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<Permit, CircuitOpen> => {
-          unreserve()
+          const current = core.generation === generation
+          if (current) core.probesInFlight = Math.max(0, core.probesInFlight - 1)
+          if (!current) return claim._tag === "Granted" ? Effect.zipRight(claim.release, admit(site, now)) : admit(site, now)
           switch (claim._tag) {
-            // The state may have moved while the claim was in flight: `admit` decides on the state now
-            // and gives the claim back unless it hands out a probe permit.
             case "Granted":
-              return core.state === "half-open" ? admit(site, now, claim.release) : Effect.zipRight(claim.release, admit(site, now))
+              return admit(site, now, claim.release)
             case "Closed":
-              return Effect.zipRight(
-                announce(core.state === "open" || core.state === "half-open" ? core.close(now, claim.reason) : undefined),
-                admit(site, now)
-              )
+              return Effect.zipRight(announce(core.close(now, claim.reason)), admit(site, now))
             case "Open":
               return Effect.zipRight(forceOpenUntil(core, announce, now, now + claim.forMs, claim.reason), admit(site, now))
             case "Busy":
               return Effect.zipRight(Metric.increment(rejections), Effect.fail(core.rejected(site, now, claim.forMs)))
           }
-        })).pipe(Effect.onInterrupt(() => Effect.sync(unreserve)))
-    })
+        }))
+    }))
 
   const acquire = (site: Site): Effect.Effect<Permit, CircuitOpen> =>
     Effect.flatMap(Effect.zip(Clock.currentTimeMillis, FiberRef.get(currentPanic)), ([now, panic]) => {
@@ -473,13 +467,16 @@ const callPath = (
       return Effect.flatMap(Effect.exit(call), (exit) => Effect.zipRight(unsafeReport(ticket, exit, clock.unsafeCurrentTimeMillis()), exit))
     })
 
+  // Taking the permit and arming its report are one uninterruptible step: an interruption in between
+  // would leave a probe slot (and a fleet's probe claim) held with nobody to report.
   const slowExecute = <A, E, R>(call: Effect.Effect<A, E, R>, site: Site): Effect.Effect<A, E | CircuitOpen, R> =>
-    Effect.flatMap(acquire(site), (permit) =>
-      Effect.onExit(call, (exit) => {
-        const verdict = core.verdictOf(exit)
-        if (verdict === undefined) return permit.cancel
-        return verdict.failed ? permit.failure(verdict.error) : permit.success
-      }))
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(acquire(site), (permit) =>
+        Effect.onExit(restore(call), (exit) => {
+          const verdict = core.verdictOf(exit)
+          if (verdict === undefined) return permit.cancel
+          return verdict.failed ? permit.failure(verdict.error) : permit.success
+        })))
 
   return { acquire, execute, unsafeTryAdmit, unsafeReport }
 }

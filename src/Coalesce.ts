@@ -16,8 +16,12 @@
  * - **Everyone gets the same outcome**: the answer, or the same typed failure.
  *
  * Put it outermost — over a policy-wrapped provider or a chain, so that one group of identical calls is
- * one retry loop and one breaker verdict, not one per caller. Streams are not coalesced (a caller
- * joining late would miss the start of the stream); `stream` passes through.
+ * one retry loop and one breaker verdict, not one per caller. Because the shared call runs without the
+ * callers' deadlines, a policy under it cannot shorten its waits to them: a `Retry-After` longer than a
+ * caller's deadline is waited out by the shared call while that caller fails with `DeadlineExceeded`
+ * (action `stop`) — give the policy or the chain its own `deadline` option when that matters. The shared
+ * call also inherits the first caller's context (its span, log annotations). Streams are not coalesced
+ * (a caller joining late would miss the start of the stream); `stream` passes through.
  *
  * @example
  * ```ts
@@ -111,13 +115,14 @@ export const make: Effect.Effect<Coalescer, never, Scope.Scope> = Effect.map(Eff
  * Waits for `shared` under the caller's own deadline (if it has one), failing with `DeadlineExceeded`
  * when it passes.
  */
-const underOwnDeadline = <A, E>(shared: Effect.Effect<A, E>): Effect.Effect<A, E | RouteError> =>
+const underOwnDeadline = <A, E>(shared: Effect.Effect<A, E>, site: { readonly provider: string; readonly model: string }): Effect.Effect<A, E | RouteError> =>
   Effect.flatMap(FiberRef.get(Deadline.currentDeadline), (deadline) =>
-    Option.isNone(deadline) ? shared : Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      Effect.timeoutFail(shared, {
-        duration: Math.max(0, deadline.value - now),
-        onTimeout: () => Deadline.exceeded(undefined, deadline.value)
-      })))
+    Option.isNone(deadline) ? shared : Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const exceeded = () => Deadline.exceeded({ ...site, route: "*", attempt: 0 }, deadline.value)
+      // Already past: fail without starting (or joining) anything.
+      if (deadline.value <= now) return Effect.fail(exceeded())
+      return Effect.timeoutFail(shared, { duration: deadline.value - now, onTimeout: exceeded })
+    }))
 
 /**
  * `provider` with identical `generate` calls in flight coalesced (`stream` passes through).
@@ -125,15 +130,22 @@ const underOwnDeadline = <A, E>(shared: Effect.Effect<A, E>): Effect.Effect<A, E
  * @since 0.2.0
  * @category combinators
  */
-export const provider = <E extends RouteError>(coalescer: Coalescer, inner: ProviderShape<E>): ProviderShape<E | RouteError> => ({
-  name: inner.name,
-  stream: inner.stream,
-  generate: (request: GenerateRequest) =>
-    underOwnDeadline(
-      // The shared call carries no caller's deadline: each caller enforces its own while it waits.
-      coalescer.run(requestKey(request), Effect.locally(inner.generate(request), Deadline.currentDeadline, Option.none()))
-    )
-})
+export const provider = <E extends RouteError>(coalescer: Coalescer, inner: ProviderShape<E>): ProviderShape<E | RouteError> => {
+  // Keys are scoped to this wrapper: one coalescer over two providers never hands one's answer to the other.
+  const scope = `${inner.name}#${++wrappers}`
+  return {
+    name: inner.name,
+    stream: inner.stream,
+    generate: (request: GenerateRequest) =>
+      underOwnDeadline(
+        // The shared call carries no caller's deadline: each caller enforces its own while it waits.
+        coalescer.run(requestKey(request, scope), Effect.locally(inner.generate(request), Deadline.currentDeadline, Option.none())),
+        { provider: inner.name, model: request.model }
+      )
+  }
+}
+
+let wrappers = 0
 
 /**
  * Coalesces the `Provider` in context (a layer over it), e.g.

@@ -20,6 +20,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import type * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Drive from "./chain/drive.js"
@@ -330,6 +331,8 @@ const durationProblem = (input: Duration.DurationInput | undefined): string | un
   return Duration.toMillis(decoded.value) > 0 ? undefined : `must be positive, got ${Duration.format(decoded.value)}`
 }
 
+const textOf = (response: GenerateResponse): string => response.text
+
 /** A route's policy as the chain applies it: it knows whether another route can take the call. */
 const chainPolicy = (routes: ReadonlyArray<Route>, index: number): Policy.PolicyOptions => {
   const route = routes[index]!
@@ -372,9 +375,9 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, InvalidOpti
   Effect.gen(function*() {
     const problem = validate(options)
     if (problem !== undefined) return yield* Effect.fail(problem)
-    const policies = new Map<string, Policy.PolicyRoute>()
+    const policies = new Map<string, Policy.RouteOn>()
     for (const [index, route] of options.routes.entries()) {
-      policies.set(route.name, yield* Policy.route(chainPolicy(options.routes, index), route.provider, route.name))
+      policies.set(route.name, yield* Policy.routeOn(chainPolicy(options.routes, index), route.provider, route.name))
     }
     const deadline = options.deadline === undefined ? undefined : Duration.toMillis(Duration.decode(options.deadline))
     const config: ChainConfig = {
@@ -394,20 +397,23 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, InvalidOpti
     }
     const textGate = basicGate(options.acceptTruncated === true)
     const onPartial = (given: StreamOptions | undefined) => given?.onPartialOutputFailure ?? options.onPartialOutputFailure ?? "fail"
-    const text = (request: ChainRequest, onPartialOutput: PartialOutputFailure) => ({
-      request,
-      gate: textGate,
-      extract: (response: GenerateResponse) => response.text,
-      repairable: false,
-      onPartialOutput
-    })
+    const text = (request: ChainRequest, onPartialOutput: PartialOutputFailure): Drive.Prepare<string, never> => () =>
+      Either.right({
+        request,
+        gate: textGate,
+        extract: textOf,
+        repairable: false,
+        onPartialOutput
+      })
     const object = <A, I>(
       schema: Schema.Schema<A, I>,
       request: ChainRequest,
       given: ObjectOptions<A> | undefined,
       onPartialOutput: PartialOutputFailure
-    ) =>
-      Effect.map(compile(schema, "Fallback.generateObject"), (compiled) => {
+    ): Drive.Prepare<A, InvalidOptions> =>
+    () =>
+      Either.map(compile(schema, "Fallback.generateObject"), (compiled) => {
+        // Per call: what the gate decoded, by the response it decoded it from.
         const decoded = new WeakMap<GenerateResponse, A>()
         return {
           request: extend(request, {
@@ -422,10 +428,9 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, InvalidOpti
       })
     return {
       generate: (request) => Drive.generate(config, text(request, "fail")),
-      generateObject: (schema, request, given) =>
-        Effect.flatMap(object(schema, request, given, "fail"), (spec) => Drive.generate(config, spec)),
+      generateObject: (schema, request, given) => Drive.generate(config, object(schema, request, given, "fail")),
       stream: (request, given) => Drive.stream(config, text(request, onPartial(given))),
       streamObject: (schema, request, given) =>
-        Stream.unwrap(Effect.map(object(schema, request, given, onPartial(given)), (spec) => Drive.stream(config, spec, Drive.objectPreviews)))
+        Drive.stream(config, object(schema, request, given, onPartial(given)), Drive.objectPreviews)
     }
   })

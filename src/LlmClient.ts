@@ -12,6 +12,7 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import type * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -60,6 +61,13 @@ export const layerWithState = (
   layer(options).pipe(Layer.provideMerge(Layer.merge(Policy.layerState, DegradedMode.layer)))
 
 /**
+ * The chain in the fiber's context, read synchronously: what `Effect.flatMap(LlmClient, f)` does in
+ * three effect steps (a missing service is the same defect).
+ */
+const clientOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Fallback.Chain =>
+  Context.unsafeGet(fiber.currentContext, LlmClient)
+
+/**
  * Generates text through the chain.
  *
  * @since 0.1.0
@@ -68,7 +76,7 @@ export const layerWithState = (
 export const generate = (
   request: Fallback.ChainRequest
 ): Effect.Effect<Fallback.ChainResult<string>, AllRoutesFailed, LlmClient> =>
-  Effect.flatMap(LlmClient, (client) => client.generate(request))
+  Effect.withFiberRuntime((fiber) => clientOf(fiber).generate(request))
 
 /**
  * Generates a value that decodes with `schema` through the chain.
@@ -81,7 +89,7 @@ export const generateObject = <A, I>(
   request: Fallback.ChainRequest,
   options?: Fallback.ObjectOptions<A>
 ): Effect.Effect<Fallback.ChainResult<A>, AllRoutesFailed | InvalidOptions, LlmClient> =>
-  Effect.flatMap(LlmClient, (client) => client.generateObject(schema, request, options))
+  Effect.withFiberRuntime((fiber) => clientOf(fiber).generateObject(schema, request, options))
 
 /**
  * Streams through the chain: the serving route's events, a `Restarted` event when the opt-in restart

@@ -199,7 +199,7 @@ const modelStates = (policy: PolicyOptions, provider: ProviderShape, route: stri
         const state: ModelState = {
           breaker: policy.breaker === false ? undefined : yield* breakers.get(key, policy.breaker ?? {}, healthProbe(model)),
           limiter: policy.rateLimit === undefined || policy.rateLimit === false ? undefined : yield* limiters.get(key, policy.rateLimit),
-          retry: Retry.make(retryOptions, { route, budget, observe: policy.observe }),
+          retry: Retry.makeLoop(retryOptions, { route, budget, observe: policy.observe }),
           hedge: hedgeOptions === undefined ? undefined : Hedge.make(hedgeOptions, { budget, label: route })
         }
         // Another fiber may have made it while this one looked up the shared registries.
@@ -216,7 +216,7 @@ const makeRoute = (
   policy: PolicyOptions,
   provider: ProviderShape,
   route: string
-): Effect.Effect<PolicyRoute, never, PolicyState> =>
+): Effect.Effect<RouteOn, never, PolicyState> =>
   Effect.gen(function*() {
     const { models, stateOf } = yield* modelStates(policy, provider, route)
     const ctx: RouteContext = {
@@ -237,12 +237,14 @@ const makeRoute = (
       return cached !== undefined ? f(cached) : Effect.flatMap(stateOf(model), f)
     }
 
-    const generateStep = (state: ModelState, context: ResolvedCall) => (request: GenerateRequest, attempt: number, delayMs: number) =>
+    const generateStep = (state: ModelState, context: ResolvedCall): Retry.AttemptOn<RouteError, never> =>
+    (request, attempt, delayMs, fiber) =>
       state.hedge === undefined
-        ? generateAttempt(state, request, attempt, delayMs, false, context)
+        // Run at once by the retry loop, on its fiber.
+        ? generateAttempt.attemptOn(fiber, state, request, attempt, delayMs, false, context)
         : state.hedge.generate(
-          generateAttempt(state, request, attempt, delayMs, false, context),
-          generateAttempt(state, request, attempt, delayMs, true, context)
+          generateAttempt.attempt(state, request, attempt, delayMs, false, context),
+          generateAttempt.attempt(state, request, attempt, delayMs, true, context)
         )
 
     const streamStep = (state: ModelState, context: StreamContext) => (request: GenerateRequest, attempt: number, delayMs: number) =>
@@ -265,14 +267,20 @@ const makeRoute = (
       return { deadline: limit, acceptor, observe: given?.observe, handOverAt: given?.handOverAt }
     }
 
-    const generate = (request: GenerateRequest, given: CallContext | undefined) =>
+    const generateOn = (
+      fiber: Fiber.RuntimeFiber<unknown, unknown>,
+      request: GenerateRequest,
+      given: CallContext | undefined
+    ): Effect.Effect<GenerateResponse, RouteError> => {
       // Nothing to resolve: every part reads the fiber's deadline and gate where it needs them.
-      given === undefined && deadlineMs === undefined
-        ? withState(request.model, (state) => state.retry.generate(request, generateStep(state, inherited)))
-        : Effect.withFiberRuntime<GenerateResponse, RouteError>((fiber) => {
-          const context = resolve(fiber, given)
-          return withState(request.model, (state) => state.retry.generate(request, generateStep(state, context), context))
-        })
+      if (given === undefined && deadlineMs === undefined) {
+        return withState(request.model, (state) => state.retry.generateOn(fiber, request, generateStep(state, inherited)))
+      }
+      const context = resolve(fiber, given)
+      return withState(request.model, (state) => state.retry.generateOn(fiber, request, generateStep(state, context), context))
+    }
+    const generate = (request: GenerateRequest, given: CallContext | undefined) =>
+      Effect.withFiberRuntime<GenerateResponse, RouteError>((fiber) => generateOn(fiber, request, given))
 
     // A stream's deadline bounds its consumer too, so it stays in the fiber (the chain publishes its
     // own there once per stream); the gate, the hand-over and the observer come as arguments.
@@ -295,6 +303,7 @@ const makeRoute = (
         stream: (request) => stream(request, undefined)
       },
       generate,
+      generateOn,
       stream
     }
   })
@@ -337,6 +346,29 @@ export interface PolicyRoute {
   readonly generate: (request: GenerateRequest, call: CallContext | undefined) => Effect.Effect<GenerateResponse, RouteError>
   readonly stream: (request: GenerateRequest, call: CallContext | undefined) => Stream.Stream<StreamEvent, RouteError>
 }
+
+/**
+ * A {@link PolicyRoute} with the entry point of a caller that holds the fiber the call runs on and
+ * runs the returned effect on it at once (the fallback chain's driver): `generate` is `generateOn`
+ * run on the fiber that runs it.
+ *
+ * @internal
+ */
+export interface RouteOn extends PolicyRoute {
+  readonly generateOn: (
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    request: GenerateRequest,
+    call: CallContext | undefined
+  ) => Effect.Effect<GenerateResponse, RouteError>
+}
+
+/**
+ * {@link route} with the entry point of {@link RouteOn}.
+ *
+ * @internal
+ */
+export const routeOn = (policy: PolicyOptions, provider: ProviderShape, name: string): Effect.Effect<RouteOn, never, PolicyState> =>
+  makeRoute(policy, provider, name)
 
 /**
  * {@link apply} as a {@link PolicyRoute}.

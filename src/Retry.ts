@@ -159,6 +159,7 @@ export const schedule = (
 
 /**
  * What the retry loop reports about each finished attempt (for attempt histories, spans and metrics).
+ * Called when the attempt has ended; the loop runs the returned effect before it goes on.
  *
  * @since 0.1.0
  * @category models
@@ -249,7 +250,10 @@ const observersOf = (observe: AttemptObserver | undefined, call: CallOptions | u
     ? call.observe
     : (record) => Effect.zipRight(call.observe!(record), observe(record))
 
-/** Reports one finished attempt of `route` to the call's observers. */
+/**
+ * Reports one finished attempt of `route` to the call's observers. Called when the attempt has ended
+ * (its duration is read from the clock now), from the continuation that saw it end.
+ */
 const record = (
   route: string,
   observer: AttemptObserver | undefined,
@@ -261,18 +265,16 @@ const record = (
 ): Effect.Effect<void> => {
   if (observer === undefined) return Effect.void
   const requestId = outcome.error?.requestId ?? outcome.requestId
-  return Effect.suspend(() =>
-    observer({
-      route,
-      attempt,
-      outcome: outcome.tag,
-      ...(outcome.error?.status !== undefined ? { status: outcome.error.status } : {}),
-      ...(requestId !== undefined ? { requestId } : {}),
-      delayMs,
-      durationMs: clock.unsafeCurrentTimeMillis() - startedAt,
-      ...(outcome.error !== undefined ? { message: outcome.error.message } : {})
-    })
-  )
+  return observer({
+    route,
+    attempt,
+    outcome: outcome.tag,
+    ...(outcome.error?.status !== undefined ? { status: outcome.error.status } : {}),
+    ...(requestId !== undefined ? { requestId } : {}),
+    delayMs,
+    durationMs: clock.unsafeCurrentTimeMillis() - startedAt,
+    ...(outcome.error !== undefined ? { message: outcome.error.message } : {})
+  })
 }
 
 /**
@@ -312,21 +314,33 @@ const spend = <E extends RouteError>(
 }
 
 /**
+ * What a retry policy is built with besides its options.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RetryExtras {
+  /** The route label put on attempt records and metrics. Default `*`. */
+  readonly route?: string | undefined
+  readonly budget?: RetryBudget | undefined
+  readonly observe?: AttemptObserver | undefined
+}
+
+/**
  * Builds a retry policy. `budget` (optional) is the route's {@link RetryBudget}; `observe` (optional)
  * hears about every finished attempt.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (
-  options: RetryOptions = {},
-  extras: {
-    /** The route label put on attempt records and metrics. Default `*`. */
-    readonly route?: string | undefined
-    readonly budget?: RetryBudget | undefined
-    readonly observe?: AttemptObserver | undefined
-  } = {}
-): Retry => {
+export const make = (options: RetryOptions = {}, extras: RetryExtras = {}): Retry => makeLoop(options, extras)
+
+/**
+ * {@link make} with the entry point of a layer that holds the calling fiber (`Policy`).
+ *
+ * @internal
+ */
+export const makeLoop = (options: RetryOptions = {}, extras: RetryExtras = {}): RetryLoop => {
   const maxAttempts = Math.max(1, options.maxAttempts ?? defaults.maxAttempts)
   const baseMs = millisOf(options.base) ?? defaults.baseMs
   const capMs = millisOf(options.cap) ?? defaults.capMs
@@ -379,42 +393,50 @@ export const make = (
     return !useKey || request.idempotencyKey !== undefined ? request : extend(request, { idempotencyKey: idempotencyKey() })
   }
 
-  const generate = <E extends RouteError, R>(
+  const generateOn = <E extends RouteError, R>(
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
     request: GenerateRequest,
-    attempt: (request: GenerateRequest, attempt: number, delayMs: number) => Effect.Effect<GenerateResponse, E, R>,
+    attempt: AttemptOn<E, R>,
     call?: CallOptions
-  ): Effect.Effect<GenerateResponse, E | RetryBudgetExhausted, R> =>
-    Effect.withFiberRuntime((fiber) => {
-      const clock = clockOf(fiber)
-      const waitLimit = waitLimitOf(fiber, call)
-      const observer = observersOf(observe, call)
-      const loop = (
-        keyed: GenerateRequest,
-        n: number,
-        delayMs: number,
-        reroutesUsed: number
-      ): Effect.Effect<GenerateResponse, E | RetryBudgetExhausted, R> => {
-        const startedAt = clock.unsafeCurrentTimeMillis()
-        const attempted = attempt(keyed, n, delayMs)
-        const observed = observer === undefined
-          ? attempted
-          : Effect.tap(attempted, (response) =>
-            record(route, observer, clock, n, delayMs, startedAt, { tag: "success", requestId: response.requestId }))
-        return Effect.catchAll(observed, (raw) => {
-          const error = restamp(raw, { attempt: n })
-          return Effect.zipRight(
-            record(route, observer, clock, n, delayMs, startedAt, { tag: error._tag, error }),
-            Effect.flatMap(decide(error, n, delayMs, reroutesUsed, waitLimit, clock), ({ delay, reroute }) =>
-              Effect.zipRight(
-                Effect.sleep(Duration.millis(delay)),
-                // Suspended: the next attempt's start time must be read after the sleep, not before.
-                Effect.suspend(() => loop(keyed, n + 1, delay, reroutesUsed + (reroute ? 1 : 0)))
-              ))
-          )
-        })
+  ): Effect.Effect<GenerateResponse, E | RetryBudgetExhausted, R> => {
+    const clock = clockOf(fiber)
+    const waitLimit = waitLimitOf(fiber, call)
+    const observer = observersOf(observe, call)
+    const loop = (
+      keyed: GenerateRequest,
+      n: number,
+      delayMs: number,
+      reroutesUsed: number
+    ): Effect.Effect<GenerateResponse, E | RetryBudgetExhausted, R> => {
+      const startedAt = clock.unsafeCurrentTimeMillis()
+      const attempted = attempt(keyed, n, delayMs, fiber)
+      const onFailure = (raw: E): Effect.Effect<GenerateResponse, E | RetryBudgetExhausted, R> => {
+        const error = restamp(raw, { attempt: n })
+        return Effect.zipRight(
+          record(route, observer, clock, n, delayMs, startedAt, { tag: error._tag, error }),
+          Effect.flatMap(decide(error, n, delayMs, reroutesUsed, waitLimit, clock), ({ delay, reroute }) =>
+            Effect.zipRight(
+              Effect.sleep(Duration.millis(delay)),
+              // Suspended: the next attempt's start time must be read after the sleep, not before.
+              Effect.suspend(() => loop(keyed, n + 1, delay, reroutesUsed + (reroute ? 1 : 0)))
+            ))
+        )
       }
-      return loop(begin(request, clock.unsafeCurrentTimeMillis()), 1, 0, 0)
-    })
+      if (observer === undefined) return Effect.catchAll(attempted, onFailure)
+      // One continuation for both ends (recording a success cannot fail: observers return `Effect<void>`).
+      return Effect.matchEffect(attempted, {
+        onFailure,
+        onSuccess: (response) => {
+          const recorded = record(route, observer, clock, n, delayMs, startedAt, { tag: "success", requestId: response.requestId })
+          return recorded === Effect.void ? Effect.succeed(response) : Effect.as(recorded, response)
+        }
+      })
+    }
+    return loop(begin(request, clock.unsafeCurrentTimeMillis()), 1, 0, 0)
+  }
+
+  const generate: Retry["generate"] = (request, attempt, call) =>
+    Effect.withFiberRuntime((fiber) => generateOn(fiber, request, attempt, call))
 
   const core: RetryCore = {
     decide,
@@ -425,5 +447,33 @@ export const make = (
   }
   const stream: Retry["stream"] = (request, attempt, call) => retryStream(core, request, attempt, call)
 
-  return { generate, stream }
+  return { generate, generateOn, stream }
+}
+
+/**
+ * One attempt of a loop run by {@link RetryLoop.generateOn}: also given the fiber that runs the loop
+ * (and runs the attempt's effect at once, as the loop's next step).
+ *
+ * @internal
+ */
+export type AttemptOn<E, R> = (
+  request: GenerateRequest,
+  attempt: number,
+  delayMs: number,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>
+) => Effect.Effect<GenerateResponse, E, R>
+
+/**
+ * A retry policy with the entry point a composition layer uses when it already holds the calling
+ * fiber (`Policy`): `generate` is `generateOn` run on the fiber that runs it.
+ *
+ * @internal
+ */
+export interface RetryLoop extends Retry {
+  readonly generateOn: <E extends RouteError, R>(
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    request: GenerateRequest,
+    attempt: AttemptOn<E, R>,
+    call?: CallOptions
+  ) => Effect.Effect<GenerateResponse, E | RetryBudgetExhausted, R>
 }

@@ -10,7 +10,7 @@
  * - **Google Cloud** `GET https://status.cloud.google.com/incidents.json` — every incident with its
  *   `affected_products`, `status_impact` (`SERVICE_INFORMATION` / `SERVICE_DISRUPTION` /
  *   `SERVICE_OUTAGE`), `severity` and an `end` once resolved. The ongoing incidents (no `end`) of the
- *   products named in the source (default: Vertex AI's Gemini products) decide: an outage is `major`
+ *   products named in the source (default: `Vertex Gemini API`) decide: an outage is `major`
  *   (`critical` at `severity: high`), a disruption `minor`, information `none`.
  *
  * AWS documents no unauthenticated status API for Bedrock (its Health API needs credentials and a
@@ -24,13 +24,13 @@
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import * as Cache from "effect/Cache"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -105,7 +105,7 @@ export const defaultSources: Readonly<Record<string, StatusSource>> = {
   anthropic: { format: "statuspage", url: "https://status.anthropic.com/api/v2/status.json" },
   openrouter: { format: "statuspage", url: "https://status.openrouter.ai/api/v2/status.json" },
   groq: { format: "statuspage", url: "https://groqstatus.com/api/v2/status.json" },
-  gemini: { format: "google-cloud", url: "https://status.cloud.google.com/incidents.json", products: ["Gemini", "Vertex AI"] }
+  gemini: { format: "google-cloud", url: "https://status.cloud.google.com/incidents.json", products: ["Vertex Gemini API"] }
 }
 
 /**
@@ -262,21 +262,44 @@ export class StatusPage extends Context.Tag("effect-llm-resilience/StatusPage")<
  * @since 0.2.0
  * @category constructors
  */
-export const make = (options: StatusPageOptions = {}): Effect.Effect<typeof StatusPage.Service, never, HttpClient.HttpClient> =>
+export const make = (
+  options: StatusPageOptions = {}
+): Effect.Effect<typeof StatusPage.Service, never, HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
     const client = yield* HttpClient.HttpClient
+    const scope = yield* Effect.scope
     const sources = { ...defaultSources, ...options.sources }
     const timeoutMs = millisOf(options.timeout) ?? defaults.timeoutMs
-    const ttl = Duration.millis(millisOf(options.ttl) ?? defaults.ttlMs)
-    const errorTtl = Duration.millis(millisOf(options.errorTtl) ?? defaults.errorTtlMs)
-    // Keyed by the source's JSON: the same URL read as two formats (or two product lists) is two entries.
-    const cache = yield* Cache.makeWith({
-      capacity: 256,
-      lookup: (key: string) =>
-        fetchStatus(JSON.parse(key) as StatusSource, timeoutMs).pipe(Effect.provideService(HttpClient.HttpClient, client)),
-      timeToLive: (exit) => (Exit.isSuccess(exit) ? ttl : errorTtl)
-    })
-    const checkSource = (source: StatusSource) => cache.get(JSON.stringify(source))
+    const ttlMs = millisOf(options.ttl) ?? defaults.ttlMs
+    const errorTtlMs = millisOf(options.errorTtl) ?? defaults.errorTtlMs
+    // One read per source at a time, shared: the read runs in the service's scope and every caller
+    // joins it, so an interrupted caller leaves the others (and the cached answer) alone. Keyed by the
+    // source's JSON: one URL read as two formats (or two product lists) is two entries.
+    interface Read {
+      fiber: Fiber.RuntimeFiber<ProviderStatus, StatusPageError> | undefined
+      expiresAt: number
+    }
+    const reads = new Map<string, Read>()
+    const checkSource = (source: StatusSource): Effect.Effect<ProviderStatus, StatusPageError> =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const key = JSON.stringify(source)
+        const known = reads.get(key)
+        if (known?.fiber !== undefined && known.expiresAt > now) return Fiber.join(known.fiber)
+        for (const [k, read] of reads) if (read.expiresAt <= now) reads.delete(k)
+        // Registered before the read starts, so the read's end always finds it: until then it never expires.
+        const entry: Read = { fiber: undefined, expiresAt: Number.POSITIVE_INFINITY }
+        reads.set(key, entry)
+        const read = fetchStatus(source, timeoutMs).pipe(
+          Effect.provideService(HttpClient.HttpClient, client),
+          Effect.onExit((exit) =>
+            Effect.map(Clock.currentTimeMillis, (done) => void (entry.expiresAt = done + (Exit.isSuccess(exit) ? ttlMs : errorTtlMs))))
+        )
+        // Forked from an uninterruptible step: the read itself stays interruptible (its timeout needs that).
+        return Effect.flatMap(Effect.uninterruptible(Effect.forkIn(Effect.interruptible(read), scope)), (fiber) => {
+          entry.fiber = fiber
+          return Fiber.join(fiber)
+        })
+      })
     const check = (provider: string) => {
       const source = sources[provider]
       return source === undefined
@@ -298,14 +321,15 @@ export const make = (options: StatusPageOptions = {}): Effect.Effect<typeof Stat
  * @category layers
  */
 export const layer = (options: StatusPageOptions = {}): Layer.Layer<StatusPage, never, HttpClient.HttpClient> =>
-  Layer.effect(StatusPage, make(options))
+  Layer.scoped(StatusPage, make(options))
 
 /**
  * A status page as a hint to a breaker, in the current scope: every `every` (default 30 s), while the
- * breaker is open or half-open on its own evidence and the provider's page reports a major or critical
- * incident, the breaker's open period is extended to the next look — no probe is spent on a provider
- * that says it is down. It never opens a closed breaker (pages lag, and an incident often concerns
- * other models or regions than the route's), and a page that cannot be read changes nothing.
+ * breaker is open or half-open and the provider's page reports a major or critical incident, the
+ * breaker's open period is extended past the next look (`every` plus the page's read timeout) — no probe
+ * is spent on a provider that says it is down. It never opens a closed breaker (the state is read again
+ * right before extending: a probe that succeeded during the read wins; pages lag, and an incident often
+ * concerns other models or regions than the route's), and a page that cannot be read changes nothing.
  *
  * @since 0.2.0
  * @category combinators
@@ -313,20 +337,20 @@ export const layer = (options: StatusPageOptions = {}): Layer.Layer<StatusPage, 
 export const holdOpenDuringIncidents = (
   breaker: CircuitBreaker,
   provider: string,
-  every: Duration.DurationInput = "30 seconds"
+  every: Duration.DurationInput = "30 seconds",
+  readTimeout: Duration.DurationInput = Duration.millis(defaults.timeoutMs)
 ): Effect.Effect<void, never, StatusPage | Scope.Scope> =>
   Effect.flatMap(StatusPage, (pages) => {
     const intervalMs = millisOf(every) ?? 30_000
-    const look = Effect.flatMap(breaker.state, (state) => {
-      if (state !== "open" && state !== "half-open") return Effect.void
-      return pages.check(provider).pipe(
-        Effect.flatMap((status) =>
-          status.operational
-            ? Effect.void
-            : Effect.flatMap(Clock.currentTimeMillis, (now) =>
-              breaker.tripUntil(now + intervalMs, `status page: ${status.indicator} — ${status.description}`))),
-        Effect.catchAll(() => Effect.void)
-      )
-    })
-    return Effect.asVoid(Effect.forkScoped(Effect.forever(Effect.zipRight(look, Effect.sleep(Duration.millis(intervalMs))))))
+    const holdMs = intervalMs + (millisOf(readTimeout) ?? defaults.timeoutMs)
+    const isOpen = Effect.map(breaker.state, (state) => state === "open" || state === "half-open")
+    const look = Effect.flatMap(isOpen, (open) =>
+      open
+        ? Effect.flatMap(pages.check(provider), (status) =>
+          status.operational ? Effect.void : Effect.flatMap(Effect.zip(isOpen, Clock.currentTimeMillis), ([stillOpen, now]) =>
+            stillOpen ? breaker.tripUntil(now + holdMs, `status page: ${status.indicator} — ${status.description}`) : Effect.void))
+        : Effect.void)
+    // Whatever a look meets (an unreadable page, an interruption of a shared read), the loop goes on.
+    const safeLook = Effect.catchAllCause(look, () => Effect.void)
+    return Effect.asVoid(Effect.forkScoped(Effect.forever(Effect.zipRight(safeLook, Effect.sleep(Duration.millis(intervalMs))))))
   })

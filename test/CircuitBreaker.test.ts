@@ -436,6 +436,26 @@ describe("CircuitBreaker — a coordinator for the fleet's half-open probes", ()
       expect(yield* breaker.state).toBe("open")
     }))
 
+  it.scoped("a caller interrupted while its claim is asked never strands the claim: it is given back once granted", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const { coordinator, log } = scripted(["Granted", "Granted"], gate)
+      const breaker = yield* halfOpenBreaker(coordinator)
+      const caller = yield* Effect.fork(breaker.execute(Effect.never, site))
+      while (log.length === 0) yield* Effect.yieldNow()
+      // The interruption waits for the claim's answer (one uninterruptible step), then cancels the probe.
+      const interrupting = yield* Effect.fork(Fiber.interrupt(caller))
+      yield* Effect.yieldNow()
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(interrupting)
+      expect(log).toEqual(["claim r/m", "release"])
+      expect(yield* breaker.state).toBe("half-open")
+      // The slot is free again: the next caller claims.
+      const permit = yield* breaker.acquire(site)
+      yield* permit.success
+      expect(yield* breaker.state).toBe("closed")
+    }))
+
   it.scoped("panic bypasses the coordinator: every alternative is down, this process probes on its own", () =>
     Effect.gen(function*() {
       const { coordinator, log } = scripted([])

@@ -108,9 +108,19 @@ describe("Coalesce — over real HTTP", () => {
 
 describe("requestKey", () => {
   const value = fc.letrec((tie) => ({
-    leaf: fc.oneof(fc.string(), fc.integer(), fc.double({ noNaN: true }), fc.boolean(), fc.constant(null), fc.uint8Array({ maxLength: 8 })),
+    leaf: fc.oneof(fc.string({ unit: "binary" }), fc.integer(), fc.double({ noNaN: true }), fc.boolean(), fc.constant(null), fc.uint8Array({ maxLength: 8 })),
     node: fc.oneof({ depthSize: "small" }, tie("leaf"), fc.array(tie("node"), { maxLength: 4 }), fc.dictionary(fc.string({ maxLength: 4 }), tie("node"), { maxKeys: 4 }))
   })).node
+
+  /** A key-order-free rendering with types kept apart, to know when two values really differ. */
+  const canonical = (v: unknown): string => {
+    if (v instanceof Uint8Array) return `b[${Array.from(v).join(",")}]`
+    if (Array.isArray(v)) return `a[${v.map(canonical).join(",")}]`
+    if (v !== null && typeof v === "object") {
+      return `o{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(",")}}`
+    }
+    return `${typeof v}:${Object.is(v, -0) ? "0" : JSON.stringify(v)}`
+  }
 
   /** The same value with every object's keys in reverse order. */
   const reordered = (v: unknown): unknown => {
@@ -126,12 +136,16 @@ describe("requestKey", () => {
       return requestKey(a) === requestKey(b)
     }), { seed: 20_261_207, numRuns: 300 })
     fc.assert(fc.property(value, value, (x, y) => {
-      fc.pre(JSON.stringify(x, (_k, v) => (v instanceof Uint8Array ? Array.from(v) : v)) !== JSON.stringify(y, (_k, v) => (v instanceof Uint8Array ? Array.from(v) : v)))
+      fc.pre(canonical(x) !== canonical(y))
       const keyOf = (v: unknown) => requestKey({ ...request, tools: [{ name: "t", description: "d", parameters: { v } }] } as unknown as GenerateRequest)
       return keyOf(x) !== keyOf(y)
     }), { seed: 20_261_207, numRuns: 300 })
     // Types never collide: "1" vs 1, [] vs {}, bytes vs their text.
     const keyOf = (v: unknown) => requestKey({ ...request, tools: [{ name: "t", description: "d", parameters: { v } }] } as unknown as GenerateRequest)
     expect(new Set([keyOf("1"), keyOf(1), keyOf([]), keyOf({}), keyOf(new Uint8Array([49])), keyOf(null)]).size).toBe(6)
+    // A lone surrogate is not U+FFFD (text cut inside an emoji).
+    expect(keyOf("a\uD83D")).not.toBe(keyOf("a\uFFFD"))
+    expect(keyOf("\uDC00")).not.toBe(keyOf("\uD800"))
+
   })
 })

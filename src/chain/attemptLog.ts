@@ -30,12 +30,20 @@ export class AttemptLog {
   private attemptOffset = 0
   private note: string | undefined = undefined
 
-  /** The observer that writes the retry loop's records here. */
-  readonly observe: AttemptObserver = (record) => Effect.sync(() => this.add(record))
+  /**
+   * The observer that writes the retry loop's records here. The loop calls it when the attempt has
+   * ended (from the continuation that saw it end), so it writes at once and has nothing left to run.
+   */
+  readonly observe: AttemptObserver = (record) => {
+    this.add(record)
+    return Effect.void
+  }
 
   /** Records of the next provider call on a route continue its attempt numbers, labelled `note`. */
   beginCall(route: string, note?: string): void {
-    this.attemptOffset = this.records.filter((r) => r.route === route && r.attempt > 0).length
+    let earlier = 0
+    for (const record of this.records) if (record.route === route && record.attempt > 0) earlier++
+    this.attemptOffset = earlier
     this.note = note
     // A response whose attempt then failed for another reason (a timeout after the gate) is not ours.
     this.pendingUsage.length = 0

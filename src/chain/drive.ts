@@ -7,6 +7,7 @@
  */
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as CircuitBreaker from "../CircuitBreaker.js"
@@ -14,23 +15,44 @@ import * as Deadline from "../Deadline.js"
 import type { AllRoutesFailed, RouteError } from "../Errors.js"
 import type { ChainResult, ChainStreamEvent, PartialObject } from "../Fallback.js"
 import { extend } from "../internal/object.js"
+import { clockOf } from "../internal/timer.js"
+import type { GenerateResponse } from "../Provider.js"
 import { isContentEvent, type StreamEvent } from "../Provider.js"
 import { JsonPrefix } from "./partialJson.js"
-import { type CallSpec, type ChainConfig, start, type Step, type Walk } from "./walk.js"
+import { type CallSpec, type ChainConfig, isStep, type Step, type Stepped, stepEffect, Walk } from "./walk.js"
+
+/**
+ * One call's spec, made when the call starts (a gate may keep per-call state), or the reason the call
+ * cannot be made (a schema with no JSON Schema).
+ */
+export type Prepare<A, E> = () => Either.Either<CallSpec<A>, E>
 
 /** Runs a call whose attempts are effects. */
-export const generate = <A>(config: ChainConfig, spec: CallSpec<A>): Effect.Effect<ChainResult<A>, AllRoutesFailed> =>
-  Effect.flatMap(start(config, spec), (walk) => {
-    const step = (next: Step<A>): Effect.Effect<ChainResult<A>, AllRoutesFailed> => {
-      if (next._tag === "Done") return Effect.succeed(next.result)
+export const generate = <A, E = never>(
+  config: ChainConfig,
+  prepare: Prepare<A, E>
+): Effect.Effect<ChainResult<A>, AllRoutesFailed | E> =>
+  Effect.withFiberRuntime((fiber) => {
+    const spec = prepare()
+    if (Either.isLeft(spec)) return Effect.fail(spec.left)
+    const walk = new Walk(config, spec.right, clockOf(fiber))
+    const step = (next: Step): Effect.Effect<ChainResult<A>, AllRoutesFailed> => {
       if (next._tag === "Stop") return Effect.fail(next.error)
-      const call = next.policy.generate(next.request, next.context)
-      return Effect.matchEffect(next.panic ? Effect.locally(call, CircuitBreaker.currentPanic, true) : call, {
-        onFailure: (error) => Effect.flatMap(walk.failed(error, undefined), step),
-        onSuccess: (response) => Effect.flatMap(walk.answered(response), step)
-      })
+      // Run at once on this fiber — but under panic, with the flag set on it first.
+      const call = next.panic
+        ? Effect.locally(next.policy.generate(next.request, next.context), CircuitBreaker.currentPanic, true)
+        : next.policy.generateOn(fiber, next.request, next.context)
+      return Effect.matchEffect(call, ended)
     }
-    return Effect.flatMap(Effect.withFiberRuntime<Step<A>>((fiber) => walk.begin(Deadline.unsafeOf(fiber))), step)
+    const proceed = (next: Stepped) => isStep(next) ? step(next) : Effect.flatMap(next, step)
+    const ended = {
+      onFailure: (error: RouteError) => proceed(walk.failed(error, undefined)),
+      onSuccess: (response: GenerateResponse) => {
+        const { publish, result } = walk.answered(response)
+        return Effect.as(publish, result)
+      }
+    }
+    return proceed(walk.begin(Deadline.unsafeOf(fiber)))
   })
 
 /**
@@ -51,28 +73,32 @@ export const objectPreviews: Previewer<PartialObject> = () => {
 }
 
 /** Runs a call whose attempts are streams, with previews of the answer when `previewer` is given. */
-export const stream = <A, P = never>(
+export const stream = <A, E = never, P = never>(
   config: ChainConfig,
-  spec: CallSpec<A>,
+  prepare: Prepare<A, E>,
   previewer?: Previewer<P>
-): Stream.Stream<ChainStreamEvent<A> | P, AllRoutesFailed> =>
-  Stream.unwrapScoped(Effect.gen(function*() {
-    const walk = yield* start(config, spec)
-    const first = yield* Effect.withFiberRuntime<Step<A>>((fiber) => walk.begin(Deadline.unsafeOf(fiber)))
-    // The call's deadline is published once for the whole stream, not watched by a producer of its
-    // own: every attempt's watch is clipped to it (it fails with DeadlineExceeded at that instant,
-    // after the events already received) and every wait between attempts refuses to cross it.
-    if (walk.until < Number.POSITIVE_INFINITY) yield* Effect.locallyScoped(Deadline.currentDeadline, Option.some(walk.until))
-    return fromStep(walk, previewer, first)
+): Stream.Stream<ChainStreamEvent<A> | P, AllRoutesFailed | E> =>
+  Stream.unwrapScoped(Effect.withFiberRuntime((fiber) => {
+    const spec = prepare()
+    if (Either.isLeft(spec)) return Effect.fail(spec.left)
+    const walk = new Walk(config, spec.right, clockOf(fiber))
+    return Effect.flatMap(stepEffect(walk.begin(Deadline.unsafeOf(fiber))), (first) => {
+      const events = fromStep(walk, previewer, first)
+      // The call's deadline is published once for the whole stream, not watched by a producer of its
+      // own: every attempt's watch is clipped to it (it fails with DeadlineExceeded at that instant,
+      // after the events already received) and every wait between attempts refuses to cross it.
+      return walk.until < Number.POSITIVE_INFINITY
+        ? Effect.as(Effect.locallyScoped(Deadline.currentDeadline, Option.some(walk.until)), events)
+        : Effect.succeed(events)
+    })
   }))
 
 const fromStep = <A, P>(
   walk: Walk<A>,
   previewer: Previewer<P> | undefined,
-  step: Step<A>
+  step: Step
 ): Stream.Stream<ChainStreamEvent<A> | P, AllRoutesFailed> => {
   if (step._tag === "Stop") return Stream.fail(step.error)
-  if (step._tag === "Done") return Stream.make<[ChainStreamEvent<A>]>({ _tag: "Completed", result: step.result })
   return Stream.suspend(() => {
     const attempt = new StreamedAttempt(walk, previewer, step)
     const events = step.policy.stream(step.request, step.context)
@@ -81,9 +107,10 @@ const fromStep = <A, P>(
       : events
     return admitted.pipe(
       Stream.mapChunksEffect((chunk) => attempt.onChunk(chunk)),
-      Stream.catchAll((error) =>
-        Stream.unwrap(Effect.map(walk.failed(error, attempt.delivered()), (next) => fromStep(walk, previewer, next)))
-      )
+      Stream.catchAll((error) => {
+        const next = walk.failed(error, attempt.delivered())
+        return isStep(next) ? fromStep(walk, previewer, next) : Stream.unwrap(Effect.map(next, (step) => fromStep(walk, previewer, step)))
+      })
     )
   })
 }
@@ -103,7 +130,7 @@ class StreamedAttempt<A, P> {
   constructor(
     private readonly walk: Walk<A>,
     previewer: Previewer<P> | undefined,
-    private readonly step: Extract<Step<A>, { readonly _tag: "Attempt" }>
+    private readonly step: Extract<Step, { readonly _tag: "Attempt" }>
   ) {
     this.previews = previewer?.()
   }
@@ -121,12 +148,13 @@ class StreamedAttempt<A, P> {
       const event = events[i]!
       if (event._tag === "Finish") {
         // The policy's gate passed this answer inside the attempt; the walk makes it the result.
-        return Effect.map(this.walk.answered(event.response), (done) => {
+        const { publish, result } = this.walk.answered(event.response)
+        return Effect.map(publish, () => {
           this.release(out)
           out.push(event)
           // Whatever the provider sent after its terminator in the same chunk, then the chain's last word.
           for (let j = i + 1; j < events.length; j++) if (events[j]!._tag !== "Finish") out.push(events[j]!)
-          out.push({ _tag: "Completed", result: done.result })
+          out.push({ _tag: "Completed", result })
           return Chunk.unsafeFromArray(out)
         })
       }

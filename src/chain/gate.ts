@@ -6,6 +6,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as JSONSchema from "effect/JSONSchema"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -38,29 +39,40 @@ export const invalid = (
     output: response.text.length > MAX_KEPT_OUTPUT ? `${response.text.slice(0, MAX_KEPT_OUTPUT)}…` : response.text
   }, true)
 
-/** What every answer must pass: not refused or filtered, not truncated (unless accepted), not empty. */
-export const basicGate = (acceptTruncated: boolean): Acceptor => (response, request) => {
+/**
+ * Why an answer fails what every answer must pass — refused or filtered, truncated (unless
+ * accepted), empty — or `undefined`.
+ */
+const basicRejection = (
+  response: GenerateResponse,
+  request: GenerateRequest,
+  acceptTruncated: boolean
+): InvalidOutput | ContentFiltered | undefined => {
   if (response.finishReason === "content_filter" || response.finishReason === "refusal") {
-    return Effect.fail(
-      new ContentFiltered({
-        provider: response.provider,
-        model: request.model,
-        route: "*",
-        attempt: 1,
-        status: 200,
-        ...(response.requestId !== undefined ? { requestId: response.requestId } : {}),
-        finishReason: response.finishReason,
-        message: response.refusal ?? `the model's output was ${response.finishReason === "refusal" ? "a refusal" : "filtered"}`
-      }, true)
-    )
+    return new ContentFiltered({
+      provider: response.provider,
+      model: request.model,
+      route: "*",
+      attempt: 1,
+      status: 200,
+      ...(response.requestId !== undefined ? { requestId: response.requestId } : {}),
+      finishReason: response.finishReason,
+      message: response.refusal ?? `the model's output was ${response.finishReason === "refusal" ? "a refusal" : "filtered"}`
+    }, true)
   }
   if (response.finishReason === "length" && !acceptTruncated) {
-    return Effect.fail(invalid(response, request, "truncated", "the output was cut by the token limit"))
+    return invalid(response, request, "truncated", "the output was cut by the token limit")
   }
   if (response.text.trim().length === 0 && response.toolCalls.length === 0) {
-    return Effect.fail(invalid(response, request, "empty", "the output was empty"))
+    return invalid(response, request, "empty", "the output was empty")
   }
-  return Effect.succeed(response)
+  return undefined
+}
+
+/** What every answer must pass: not refused or filtered, not truncated (unless accepted), not empty. */
+export const basicGate = (acceptTruncated: boolean): Acceptor => (response, request) => {
+  const rejected = basicRejection(response, request, acceptTruncated)
+  return rejected === undefined ? Effect.succeed(response) : Effect.fail(rejected)
 }
 
 /** The model's JSON answer, through the same depth-bounded door as provider bodies. */
@@ -85,63 +97,71 @@ const compiledSchemas = new WeakMap<Schema.Schema.Any, Compiled<unknown>>()
  * `Schema.suspend` without an identifier, a declared type with no JSON form): a mistake in the caller's
  * code, said plainly instead of a defect at the first call.
  */
-export const compile = <A, I>(schema: Schema.Schema<A, I>, component: string): Effect.Effect<Compiled<A>, InvalidOptions> => {
+export const compile = <A, I>(schema: Schema.Schema<A, I>, component: string): Either.Either<Compiled<A>, InvalidOptions> => {
   const cached = compiledSchemas.get(schema)
-  if (cached !== undefined) return Effect.succeed(cached as Compiled<A>)
-  return Effect.try({
-    try: () => {
-      const entry: Compiled<unknown> = {
-        decode: Schema.decodeUnknown(schema) as (input: unknown) => Effect.Effect<unknown, ParseResult.ParseError>,
-        jsonSchema: JSONSchema.make(schema) as unknown as Record<string, unknown>
-      }
-      compiledSchemas.set(schema, entry)
-      return entry as Compiled<A>
-    },
-    catch: (error) =>
+  if (cached !== undefined) return Either.right(cached as Compiled<A>)
+  try {
+    const entry: Compiled<unknown> = {
+      decode: Schema.decodeUnknown(schema) as (input: unknown) => Effect.Effect<unknown, ParseResult.ParseError>,
+      jsonSchema: JSONSchema.make(schema) as unknown as Record<string, unknown>
+    }
+    compiledSchemas.set(schema, entry)
+    return Either.right(entry as Compiled<A>)
+  } catch (error) {
+    return Either.left(
       new InvalidOptions({
         component,
         option: "schema",
         message: `the schema has no JSON Schema for structured output: ${error instanceof Error ? error.message : String(error)}`
       })
-  })
+    )
+  }
 }
 
 /**
  * The structured-output gate: the basic gate, then JSON, then the schema, then the caller's validator.
  * Each accepted answer's decoded value is kept in `decoded` (keyed by the response object) for the
  * chain to return.
+ *
+ * A schema that decodes synchronously (most do) hands back its result as an `Either`, which is an
+ * effect too; the gate reads it at once rather than running it as one, with the same handlers.
  */
 export const objectGate = <A>(
   compiled: Compiled<A>,
   validate: Validator<A> | undefined,
   decoded: WeakMap<GenerateResponse, A>
-): Acceptor => {
-  const basic = basicGate(false)
-  return (response, request) =>
-    Effect.flatMap(basic(response, request), (accepted) => {
-      const parsed = parseAnswer(accepted.text)
-      if (parsed._tag !== "Json") {
-        const why = refusedBecause(parsed)
-        return Effect.fail(invalid(accepted, request, "unparsable", `the output is ${why}`, `expected a single JSON value, got ${why}`))
+): Acceptor =>
+(response, request) => {
+  const rejected = basicRejection(response, request, false)
+  if (rejected !== undefined) return Effect.fail(rejected)
+  const parsed = parseAnswer(response.text)
+  if (parsed._tag !== "Json") {
+    const why = refusedBecause(parsed)
+    return Effect.fail(invalid(response, request, "unparsable", `the output is ${why}`, `expected a single JSON value, got ${why}`))
+  }
+  const mismatch = (error: ParseResult.ParseError) => {
+    const issues = ParseResult.TreeFormatter.formatErrorSync(error)
+    return Effect.fail(invalid(response, request, "schema", "the output does not match the schema", issues))
+  }
+  const accept = (value: A): Effect.Effect<GenerateResponse, InvalidOutput> => {
+    if (validate === undefined) {
+      decoded.set(response, value)
+      return Effect.succeed(response)
+    }
+    return Effect.mapBoth(validate(value), {
+      onFailure: (issue) => invalid(response, request, "validator", `rejected by the validator: ${issue}`, issue),
+      onSuccess: () => {
+        decoded.set(response, value)
+        return response
       }
-      return compiled.decode(parsed.value).pipe(
-        Effect.mapError((error) =>
-          invalid(accepted, request, "schema", "the output does not match the schema", ParseResult.TreeFormatter.formatErrorSync(error))
-        ),
-        Effect.flatMap((value) =>
-          validate === undefined
-            ? Effect.succeed(value)
-            : Effect.as(
-              Effect.mapError(validate(value), (issue) => invalid(accepted, request, "validator", `rejected by the validator: ${issue}`, issue)),
-              value
-            )
-        ),
-        Effect.map((value) => {
-          decoded.set(accepted, value)
-          return accepted
-        })
-      )
     })
+  }
+  const result: unknown = compiled.decode(parsed.value)
+  if (Either.isEither(result)) {
+    const settled = result as Either.Either<A, ParseResult.ParseError>
+    return Either.isRight(settled) ? accept(settled.right) : mismatch(settled.left)
+  }
+  return Effect.matchEffect(result as Effect.Effect<A, ParseResult.ParseError>, { onFailure: mismatch, onSuccess: accept })
 }
 
 /** Reasons a repair can fix: the model can read what was wrong and answer again. */

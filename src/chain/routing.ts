@@ -27,11 +27,11 @@ export const positions = (routes: ReadonlyArray<Route>): Array<ReadonlyArray<Rou
 
 /**
  * Orders routes for one call: groups are shuffled by weight, everything else keeps its place. A chain
- * without groups has one order, built once.
+ * without groups has one order, built once (and returned as it is, not as an effect).
  */
-export const routeOrder = (routes: ReadonlyArray<Route>): Effect.Effect<ReadonlyArray<Route>> => {
+export const routeOrder = (routes: ReadonlyArray<Route>): ReadonlyArray<Route> | Effect.Effect<ReadonlyArray<Route>> => {
   const grouped = positions(routes)
-  return grouped.every((members) => members.length === 1) ? Effect.succeed(routes) : shuffled(grouped)
+  return grouped.every((members) => members.length === 1) ? routes : shuffled(grouped)
 }
 
 const shuffled = (grouped: ReadonlyArray<ReadonlyArray<Route>>): Effect.Effect<ReadonlyArray<Route>> =>

@@ -17,7 +17,9 @@ const feed = (hash: Hash, value: unknown): void => {
   switch (typeof value) {
     case "string":
       hash.update(`s${value.length}:`)
-      hash.update(value)
+      // As UTF-16 code units: a lone surrogate (text cut inside an emoji) would become U+FFFD in UTF-8
+      // and collide with a real U+FFFD.
+      hash.update(Buffer.from(value, "utf16le"))
       return
     case "number":
       hash.update(`d${Object.is(value, -0) ? "0" : String(value)};`)

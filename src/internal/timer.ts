@@ -135,7 +135,8 @@ export const guard = <A, E, R, E2>(
     const limit = bound(parent, clock.unsafeCurrentTimeMillis())
     if (limit === undefined || !(limit.ms < Number.POSITIVE_INFINITY)) return restore === undefined ? effect : restore(effect)
     if (limit.ms <= 0) return Effect.fail(limit.onTimeout())
-    const child = Runtime.runFork(runtimeOf<R>(parent, status.runtimeFlags))(
+    const child = Runtime.runFork(
+      runtimeOf<R>(parent, status.runtimeFlags),
       effect,
       limit.childRefs === undefined ? undefined : { updateRefs: limit.childRefs }
     )

@@ -1,9 +1,13 @@
 /**
  * One non-streamed attempt through a route's strategies: limiter ▸ breaker ▸ timeouts ▸ provider ▸
  * output gate, counted and stamped with the route. Two forms with one semantics — a fast path that
- * admits, guards and settles synchronously around one `Effect.exit`, and the layered form (each
+ * admits, guards and settles synchronously around the attempt's exit, and the layered form (each
  * strategy through its own Effect API) taken when spans are on, the breaker is not closed or the
  * limiter has to queue. `test/chain/walk.property.test.ts` holds them equal on random outcome sequences.
+ *
+ * The retry loop runs an attempt on its own fiber as its next step, so it is built on that fiber
+ * (`attemptOn`) rather than in an effect step that would look the fiber up; a hedge, which may run
+ * an attempt on a fiber of its own, gets the attempt as an effect (`attempt`).
  *
  * @internal
  */
@@ -30,7 +34,7 @@ import {
   siteOf
 } from "./routeContext.js"
 
-/** The attempt builder of a route. */
+/** The attempt builders of a route. */
 export const makeGenerateAttempt = (ctx: RouteContext) => {
   const { guard, metrics, provider, route, tracing } = ctx
 
@@ -74,62 +78,90 @@ export const makeGenerateAttempt = (ctx: RouteContext) => {
         )
     )
 
-  return (
+  /** The attempt, on the fiber that runs it (it runs the returned effect at once). */
+  const attemptOn = (
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
     state: ModelState,
     request: GenerateRequest,
     attempt: number,
     delayMs: number,
     hedged: boolean,
     context: ResolvedCall
-  ): Effect.Effect<GenerateResponse, RouteError> =>
-    Effect.withFiberRuntime<GenerateResponse, RouteError>((fiber) => {
-      const site = siteOf(ctx, request, attempt)
-      const acceptor = context === inherited ? Option.getOrUndefined(fiber.getFiberRef(currentAcceptor)) : context.acceptor
-      let unguarded: Effect.Effect<GenerateResponse, RouteError> = provider.generate(request)
-      if (acceptor !== undefined) unguarded = Effect.flatMap(unguarded, (response) => acceptor(response, request))
-      const done = (exit: Exit.Exit<GenerateResponse, RouteError>) => finish(fiber, attempt, exit)
-      /** The general form; its waits (a limiter's queue) read the deadline from the fiber. */
-      const general = () =>
-        published(
-          fiber,
-          context.deadline,
-          layered(state, request, guard.generate(unguarded, site, context.deadline, undefined, context.handOverAt), site)
-        )
+  ): Effect.Effect<GenerateResponse, RouteError> => {
+    const site = siteOf(ctx, request, attempt)
+    const acceptor = context === inherited ? Option.getOrUndefined(fiber.getFiberRef(currentAcceptor)) : context.acceptor
+    let unguarded: Effect.Effect<GenerateResponse, RouteError> = provider.generate(request)
+    if (acceptor !== undefined) unguarded = Effect.flatMap(unguarded, (response) => acceptor(response, request))
+    const done = (exit: Exit.Exit<GenerateResponse, RouteError>) => finish(fiber, attempt, exit)
+    /** The general form; its waits (a limiter's queue) read the deadline from the fiber. */
+    const general = () =>
+      published(
+        fiber,
+        context.deadline,
+        layered(state, request, guard.generate(unguarded, site, context.deadline, undefined, context.handOverAt), site)
+      )
 
-      if (spansOn(tracing, fiber.currentTracer)) {
-        return traced(state, request, attempt, delayMs, hedged, Effect.flatMap(Effect.exit(general()), done))
-      }
+    if (spansOn(tracing, fiber.currentTracer)) {
+      return traced(state, request, attempt, delayMs, hedged, onExit(general(), done))
+    }
 
-      // The fast path: the breaker closed and the limiter with capacity now, checked and settled
-      // synchronously around one `Effect.exit` — the same semantics as `layered`, without an effect
-      // step per strategy. Anything else (open breaker, a queue) takes the general form.
-      const { breaker, limiter } = state
-      const ticket = breaker?.unsafeTryAdmit()
-      if (breaker !== undefined && ticket === undefined) return Effect.flatMap(Effect.exit(general()), done)
-      const clock = clockOf(fiber)
-      const settle = (exit: Exit.Exit<GenerateResponse, RouteError>, now: number) => {
-        const announced = breaker === undefined || ticket === undefined ? Effect.void : breaker.unsafeReport(ticket, exit, now)
-        return announced === Effect.void ? done(exit) : Effect.zipRight(announced, done(exit))
-      }
-      if (limiter === undefined) {
-        return Effect.flatMap(
-          Effect.exit(guard.generate(unguarded, site, context.deadline, undefined, context.handOverAt)),
-          (exit) => settle(exit, clock.unsafeCurrentTimeMillis())
-        )
-      }
-      // Uninterruptible from taking the limiter's slot until the call's exit is seen: it is always freed.
-      return Effect.uninterruptibleMask((restore) => {
-        const admitted = limiter.unsafeTryAdmit(request, clock.unsafeCurrentTimeMillis())
-        if (admitted === undefined) return Effect.flatMap(Effect.exit(restore(general())), done)
-        // The attempt waits interruptibly inside this region rather than in one of its own.
-        return Effect.flatMap(Effect.exit(guard.generate(unguarded, site, context.deadline, restore, context.handOverAt)), (exit) => {
-          const now = clock.unsafeCurrentTimeMillis()
-          limiter.unsafeRelease(admitted, exit, now)
-          return settle(exit, now)
-        })
+    // The fast path: the breaker closed and the limiter with capacity now, checked and settled
+    // synchronously around the attempt's exit — the same semantics as `layered`, without an effect
+    // step per strategy. Anything else (open breaker, a queue) takes the general form.
+    const { breaker, limiter } = state
+    const ticket = breaker?.unsafeTryAdmit()
+    if (breaker !== undefined && ticket === undefined) return onExit(general(), done)
+    const clock = clockOf(fiber)
+    const settle = (exit: Exit.Exit<GenerateResponse, RouteError>, now: number) => {
+      const announced = breaker === undefined || ticket === undefined ? Effect.void : breaker.unsafeReport(ticket, exit, now)
+      return announced === Effect.void ? done(exit) : Effect.zipRight(announced, done(exit))
+    }
+    if (limiter === undefined) {
+      return onExit(
+        guard.generate(unguarded, site, context.deadline, undefined, context.handOverAt),
+        (exit) => settle(exit, clock.unsafeCurrentTimeMillis())
+      )
+    }
+    // Uninterruptible from taking the limiter's slot until the call's exit is seen: it is always freed.
+    return Effect.uninterruptibleMask((restore) => {
+      const admitted = limiter.unsafeTryAdmit(request, clock.unsafeCurrentTimeMillis())
+      if (admitted === undefined) return onExit(restore(general()), done)
+      // The attempt waits interruptibly inside this region rather than in one of its own.
+      return onExit(guard.generate(unguarded, site, context.deadline, restore, context.handOverAt), (exit) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        limiter.unsafeRelease(admitted, exit, now)
+        return settle(exit, now)
       })
     })
+  }
+
+  return {
+    attemptOn,
+    /** The attempt as an effect, for whoever runs it (a hedge may run it on a fiber of its own). */
+    attempt: (
+      state: ModelState,
+      request: GenerateRequest,
+      attempt: number,
+      delayMs: number,
+      hedged: boolean,
+      context: ResolvedCall
+    ): Effect.Effect<GenerateResponse, RouteError> =>
+      Effect.withFiberRuntime((fiber) => attemptOn(fiber, state, request, attempt, delayMs, hedged, context))
+  }
 }
+
+/**
+ * `f` of the effect's exit: `Effect.flatMap(Effect.exit(effect), f)` in one step (the same handlers,
+ * one continuation instead of two).
+ */
+const onExit = <A, E, R, B, E2, R2>(
+  effect: Effect.Effect<A, E, R>,
+  f: (exit: Exit.Exit<A, E>) => Effect.Effect<B, E2, R2>
+): Effect.Effect<B, E2, R | R2> =>
+  Effect.matchCauseEffect(effect, {
+    onFailure: (cause) => f(Exit.failCause(cause)),
+    onSuccess: (value) => f(Exit.succeed(value))
+  })
 
 /** The general form: limiter ▸ breaker ▸ guarded call, each through its own Effect API. */
 const layered = (state: ModelState, request: GenerateRequest, call: Effect.Effect<GenerateResponse, RouteError>, site: Timeouts.Site) => {

@@ -70,7 +70,7 @@ export interface RouteContext {
 export interface ModelState {
   readonly breaker: CircuitBreaker | undefined
   readonly limiter: RateLimiter | undefined
-  readonly retry: Retry.Retry
+  readonly retry: Retry.RetryLoop
   readonly hedge: Hedge.Hedge | undefined
 }
 

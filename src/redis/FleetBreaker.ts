@@ -130,8 +130,9 @@ export const make = (
   options: FleetBreakerOptions = {}
 ): Effect.Effect<typeof CircuitBreakers.Service, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const settings = settingsOf(options)
     const prefix = options.prefix ?? defaults.prefix
+    // The channel follows the prefix unless named: two fleets with two prefixes never hear each other.
+    const settings = settingsOf({ ...options, channel: options.channel ?? `${prefix}breaker` })
     const leaseMs = Connection.msOf(options.probeLease, defaults.probeLeaseMs)
     const guard: Guard.Guard = {
       client,
@@ -150,13 +151,23 @@ export const make = (
     let gossip: Gossip.Gossip | undefined
     const knownEpoch = (key: string) => gossip?.knownEpoch(key) ?? 0
     const learnEpoch = (key: string, epoch: number) => gossip?.learnEpoch(key, epoch)
-    // The claim this process holds per key: a token of its own per claim, so that giving one back or
-    // closing with it can never act on a later claim.
-    const owned = new Map<string, string>()
+    // The claim this process holds per key: one token per process and key while it holds the claim
+    // (every local probe under `halfOpenProbes` shares it), with the number of local probes using it. A
+    // token is recorded before it is sent, so a claim whose answer was lost (a timeout after Redis
+    // granted it) is still closed by this process's successful probe, or given back.
+    const owned = new Map<string, { readonly token: string; holders: number }>()
     let claims = 0
     // Keys whose probe another process owns: refused locally until then (or until news of the key
     // arrives), without asking Redis on every call.
     const busyUntil = new Map<string, { readonly until: number; readonly epoch: number }>()
+
+    const releaseOf = (key: string, claim: { readonly token: string; holders: number }): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        claim.holders = Math.max(0, claim.holders - 1)
+        if (claim.holders > 0 || owned.get(key) !== claim) return Effect.void
+        owned.delete(key)
+        return Effect.asVoid(run(FleetScripts.release, key, [claim.token], 0))
+      })
 
     const claimProbe = (key: string): Effect.Effect<ProbeClaim> =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
@@ -165,22 +176,24 @@ export const make = (
           return Effect.succeed<ProbeClaim>({ _tag: "Busy", forMs: busy.until - now })
         }
         busyUntil.delete(key)
-        const token = `${settings.origin}#${++claims}`
-        return Effect.map(run(FleetScripts.claim, key, [token, leaseMs, knownEpoch(key)], 3), (reply): ProbeClaim => {
-          // Redis away: probe locally (see the module's note on why there is no fail-closed).
-          if (reply === undefined) return { _tag: "Granted", release: Effect.void }
+        let claim = owned.get(key)
+        if (claim === undefined) {
+          claim = { token: `${settings.origin}#${++claims}`, holders: 0 }
+          owned.set(key, claim)
+        }
+        const held = claim
+        held.holders++
+        return Effect.map(run(FleetScripts.claim, key, [held.token, leaseMs, knownEpoch(key)], 3), (reply): ProbeClaim => {
+          // Redis away (or the answer lost): probe locally (see the module's note on why there is no
+          // fail-closed), keeping the token in case Redis did grant it.
+          if (reply === undefined) return { _tag: "Granted", release: releaseOf(key, held) }
           const [verdict, epoch, ms] = reply as [number, number, number]
           learnEpoch(key, epoch)
+          if (verdict === 1) return { _tag: "Granted", release: releaseOf(key, held) }
+          // Not granted: this probe does not hold the claim.
+          held.holders = Math.max(0, held.holders - 1)
+          if (held.holders === 0 && owned.get(key) === held) owned.delete(key)
           switch (verdict) {
-            case 1:
-              owned.set(key, token)
-              return {
-                _tag: "Granted",
-                release: Effect.suspend(() => {
-                  if (owned.get(key) === token) owned.delete(key)
-                  return Effect.asVoid(run(FleetScripts.release, key, [token], 0))
-                })
-              }
             case 2:
               return { _tag: "Closed", reason: FLEET_CLOSED }
             case 3:
@@ -195,6 +208,7 @@ export const make = (
 
     const recorder: Gossip.Recorder = {
       opened: (event) => {
+        owned.delete(event.key) // a trip voids any claim (the script drops it in Redis too)
         const openForMs = Math.max(0, event.openUntil - event.at)
         return Effect.map(run(FleetScripts.trip, event.key, [openForMs], 2), (reply) =>
           reply === undefined ? { openForMs } : { epoch: reply[0]!, openForMs: reply[1]! })
@@ -203,10 +217,10 @@ export const make = (
       // success closes this process alone): the script checks the claim is still this one.
       closed: (event) =>
         Effect.suspend(() => {
-          const token = owned.get(event.key)
-          if (token === undefined) return Effect.succeed(undefined)
+          const claim = owned.get(event.key)
+          if (claim === undefined) return Effect.succeed(undefined)
           owned.delete(event.key)
-          return Effect.map(run(FleetScripts.close, event.key, [token], 2), (reply) =>
+          return Effect.map(run(FleetScripts.close, event.key, [claim.token], 2), (reply) =>
             reply !== undefined && reply[0] === 1 ? { epoch: reply[1]! } : undefined)
         })
     }

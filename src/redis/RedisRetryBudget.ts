@@ -8,7 +8,9 @@
  * withdrawal counts, on Redis' clock:
  *
  * - a **deposit** (one per logical call) is counted locally and sent in batches — with the next
- *   withdrawal, or by a background flush every `syncInterval` — so the call path never waits on Redis;
+ *   withdrawal, or by a background flush every `syncInterval` — so the call path never waits on Redis
+ *   (a batch whose command failed is not sent again: it may have been applied, and counting it twice
+ *   would raise the budget);
  * - a **withdrawal** (one per retry) is one atomic script run: the pending deposits go in, and the retry
  *   is granted only if the fleet's balance allows. A retry already waits out a backoff, so the round
  *   trip costs it nothing that matters;
@@ -148,12 +150,15 @@ export const make = (
      * `undefined` when Redis failed (the deposits stay pending).
      */
     const sync = (b: SharedBudget, want: number): Effect.Effect<readonly [granted: number, balance: number] | undefined> =>
-      Effect.suspend(() => {
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        // While Redis is held to be down nothing is sent: the deposits wait for the next sync.
+        if (guard.health.downUntil > now) return Effect.succeed(undefined)
         const deposits = b.pending
         b.pending = 0
+        // A command that failed may still have run (a timeout after Redis applied it): its deposits are
+        // not sent again — losing a batch only lowers the budget, counting one twice would raise it.
         return Effect.map(Guard.runScript(guard, FleetScripts.budget, b.hashKey, [deposits, want, ...b.args]), (reply) => {
           const parsed = Option.isSome(reply) ? Guard.integers(reply.value, 2) : undefined
-          if (parsed === undefined) b.pending += deposits
           return parsed === undefined ? undefined : [parsed[0]!, parsed[1]!] as const
         })
       })

@@ -14,12 +14,15 @@ import { Redis } from "ioredis"
 import * as CircuitBreaker from "../../src/CircuitBreaker.js"
 import { ServerError } from "../../src/Errors.js"
 import * as FleetBreaker from "../../src/redis/FleetBreaker.js"
-import { cleanup, eventually, publishRaw, redisGate, redisUrl, uniquePrefix, unreachableUrl } from "./helpers.js"
+import { cleanup, eventually as within, publishRaw, redisGate, redisUrl, uniquePrefix, unreachableUrl } from "./helpers.js"
 
 const site: CircuitBreaker.Site = { provider: "mock", model: "m", route: "r", attempt: 1 }
 const failure = new ServerError({ provider: "mock", model: "m", route: "r", attempt: 1, status: 500, message: "boom" })
 const options: CircuitBreaker.CircuitBreakerOptions = { consecutiveFailures: 1, openDuration: "40 millis" }
 const KEY = "r/m"
+
+/** Pub/sub delivery and short open periods on a loaded machine: a bounded poll of up to 10 s. */
+const eventually = <E, R>(check: Effect.Effect<boolean, E, R>) => within(check, 1_000)
 
 const prefixes: Array<string> = []
 afterAll(() => cleanup(prefixes))

@@ -151,28 +151,24 @@ export const statusCheck = (
     return Effect.succeed({ check: "status", verdict: "unknown", detail: "no status page configured for this route", remedy: "set `statusPage` on the route (a statuspage.io status.json URL) or pass --status-url" })
   }
   return StatusPage.fetchStatus(source, timeoutMs).pipe(
-    Effect.map((status): CheckResult => {
-      switch (status.indicator) {
-        case "none":
-          return { check: "status", verdict: "ok", detail: status.description || "all systems operational" }
-        case "minor":
-        case "maintenance":
-          return {
-            check: "status",
-            verdict: "warn",
-            detail: `${status.indicator}: ${status.description || "degraded"}`,
-            remedy: "expect elevated errors; keep a fallback route in the chain"
-          }
-        case "major":
-        case "critical":
-          return {
-            check: "status",
-            verdict: "fail",
-            detail: `${status.indicator} outage: ${status.description || "the provider reports an outage"}`,
-            remedy: "route traffic to another provider until the incident is resolved (put a fallback route first)"
-          }
-      }
-    }),
+    // The verdict follows the library's reading: not operational → fail, an incident short of that → warn.
+    Effect.map((status): CheckResult =>
+      !status.operational
+        ? {
+          check: "status",
+          verdict: "fail",
+          detail: `${status.indicator} outage: ${status.description || "the provider reports an outage"}`,
+          remedy: "route traffic to another provider until the incident is resolved (put a fallback route first)"
+        }
+        : status.indicator !== "none"
+        ? {
+          check: "status",
+          verdict: "warn",
+          detail: `${status.indicator}: ${status.description || "degraded"}`,
+          remedy: "expect elevated errors; keep a fallback route in the chain"
+        }
+        : { check: "status", verdict: "ok", detail: status.description || "all systems operational" }
+    ),
     Effect.catchAll((error) =>
       Effect.succeed<CheckResult>({
         check: "status",
