@@ -10,34 +10,91 @@ import * as Option from "effect/Option"
 import { LeaseLost, RunAlreadyFinished, RunCancelled, RunLocked, RunNotFound, StoreError } from "../AgentError.js"
 import type { CheckpointStoreShape, Lease, RunRecord, RunSummary, StepCounts, StepRecord } from "../CheckpointStore.js"
 
-export const makeMemoryStore = (): CheckpointStoreShape => {
-  const runs = new Map<string, RunRecord>()
-  const journals = new Map<string, Map<number, StepRecord>>()
+/** The two maps every operation works on. */
+interface State {
+  readonly runs: Map<string, RunRecord>
+  readonly journals: Map<string, Map<number, StepRecord>>
+}
 
-  const lost = (lease: Lease) =>
-    new LeaseLost({ runId: lease.runId, epoch: lease.epoch, message: `the lease on run ${lease.runId} (epoch ${lease.epoch}) was taken over` })
+const lost = (lease: Lease) =>
+  new LeaseLost({ runId: lease.runId, epoch: lease.epoch, message: `the lease on run ${lease.runId} (epoch ${lease.epoch}) was taken over` })
 
-  const expired = (lease: Lease, leaseUntil: number) =>
-    new LeaseLost({ runId: lease.runId, epoch: lease.epoch, message: `the lease on run ${lease.runId} (epoch ${lease.epoch}) expired at ${leaseUntil}` })
+const expired = (lease: Lease, leaseUntil: number) =>
+  new LeaseLost({ runId: lease.runId, epoch: lease.epoch, message: `the lease on run ${lease.runId} (epoch ${lease.epoch}) expired at ${leaseUntil}` })
 
-  const cancelled = (run: RunRecord) =>
-    new RunCancelled({
-      runId: run.runId,
-      ...(run.cancelRequestedAt === null ? {} : { requestedAt: run.cancelRequestedAt }),
-      ...(run.cancelReason === null ? {} : { reason: run.cancelReason }),
-      message: `run ${run.runId} was cancelled${run.cancelReason === null ? "" : ` (${run.cancelReason})`}; a cancelled run is never resumed`
-    })
+const cancelled = (run: RunRecord) =>
+  new RunCancelled({
+    runId: run.runId,
+    ...(run.cancelRequestedAt === null ? {} : { requestedAt: run.cancelRequestedAt }),
+    ...(run.cancelReason === null ? {} : { reason: run.cancelReason }),
+    message: `run ${run.runId} was cancelled${run.cancelReason === null ? "" : ` (${run.cancelReason})`}; a cancelled run is never resumed`
+  })
 
-  const leasedAt = (run: RunRecord, now: number) => run.owner !== null && run.leaseUntil > now
+const leasedAt = (run: RunRecord, now: number) => run.owner !== null && run.leaseUntil > now
 
-  const countsOf = (runId: string): StepCounts => {
-    const counts = { total: 0, completed: 0, started: 0, refused: 0, unknown: 0 }
-    for (const step of journals.get(runId)?.values() ?? []) {
-      counts.total++
-      counts[step.status]++
-    }
-    return counts
+const countsOf = (state: State, runId: string): StepCounts => {
+  const counts = { total: 0, completed: 0, started: 0, refused: 0, unknown: 0 }
+  for (const step of state.journals.get(runId)?.values() ?? []) {
+    counts.total++
+    counts[step.status]++
   }
+  return counts
+}
+
+/** `CheckpointStoreShape.list`. */
+const listRuns = (state: State, { limit, status }: { readonly limit: number; readonly status?: RunRecord["status"] | undefined }) =>
+  Effect.sync(() =>
+    Array.from(state.runs.values())
+      .filter((run) => status === undefined || run.status === status)
+      .sort((a, b) => b.updatedAt - a.updatedAt || (a.runId < b.runId ? -1 : a.runId > b.runId ? 1 : 0))
+      .slice(0, Math.max(0, Math.floor(limit)))
+      .map(({ conversation: _conversation, ...fields }): RunSummary => ({ ...fields, steps: countsOf(state, fields.runId) }))
+  )
+
+/** `CheckpointStoreShape.cancel`. */
+const cancelRun = (
+  state: State,
+  runId: string,
+  { now, reason }: { readonly now: number; readonly reason?: string | undefined }
+): Effect.Effect<RunRecord, RunNotFound | RunAlreadyFinished> =>
+  Effect.suspend((): Effect.Effect<RunRecord, RunNotFound | RunAlreadyFinished> => {
+    const run = state.runs.get(runId)
+    if (run === undefined) return Effect.fail(new RunNotFound({ runId, message: `there is no run ${runId} in this store` }))
+    if (run.status === "completed" || run.status === "cancelled") {
+      return Effect.fail(new RunAlreadyFinished({ runId, status: run.status, message: `run ${runId} is already ${run.status}; there is nothing to cancel` }))
+    }
+    const requested = {
+      ...run,
+      updatedAt: now,
+      cancelRequestedAt: run.cancelRequestedAt ?? now,
+      cancelReason: run.cancelReason ?? reason ?? null
+    }
+    const next: RunRecord = leasedAt(run, now) ? requested : { ...requested, status: "cancelled", owner: null, leaseUntil: 0 }
+    state.runs.set(runId, next)
+    return Effect.succeed(next)
+  })
+
+/** `CheckpointStoreShape.prune`. */
+const pruneRuns = (
+  state: State,
+  { before, includeUnfinished, now }: { readonly before: number; readonly includeUnfinished: boolean; readonly now: number }
+) =>
+  Effect.sync(() => {
+    let removed = 0
+    for (const run of Array.from(state.runs.values())) {
+      const finished = run.status === "completed" || run.status === "failed" || run.status === "cancelled"
+      if (run.updatedAt < before && !leasedAt(run, now) && (includeUnfinished || finished)) {
+        state.runs.delete(run.runId)
+        state.journals.delete(run.runId)
+        removed++
+      }
+    }
+    return removed
+  })
+
+export const makeMemoryStore = (): CheckpointStoreShape => {
+  const state: State = { runs: new Map(), journals: new Map() }
+  const { journals, runs } = state
 
   /** The run row, if the lease is still ours. */
   const fenced = (lease: Lease): RunRecord | undefined => {
@@ -114,31 +171,8 @@ export const makeMemoryStore = (): CheckpointStoreShape => {
         runs.set(lease.runId, { ...run, owner: null, leaseUntil: 0, status: final, updatedAt: now })
       }),
     run: (runId) => Effect.sync(() => Option.fromNullable(runs.get(runId))),
-    list: ({ limit, status }) =>
-      Effect.sync(() =>
-        Array.from(runs.values())
-          .filter((run) => status === undefined || run.status === status)
-          .sort((a, b) => b.updatedAt - a.updatedAt || (a.runId < b.runId ? -1 : a.runId > b.runId ? 1 : 0))
-          .slice(0, Math.max(0, Math.floor(limit)))
-          .map(({ conversation: _conversation, ...fields }): RunSummary => ({ ...fields, steps: countsOf(fields.runId) }))
-      ),
-    cancel: (runId, { now, reason }) =>
-      Effect.suspend((): Effect.Effect<RunRecord, RunNotFound | RunAlreadyFinished> => {
-        const run = runs.get(runId)
-        if (run === undefined) return Effect.fail(new RunNotFound({ runId, message: `there is no run ${runId} in this store` }))
-        if (run.status === "completed" || run.status === "cancelled") {
-          return Effect.fail(new RunAlreadyFinished({ runId, status: run.status, message: `run ${runId} is already ${run.status}; there is nothing to cancel` }))
-        }
-        const requested = {
-          ...run,
-          updatedAt: now,
-          cancelRequestedAt: run.cancelRequestedAt ?? now,
-          cancelReason: run.cancelReason ?? reason ?? null
-        }
-        const next: RunRecord = leasedAt(run, now) ? requested : { ...requested, status: "cancelled", owner: null, leaseUntil: 0 }
-        runs.set(runId, next)
-        return Effect.succeed(next)
-      }),
+    list: (options) => listRuns(state, options),
+    cancel: (runId, options) => cancelRun(state, runId, options),
     steps: (runId) =>
       Effect.sync(() => Array.from(journals.get(runId)?.values() ?? []).sort((a, b) => a.index - b.index)),
     claim: (lease, step) =>
@@ -168,19 +202,6 @@ export const makeMemoryStore = (): CheckpointStoreShape => {
         })
         return Effect.succeed({ cancelRequested: run.cancelRequestedAt !== null })
       }),
-    prune: ({ before, includeUnfinished, now }) =>
-      Effect.sync(() => {
-        let removed = 0
-        for (const run of Array.from(runs.values())) {
-          const leased = run.owner !== null && run.leaseUntil > now
-          const finished = run.status === "completed" || run.status === "failed" || run.status === "cancelled"
-          if (run.updatedAt < before && !leased && (includeUnfinished || finished)) {
-            runs.delete(run.runId)
-            journals.delete(run.runId)
-            removed++
-          }
-        }
-        return removed
-      })
+    prune: (options) => pruneRuns(state, options)
   }
 }

@@ -190,6 +190,121 @@ const migrate = (backend: Backend, sql: SqlClient.SqlClient, prefix: string): Ef
     Effect.catchAllDefect((defect) => Effect.fail(makeStoreError(backend, "migrate", defect)))
   )
 
+/** The client, the two tables and the error wrapper every statement of a store uses. */
+const tablesOf = (backend: Backend, sql: SqlClient.SqlClient, prefix: string) => ({
+  backend,
+  sql,
+  runs: sql(`${prefix}runs`),
+  steps: sql(`${prefix}steps`),
+  fail: (operation: string) => (error: SqlError) => makeStoreError(backend, operation, error)
+})
+
+type Tables = ReturnType<typeof tablesOf>
+
+/** `CheckpointStoreShape.acquire`. */
+const acquireRun = (
+  { fail, runs, sql }: Tables,
+  runId: string,
+  owner: string,
+  { leaseMs, now }: { readonly leaseMs: number; readonly now: number }
+): Effect.Effect<Lease, RunLocked | RunCancelled | StoreError> =>
+  sql.withTransaction(Effect.gen(function*() {
+    yield* sql`INSERT INTO ${runs} (run_id, status, owner, epoch, lease_until, created_at, updated_at, conversation)
+               VALUES (${runId}, 'running', NULL, 0, 0, ${now}, ${now}, NULL) ON CONFLICT (run_id) DO NOTHING`
+    // A cancel request bars the run from every executor (a completed run stays replayable).
+    const granted = yield* sql`UPDATE ${runs}
+      SET owner = ${owner}, epoch = epoch + 1, lease_until = ${now + leaseMs}, status = 'running', updated_at = ${now}
+      WHERE run_id = ${runId} AND (owner IS NULL OR owner = ${owner} OR lease_until <= ${now})
+        AND (cancel_requested_at IS NULL OR status = 'completed')
+      RETURNING epoch`
+    if (granted.length === 1) return { _tag: "Granted", lease: { runId, owner, epoch: num(granted[0]!["epoch"]) } } as const
+    const holder = yield* sql`SELECT owner, lease_until, status, cancel_requested_at, cancel_reason FROM ${runs} WHERE run_id = ${runId}`
+    const current = holder[0]
+    if (current !== undefined && numOrNull(current["cancel_requested_at"]) !== null) {
+      // Its executor died before it could stop: nothing holds the run, so it is cancelled now.
+      yield* sql`UPDATE ${runs} SET status = 'cancelled', owner = NULL, lease_until = 0, updated_at = ${now}
+                 WHERE run_id = ${runId} AND status = 'running' AND (owner IS NULL OR lease_until <= ${now})`
+      return { _tag: "Refused", error: cancelledError(runId, current) } as const
+    }
+    return {
+      _tag: "Refused",
+      error: new RunLocked({
+        runId,
+        ...(current !== undefined && typeof current["owner"] === "string" ? { owner: current["owner"] } : {}),
+        ...(current !== undefined ? { leaseUntil: num(current["lease_until"]) } : {}),
+        message: `run ${runId} is held by another executor until its lease expires`
+      })
+    } as const
+  })).pipe(
+    // Decided inside the transaction, failed outside it: a refusal still commits the cancellation.
+    Effect.mapError(fail("acquire")),
+    Effect.flatMap((outcome) => outcome._tag === "Granted" ? Effect.succeed(outcome.lease) : Effect.fail(outcome.error))
+  )
+
+/** `CheckpointStoreShape.list`: a page of runs with their step counts. */
+const listRuns = (
+  { fail, runs, sql, steps }: Tables,
+  { limit, status }: { readonly limit: number; readonly status?: RunStatus | undefined }
+): Effect.Effect<ReadonlyArray<RunSummary>, StoreError> =>
+  Effect.gen(function*() {
+    const filter = status === undefined ? sql.literal("") : sql`WHERE status = ${status}`
+    const page = yield* sql`SELECT run_id, status, owner, epoch, lease_until, created_at, updated_at, cancel_requested_at, cancel_reason
+      FROM ${runs} ${filter} ORDER BY updated_at DESC, run_id LIMIT ${Math.max(0, Math.floor(limit))}`
+    if (page.length === 0) return []
+    // Counted for this page only, by the steps' primary key (run_id first).
+    const counts = yield* sql`SELECT run_id, status, COUNT(*) AS n FROM ${steps}
+      WHERE ${sql.in("run_id", page.map((row) => String(row["run_id"])))} GROUP BY run_id, status`
+    const byRun = new Map<string, { -readonly [K in keyof StepCounts]: number }>()
+    for (const row of counts) {
+      const id = String(row["run_id"])
+      const tally = byRun.get(id) ?? { ...noSteps }
+      const n = num(row["n"])
+      tally.total += n
+      const stepStatus = String(row["status"])
+      if (stepStatus === "completed" || stepStatus === "started" || stepStatus === "refused" || stepStatus === "unknown") {
+        tally[stepStatus] += n
+      }
+      byRun.set(id, tally)
+    }
+    return page.map((row): RunSummary => ({ ...toRunFields(row), steps: byRun.get(String(row["run_id"])) ?? noSteps }))
+  }).pipe(Effect.mapError(fail("list runs")))
+
+/** `CheckpointStoreShape.cancel`. */
+const cancelRun = (
+  { fail, runs, sql }: Tables,
+  runId: string,
+  { now, reason }: { readonly now: number; readonly reason?: string | undefined }
+): Effect.Effect<RunRecord, RunNotFound | RunAlreadyFinished | StoreError> =>
+  sql.withTransaction(Effect.gen(function*() {
+    const why = reason ?? null
+    // Nothing holds the run (never leased, released, or its lease expired): cancelled now, and the
+    // lease voided so that an executor still running on an expired lease is fenced off.
+    const stopped = yield* sql`UPDATE ${runs}
+      SET status = 'cancelled', owner = NULL, lease_until = 0, updated_at = ${now},
+          cancel_requested_at = COALESCE(cancel_requested_at, ${now}), cancel_reason = COALESCE(cancel_reason, ${why})
+      WHERE run_id = ${runId} AND status NOT IN ('completed', 'cancelled') AND (owner IS NULL OR lease_until <= ${now})
+      RETURNING *`
+    if (stopped.length === 1) return { _tag: "Done", run: toRun(stopped[0]!) } as const
+    // A live executor holds it: record the request for it to observe at its next step boundary.
+    const requested = yield* sql`UPDATE ${runs}
+      SET updated_at = ${now},
+          cancel_requested_at = COALESCE(cancel_requested_at, ${now}), cancel_reason = COALESCE(cancel_reason, ${why})
+      WHERE run_id = ${runId} AND status NOT IN ('completed', 'cancelled')
+      RETURNING *`
+    if (requested.length === 1) return { _tag: "Done", run: toRun(requested[0]!) } as const
+    const existing = yield* sql`SELECT status FROM ${runs} WHERE run_id = ${runId}`
+    const finished = existing[0]?.["status"]
+    return {
+      _tag: "Refused",
+      error: finished === "completed" || finished === "cancelled"
+        ? new RunAlreadyFinished({ runId, status: finished, message: `run ${runId} is already ${finished}; there is nothing to cancel` })
+        : new RunNotFound({ runId, message: `there is no run ${runId} in this store` })
+    } as const
+  })).pipe(
+    Effect.mapError(fail("cancel")),
+    Effect.flatMap((outcome) => outcome._tag === "Done" ? Effect.succeed(outcome.run) : Effect.fail(outcome.error))
+  )
+
 /** Builds the store over a connected client with migrated tables. */
 const makeSqlStore = (
   backend: Backend,
@@ -197,9 +312,8 @@ const makeSqlStore = (
   prefix: string,
   settings: Readonly<Record<string, string>>
 ): CheckpointStoreShape => {
-  const runs = sql(`${prefix}runs`)
-  const steps = sql(`${prefix}steps`)
-  const fail = (operation: string) => (error: SqlError) => makeStoreError(backend, operation, error)
+  const t = tablesOf(backend, sql, prefix)
+  const { fail, runs, steps } = t
 
   const lost = (lease: Lease) =>
     new LeaseLost({ runId: lease.runId, epoch: lease.epoch, message: `the lease on run ${lease.runId} (epoch ${lease.epoch}) was taken over` })
@@ -233,39 +347,7 @@ const makeSqlStore = (
   return {
     backend,
     settings,
-    acquire: (runId, owner, { leaseMs, now }) =>
-      sql.withTransaction(Effect.gen(function*() {
-        yield* sql`INSERT INTO ${runs} (run_id, status, owner, epoch, lease_until, created_at, updated_at, conversation)
-                   VALUES (${runId}, 'running', NULL, 0, 0, ${now}, ${now}, NULL) ON CONFLICT (run_id) DO NOTHING`
-        // A cancel request bars the run from every executor (a completed run stays replayable).
-        const granted = yield* sql`UPDATE ${runs}
-          SET owner = ${owner}, epoch = epoch + 1, lease_until = ${now + leaseMs}, status = 'running', updated_at = ${now}
-          WHERE run_id = ${runId} AND (owner IS NULL OR owner = ${owner} OR lease_until <= ${now})
-            AND (cancel_requested_at IS NULL OR status = 'completed')
-          RETURNING epoch`
-        if (granted.length === 1) return { _tag: "Granted", lease: { runId, owner, epoch: num(granted[0]!["epoch"]) } } as const
-        const holder = yield* sql`SELECT owner, lease_until, status, cancel_requested_at, cancel_reason FROM ${runs} WHERE run_id = ${runId}`
-        const current = holder[0]
-        if (current !== undefined && numOrNull(current["cancel_requested_at"]) !== null) {
-          // Its executor died before it could stop: nothing holds the run, so it is cancelled now.
-          yield* sql`UPDATE ${runs} SET status = 'cancelled', owner = NULL, lease_until = 0, updated_at = ${now}
-                     WHERE run_id = ${runId} AND status = 'running' AND (owner IS NULL OR lease_until <= ${now})`
-          return { _tag: "Refused", error: cancelledError(runId, current) } as const
-        }
-        return {
-          _tag: "Refused",
-          error: new RunLocked({
-            runId,
-            ...(current !== undefined && typeof current["owner"] === "string" ? { owner: current["owner"] } : {}),
-            ...(current !== undefined ? { leaseUntil: num(current["lease_until"]) } : {}),
-            message: `run ${runId} is held by another executor until its lease expires`
-          })
-        } as const
-      })).pipe(
-        // Decided inside the transaction, failed outside it: a refusal still commits the cancellation.
-        Effect.mapError(fail("acquire")),
-        Effect.flatMap((outcome) => outcome._tag === "Granted" ? Effect.succeed(outcome.lease) : Effect.fail(outcome.error))
-      ),
+    acquire: (runId, owner, timing) => acquireRun(t, runId, owner, timing),
 
     renew: (lease, { leaseMs, now }) =>
       sql`UPDATE ${runs} SET lease_until = ${now + leaseMs}
@@ -306,60 +388,9 @@ const makeSqlStore = (
         Effect.mapError(fail("read run"))
       ),
 
-    list: ({ limit, status }) =>
-      Effect.gen(function*() {
-        const filter = status === undefined ? sql.literal("") : sql`WHERE status = ${status}`
-        const page = yield* sql`SELECT run_id, status, owner, epoch, lease_until, created_at, updated_at, cancel_requested_at, cancel_reason
-          FROM ${runs} ${filter} ORDER BY updated_at DESC, run_id LIMIT ${Math.max(0, Math.floor(limit))}`
-        if (page.length === 0) return []
-        // Counted for this page only, by the steps' primary key (run_id first).
-        const counts = yield* sql`SELECT run_id, status, COUNT(*) AS n FROM ${steps}
-          WHERE ${sql.in("run_id", page.map((row) => String(row["run_id"])))} GROUP BY run_id, status`
-        const byRun = new Map<string, { -readonly [K in keyof StepCounts]: number }>()
-        for (const row of counts) {
-          const id = String(row["run_id"])
-          const tally = byRun.get(id) ?? { ...noSteps }
-          const n = num(row["n"])
-          tally.total += n
-          const stepStatus = String(row["status"])
-          if (stepStatus === "completed" || stepStatus === "started" || stepStatus === "refused" || stepStatus === "unknown") {
-            tally[stepStatus] += n
-          }
-          byRun.set(id, tally)
-        }
-        return page.map((row): RunSummary => ({ ...toRunFields(row), steps: byRun.get(String(row["run_id"])) ?? noSteps }))
-      }).pipe(Effect.mapError(fail("list runs"))),
+    list: (options) => listRuns(t, options),
 
-    cancel: (runId, { now, reason }) =>
-      sql.withTransaction(Effect.gen(function*() {
-        const why = reason ?? null
-        // Nothing holds the run (never leased, released, or its lease expired): cancelled now, and the
-        // lease voided so that an executor still running on an expired lease is fenced off.
-        const stopped = yield* sql`UPDATE ${runs}
-          SET status = 'cancelled', owner = NULL, lease_until = 0, updated_at = ${now},
-              cancel_requested_at = COALESCE(cancel_requested_at, ${now}), cancel_reason = COALESCE(cancel_reason, ${why})
-          WHERE run_id = ${runId} AND status NOT IN ('completed', 'cancelled') AND (owner IS NULL OR lease_until <= ${now})
-          RETURNING *`
-        if (stopped.length === 1) return { _tag: "Done", run: toRun(stopped[0]!) } as const
-        // A live executor holds it: record the request for it to observe at its next step boundary.
-        const requested = yield* sql`UPDATE ${runs}
-          SET updated_at = ${now},
-              cancel_requested_at = COALESCE(cancel_requested_at, ${now}), cancel_reason = COALESCE(cancel_reason, ${why})
-          WHERE run_id = ${runId} AND status NOT IN ('completed', 'cancelled')
-          RETURNING *`
-        if (requested.length === 1) return { _tag: "Done", run: toRun(requested[0]!) } as const
-        const existing = yield* sql`SELECT status FROM ${runs} WHERE run_id = ${runId}`
-        const finished = existing[0]?.["status"]
-        return {
-          _tag: "Refused",
-          error: finished === "completed" || finished === "cancelled"
-            ? new RunAlreadyFinished({ runId, status: finished, message: `run ${runId} is already ${finished}; there is nothing to cancel` })
-            : new RunNotFound({ runId, message: `there is no run ${runId} in this store` })
-        } as const
-      })).pipe(
-        Effect.mapError(fail("cancel")),
-        Effect.flatMap((outcome) => outcome._tag === "Done" ? Effect.succeed(outcome.run) : Effect.fail(outcome.error))
-      ),
+    cancel: (runId, options) => cancelRun(t, runId, options),
 
     steps: (runId) =>
       sql`SELECT * FROM ${steps} WHERE run_id = ${runId} ORDER BY step_index`.pipe(
