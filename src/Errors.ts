@@ -310,6 +310,49 @@ export class CircuitOpen extends Schema.TaggedError<CircuitOpen>()("CircuitOpen"
 }) {}
 
 /**
+ * What a spend budget limits: its cost in USD (`cost`) or its tokens (`tokens`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const BudgetLimit = Schema.Literal("cost", "tokens")
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export type BudgetLimit = typeof BudgetLimit.Type
+
+/**
+ * A spend budget (`Spend.budget`) refused an attempt **before it was sent**: the attempt's worst case
+ * (its estimated prompt plus its `maxTokens` of output, priced) does not fit what is left once the
+ * budget's spend and the reservations of the attempts still in flight are counted — or, with
+ * `reason: "unpriced-model"`, the budget limits cost and has no price for the model. Nothing went on
+ * the wire, so breakers give it no verdict and limiters refund its permit. Action `stop`: a retry, a
+ * repair or another route would only ask the same spent budget again (catch it to fall back to
+ * something cheaper deliberately). Amounts are in the limit's unit: USD for `cost`, tokens for `tokens`.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>()("BudgetExceeded", {
+  ...ErrorContextFields,
+  /** The refusing budget's name (with nested budgets, the one that had no room). */
+  budget: Schema.String,
+  limit: BudgetLimit,
+  /** `over-limit`: the attempt does not fit; `unpriced-model`: a cost limit and no price for the model. */
+  reason: Schema.Literal("over-limit", "unpriced-model"),
+  /** The limit (`maxCostUsd` or `maxTokens`); absent when an unpriced model is refused without a cost limit. */
+  max: Schema.optional(Schema.Number),
+  /** What the budget had spent when it refused (settled attempts). */
+  spent: Schema.Number,
+  /** What attempts in flight held reserved when it refused. */
+  reserved: Schema.Number,
+  /** This attempt's worst case (absent for an unpriced model's cost). */
+  requested: Schema.optional(Schema.Number)
+}) {}
+
+/**
  * The union of failures a single route attempt can produce (wire and transport).
  *
  * @since 0.1.0
@@ -414,7 +457,9 @@ export const AttemptRecord = Schema.Struct({
   durationMs: Schema.Number,
   message: Schema.optional(Schema.String),
   /** Tokens the attempt consumed, when a response reported them (also for answers the chain rejected). */
-  usage: Schema.optional(Usage)
+  usage: Schema.optional(Usage),
+  /** What `usage` cost in USD, when the chain has a price for the route's model (see `Spend`). */
+  costUsd: Schema.optional(Schema.Number)
 })
 
 /**
@@ -433,7 +478,8 @@ export const RouteErrorSchema = Schema.Union(
   ...ProviderError.members,
   CircuitOpen,
   RetryBudgetExhausted,
-  DeadlineExceeded
+  DeadlineExceeded,
+  BudgetExceeded
 )
 
 /**
@@ -442,13 +488,14 @@ export const RouteErrorSchema = Schema.Union(
  * @since 0.1.0
  * @category models
  */
-export const ChainStop = Schema.Literal("exhausted", "stopped", "deadline", "no-route")
+export const ChainStop = Schema.Literal("exhausted", "stopped", "deadline", "no-route", "budget")
 
 /**
  * A fallback chain produced no accepted answer. `reason` says why: every route was tried and failed
  * (`exhausted`), a failure said no route would do better (`stopped`: a bad request, a context length
- * with no larger route), the deadline passed (`deadline`), or no route could take the request
- * (`no-route`: every context window too small). Carries the whole attempt history and the last
+ * with no larger route), the deadline passed (`deadline`), no route could take the request
+ * (`no-route`: every context window too small), or a spend budget refused the next attempt before it
+ * was sent (`budget`, with `lastError` the `BudgetExceeded`). Carries the whole attempt history and the last
  * failure — never only the last error, and never a rejected value.
  *
  * @since 0.1.0
@@ -484,7 +531,7 @@ export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("Invali
  * @since 0.1.0
  * @category models
  */
-export type RouteError = ProviderError | CircuitOpen | RetryBudgetExhausted | DeadlineExceeded
+export type RouteError = ProviderError | CircuitOpen | RetryBudgetExhausted | DeadlineExceeded | BudgetExceeded
 
 /**
  * Every failure this library produces.
@@ -513,7 +560,9 @@ const DEFAULTS: { readonly [K in RouteError["_tag"]]: { readonly action: ErrorAc
   CircuitOpen: { action: "reroute", retryable: false },
   // The budget is per route: when it is spent, that route is sick, and another route may still serve.
   RetryBudgetExhausted: { action: "reroute", retryable: false },
-  DeadlineExceeded: { action: "stop", retryable: false }
+  DeadlineExceeded: { action: "stop", retryable: false },
+  // A spent budget is spent for every route and every retry: nothing this call can do would fit.
+  BudgetExceeded: { action: "stop", retryable: false }
 }
 
 /**

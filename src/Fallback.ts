@@ -8,8 +8,9 @@
  * Routing follows each failure's action: `wait` is handled inside the route (its Retry waits while the
  * provider's Retry-After fits the deadline and the retry budget, else surfaces); `reroute` moves on at
  * once (529, breaker open, quota, auth, unknown model, invalid output); `stop` ends the chain (a bad
- * request is bad everywhere), except that a `ContextLengthExceeded` moves on to routes declared with a
- * larger context window. Routes whose window cannot hold the prompt plus `maxTokens` are skipped
+ * request is bad everywhere; a spend budget that refused an attempt before it was sent is spent for
+ * every route: `AllRoutesFailed{budget}`), except that a `ContextLengthExceeded` moves on to routes
+ * declared with a larger context window. Routes whose window cannot hold the prompt plus `maxTokens` are skipped
  * without a call.
  *
  * Streams fall over transparently until the first content token; after it, the default is to fail
@@ -34,6 +35,7 @@ import * as Policy from "./Policy.js"
 import type { GenerateRequest, GenerateResponse, ProviderShape, StreamEvent, Usage } from "./Provider.js"
 import type { AttemptRecord } from "./Errors.js"
 import { RetryBudgets } from "./RetryBudget.js"
+import * as Spend from "./Spend.js"
 
 /**
  * One route: a provider, the model to ask, its policy and its limits.
@@ -122,6 +124,18 @@ export interface FallbackOptions {
    * The last route left gets all the time there is. In (0, 1]; 1 turns the rule off. Default 0.5.
    */
   readonly routeShare?: number | undefined
+  /**
+   * A spend budget (`Spend.budget`) every call of this chain runs under — the client's budget — in
+   * addition to any enclosing one (`Spend.within`): each attempt (retry, hedge leg, repair, pass,
+   * fallback route) reserves its worst case before it is sent and is refused with `BudgetExceeded`
+   * when it does not fit; the call then fails with `AllRoutesFailed{budget}`. Default: none.
+   */
+  readonly spend?: Spend.Budget | undefined
+  /**
+   * Prices for the `costUsd` of each attempt and call. Default: the `spend` budget's, else the
+   * innermost enclosing budget's that has prices; without any, no cost is reported.
+   */
+  readonly prices?: Spend.PriceTable | undefined
 }
 
 /**
@@ -150,6 +164,12 @@ export interface ChainResult<A> {
   readonly attempts: ReadonlyArray<AttemptRecord>
   /** Usage summed over every attempt that reported it (rejected answers cost tokens too). */
   readonly usage: Usage
+  /**
+   * What `usage` cost in USD, when the chain has prices (`prices`, its `spend` budget's, or an
+   * enclosing budget's) for every attempt that reported usage. A budget may have charged more: it
+   * also counts the worst case of attempts that were sent and reported nothing (docs/cost.md).
+   */
+  readonly costUsd?: number | undefined
   readonly durationMs: number
 }
 
@@ -320,6 +340,10 @@ const validate = (options: FallbackOptions): InvalidOptions | undefined => {
   if (partial !== undefined && partial !== "fail" && partial !== "restart") {
     return invalid("onPartialOutputFailure", `must be "fail" or "restart", got ${JSON.stringify(partial)}`)
   }
+  if (options.spend !== undefined && !Spend.isBudget(options.spend)) return invalid("spend", "must be a budget made by Spend.budget")
+  if (options.prices !== undefined && !Spend.isPriceTable(options.prices)) {
+    return invalid("prices", "must be a price table made by Spend.prices or Spend.pricesFromFile")
+  }
   return undefined
 }
 
@@ -393,8 +417,14 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, InvalidOpti
       panicWhenAllOpen: options.panicWhenAllOpen ?? true,
       rerouteOnContentFilter: options.rerouteOnContentFilter === true,
       routeShare: options.routeShare ?? DEFAULT_ROUTE_SHARE,
-      estimate: options.estimateTokens ?? estimatePromptTokens
+      estimate: options.estimateTokens ?? estimatePromptTokens,
+      prices: options.prices ?? options.spend?.prices
     }
+    // The client's budget: every call (and so every send) of this chain runs under it.
+    const spend = options.spend
+    const budgeted = <X, E>(effect: Effect.Effect<X, E>): Effect.Effect<X, E> => spend === undefined ? effect : Spend.within(spend)(effect)
+    const budgetedStream = <X, E>(stream: Stream.Stream<X, E>): Stream.Stream<X, E> =>
+      spend === undefined ? stream : Spend.withinStream(spend)(stream)
     const textGate = basicGate(options.acceptTruncated === true)
     const onPartial = (given: StreamOptions | undefined) => given?.onPartialOutputFailure ?? options.onPartialOutputFailure ?? "fail"
     const text = (request: ChainRequest, onPartialOutput: PartialOutputFailure): Drive.Prepare<string, never> => () =>
@@ -427,10 +457,10 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, InvalidOpti
         }
       })
     return {
-      generate: (request) => Drive.generate(config, text(request, "fail")),
-      generateObject: (schema, request, given) => Drive.generate(config, object(schema, request, given, "fail")),
-      stream: (request, given) => Drive.stream(config, text(request, onPartial(given))),
+      generate: (request) => budgeted(Drive.generate(config, text(request, "fail"))),
+      generateObject: (schema, request, given) => budgeted(Drive.generate(config, object(schema, request, given, "fail"))),
+      stream: (request, given) => budgetedStream(Drive.stream(config, text(request, onPartial(given)))),
       streamObject: (schema, request, given) =>
-        Drive.stream(config, object(schema, request, given, onPartial(given)), Drive.objectPreviews)
+        budgetedStream(Drive.stream(config, object(schema, request, given, onPartial(given)), Drive.objectPreviews))
     }
   })

@@ -30,7 +30,11 @@
  * and, when it ends, `llm.outcome`; and counts in `llm_attempts_total{route,outcome}`,
  * `llm_retries_total{route}`, `llm_timeouts_total{route,phase}` (phase `deadline` for the deadline),
  * `llm_retry_budget_rejections_total{route}` (Retry), `llm_breaker_transitions_total{key,to}`
- * (CircuitBreaker) and `llm_hedges_total{route,outcome}` (Hedge).
+ * (CircuitBreaker), `llm_hedges_total{route,outcome}` (Hedge) and, under a spend budget with prices,
+ * `llm_cost_usd_total{route}` (Spend).
+ *
+ * Spend budgets (`Spend.within`, a chain's `spend`) are checked where an attempt calls its provider:
+ * each attempt reserves its worst case there before it is sent, or fails with `BudgetExceeded`.
  *
  * @since 0.1.0
  */

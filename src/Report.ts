@@ -7,7 +7,7 @@
  * `observe`, the breaker registry's event stream, the chain's result or `AllRoutesFailed` — and
  * streams the same facts as {@link RunEvent}s while the run goes on (the CLI's live view reads them).
  *
- * {@link summarize} computes the numbers (retries, fallbacks, tokens, latency percentiles, per-route
+ * {@link summarize} computes the numbers (retries, fallbacks, tokens, cost, latency percentiles, per-route
  * counts) that both the terminal summary table and the HTML page show, and {@link html} renders a
  * self-contained page: a Gantt timeline of every attempt per route coloured by outcome, breaker state
  * over time, a latency histogram and the summary tables — inline SVG and CSS, no script, no network.
@@ -96,7 +96,9 @@ export const CallEntry = Schema.Struct({
   repaired: Schema.Boolean,
   /** Why the call failed: the last route error's tag (or `AllRoutesFailed`) and the chain's reason. */
   error: Schema.optional(Schema.Struct({ _tag: Schema.String, reason: Schema.String, message: Schema.String })),
-  usage: Usage
+  usage: Usage,
+  /** What the call's reported usage cost in USD, when the chain had prices (see `Spend`). */
+  costUsd: Schema.optional(Schema.Number)
 })
 
 /**
@@ -263,6 +265,10 @@ export interface Summary {
   /** Transitions of any breaker to `open`. */
   readonly breakerOpens: number
   readonly tokens: Usage
+  /** USD of the calls that have a cost (`CallEntry.costUsd`); absent when none has one. */
+  readonly costUsd?: number | undefined
+  /** Calls that reported tokens but have no cost (a model without a price): `costUsd` leaves them out. */
+  readonly unpricedCalls: number
   /** Durations of successful attempts. */
   readonly latency: { readonly p50Ms: number; readonly p95Ms: number; readonly maxMs: number }
   /** Attempts by outcome (`success` or the failure's tag). */
@@ -332,7 +338,13 @@ export const summarize = (record: RunRecord): Summary => {
   const durations = sortedDurations(sent)
   // A call's tokens: the chain's own sum for an answer; for a failed call, what its attempts reported.
   let tokens = zeroUsage
-  for (const call of record.calls) tokens = addUsage(tokens, call.usage)
+  let costUsd: number | undefined
+  let unpricedCalls = 0
+  for (const call of record.calls) {
+    tokens = addUsage(tokens, call.usage)
+    if (call.costUsd !== undefined) costUsd = (costUsd ?? 0) + call.costUsd
+    else if (call.usage.totalTokens > 0) unpricedCalls++
+  }
   const succeeded = record.calls.filter((c) => c.ok).length
   const stepCount = (status: StepStatus) => record.steps.filter((s) => s.status === status).length
   return {
@@ -346,6 +358,8 @@ export const summarize = (record: RunRecord): Summary => {
     rejectedOutputs: outcomes["InvalidOutput"] ?? 0,
     breakerOpens: record.breakers.filter((b) => b.to === "open").length,
     tokens,
+    ...(costUsd !== undefined ? { costUsd } : {}),
+    unpricedCalls,
     latency: { p50Ms: percentile(durations, 50), p95Ms: percentile(durations, 95), maxMs: durations.at(-1) ?? 0 },
     outcomes,
     routes,
@@ -481,6 +495,17 @@ interface RecorderState {
   nextCall: number
 }
 
+/** A failed call's cost: what its priced attempts (rejected answers, say) cost, when every one with usage is priced. */
+const failedCost = (error: AllRoutesFailed): { readonly costUsd?: number } => {
+  let cost: number | undefined
+  for (const attempt of error.attempts) {
+    if (attempt.usage === undefined) continue
+    if (attempt.costUsd === undefined) return {}
+    cost = (cost ?? 0) + attempt.costUsd
+  }
+  return cost === undefined ? {} : { costUsd: cost }
+}
+
 /** Attempts (the chain's `observe` hook) and calls (`call`, `callStream`). */
 const callRecording = (state: RecorderState) => {
   const { attempts, calls, currentCall, currentStep, publish, since } = state
@@ -503,7 +528,8 @@ const callRecording = (state: RecorderState) => {
         delayMs: record.delayMs,
         durationMs: record.durationMs,
         ...(record.message !== undefined ? { message: record.message } : {}),
-        ...(usage !== undefined ? { usage } : {})
+        ...(usage !== undefined ? { usage } : {}),
+        ...(record.costUsd !== undefined ? { costUsd: record.costUsd } : {})
       }
       attempts.push(entry)
       yield* publish({ _tag: "Attempt", attempt: entry })
@@ -545,7 +571,8 @@ const callRecording = (state: RecorderState) => {
           route: outcome.result.route,
           degraded: outcome.result.degraded,
           repaired: outcome.result.repaired,
-          usage: outcome.result.usage
+          usage: outcome.result.usage,
+          ...(outcome.result.costUsd !== undefined ? { costUsd: outcome.result.costUsd } : {})
         }
         : {
           ...base,
@@ -557,7 +584,8 @@ const callRecording = (state: RecorderState) => {
             reason: outcome.error.reason,
             message: outcome.error.message
           },
-          usage: context.usage
+          usage: context.usage,
+          ...failedCost(outcome.error)
         }
       calls.push(entry)
       return publish({ _tag: "CallFinished", call: entry })

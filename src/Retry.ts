@@ -213,7 +213,8 @@ export interface Retry {
 }
 
 const isProviderError = (error: RouteError): error is ProviderError =>
-  error._tag !== "CircuitOpen" && error._tag !== "RetryBudgetExhausted" && error._tag !== "DeadlineExceeded"
+  error._tag !== "CircuitOpen" && error._tag !== "RetryBudgetExhausted" && error._tag !== "DeadlineExceeded" &&
+  error._tag !== "BudgetExceeded"
 
 /**
  * One key per logical call: 24 hex digits, a random 64-bit prefix drawn once per process (again after

@@ -227,3 +227,11 @@ export * as StatusPage from "./StatusPage.js"
  * @since 0.2.0
  */
 export * as Coalesce from "./Coalesce.js"
+
+/**
+ * Cost ceilings: a price table per model, the cost of every attempt, call and run, and spend budgets
+ * (`maxCostUsd`, `maxTokens`) that refuse the next provider call with `BudgetExceeded` before it is sent.
+ *
+ * @since 0.2.0
+ */
+export * as Spend from "./Spend.js"

@@ -113,7 +113,7 @@ describe("transport errors", () => {
 
 describe("the taxonomy", () => {
   it("has an action for every route-level tag, and only provider-health failures count for breakers", () => {
-    expect(routeErrorTags.length).toBe(18)
+    expect(routeErrorTags.length).toBe(19)
     for (const tag of routeErrorTags) expect(["wait", "reroute", "stop"]).toContain(defaultActionOf(tag))
     expect(isProviderHealthFailure(http(400, "{}"))).toBe(false)
     expect(isProviderHealthFailure(http(500, "{}"))).toBe(true)

@@ -40,6 +40,12 @@ const chainCases: ReadonlyArray<{ readonly options: Fallback.FallbackOptions; re
     options: { routes: [good], onPartialOutputFailure: "retry" as never },
     option: "onPartialOutputFailure",
     message: `onPartialOutputFailure must be "fail" or "restart", got "retry"`
+  },
+  { options: { routes: [good], spend: { maxCostUsd: 1 } as never }, option: "spend", message: "spend must be a budget made by Spend.budget" },
+  {
+    options: { routes: [good], prices: { "gpt-4o": { inputPerMTok: 1, outputPerMTok: 1 } } as never },
+    option: "prices",
+    message: "prices must be a price table made by Spend.prices or Spend.pricesFromFile"
   }
 ]
 

@@ -26,6 +26,7 @@ import {
   Overloaded,
   type ProviderError,
   ProviderError as ProviderErrorSchema,
+  QuotaExhausted,
   restamp,
   type RouteError,
   RouteErrorSchema,
@@ -127,6 +128,10 @@ const asProviderError = (error: RouteError, site: CallSite): ProviderError => {
       return new Overloaded({ ...siteFields(site), message: error.message, ...(error.retryAfterMs !== undefined ? { retryAfterMs: error.retryAfterMs } : {}) }, true)
     case "RetryBudgetExhausted":
       return restamp(error.lastError, stamp)
+    case "BudgetExceeded":
+      // The inner chain's spend budget refused before sending: for the outer chain this route
+      // cannot pay now (an enclosing budget, if it is the same, refuses the other routes itself).
+      return new QuotaExhausted({ ...siteFields(site), message: error.message }, true)
     case "DeadlineExceeded":
       return error.lastError !== undefined
         ? restamp(error.lastError, stamp)
@@ -305,6 +310,7 @@ export const toAiError = (failure: ChainFailure, method: string): AiError.AiErro
     case "CircuitOpen":
     case "RetryBudgetExhausted":
     case "DeadlineExceeded":
+    case "BudgetExceeded":
       return new AiError.UnknownError(common)
   }
 }

@@ -5,13 +5,14 @@
  * walker adds the routes it skipped and numbers repair calls after the route's earlier attempts. The
  * output gate runs inside the attempt and sees the response before the retry loop records the
  * attempt, so the usage of an answer — accepted or rejected — is noted first and attached to its
- * record here, for generated and streamed attempts alike.
+ * record here, for generated and streamed attempts alike, with its cost when the chain has prices.
  *
  * @internal
  */
 import * as Effect from "effect/Effect"
 import type { AttemptRecord } from "../Errors.js"
 import { extend, type Mutable } from "../internal/object.js"
+import { costOf, type PriceTable } from "../internal/spend.js"
 import type { Acceptor } from "../Policy.js"
 import type { GenerateResponse, Usage } from "../Provider.js"
 import type { AttemptObserver } from "../Retry.js"
@@ -29,6 +30,11 @@ export class AttemptLog {
   private readonly pendingUsage: Array<{ readonly requestId: string | undefined; readonly usage: Usage }> = []
   private attemptOffset = 0
   private note: string | undefined = undefined
+  /** The model of the current provider call (what its usage is priced as). */
+  private model: string | undefined = undefined
+
+  /** `prices`: what each attempt's usage costs (the chain's, or the enclosing budget's); none = no cost. */
+  constructor(private readonly prices: PriceTable | undefined = undefined) {}
 
   /**
    * The observer that writes the retry loop's records here. The loop calls it when the attempt has
@@ -39,8 +45,9 @@ export class AttemptLog {
     return Effect.void
   }
 
-  /** Records of the next provider call on a route continue its attempt numbers, labelled `note`. */
-  beginCall(route: string, note?: string): void {
+  /** Records of the next provider call on a route (to `model`) continue its attempt numbers, labelled `note`. */
+  beginCall(route: string, model: string, note?: string): void {
+    this.model = model
     let earlier = 0
     for (const record of this.records) if (record.route === route && record.attempt > 0) earlier++
     this.attemptOffset = earlier
@@ -64,7 +71,11 @@ export class AttemptLog {
     const message = this.note === undefined ? record.message : record.message === undefined ? this.note : `${this.note}: ${record.message}`
     const logged: Mutable<AttemptRecord> = extend(record, { attempt: record.attempt + this.attemptOffset })
     if (message !== undefined) logged.message = message
-    if (usage !== undefined) logged.usage = usage
+    if (usage !== undefined) {
+      logged.usage = usage
+      const cost = this.prices === undefined || this.model === undefined ? undefined : costOf(this.prices, this.model, usage)
+      if (cost !== undefined) logged.costUsd = cost
+    }
     this.records.push(logged)
   }
 
@@ -75,6 +86,21 @@ export class AttemptLog {
   totalUsage(): Usage {
     let total: Usage = noUsage
     for (const record of this.records) if (record.usage !== undefined) total = addUsage(total, record.usage)
+    return total
+  }
+
+  /**
+   * What the usage of every attempt cost, or `undefined` when no price is known — or when some attempt
+   * reported usage on a model without a price (a partial sum would read as the whole cost).
+   */
+  totalCost(): number | undefined {
+    if (this.prices === undefined) return undefined
+    let total = 0
+    for (const record of this.records) {
+      if (record.usage === undefined) continue
+      if (record.costUsd === undefined) return undefined
+      total += record.costUsd
+    }
     return total
   }
 

@@ -15,6 +15,7 @@ import * as Deadline from "../Deadline.js"
 import type { AllRoutesFailed, RouteError } from "../Errors.js"
 import type { ChainResult, ChainStreamEvent, PartialObject } from "../Fallback.js"
 import { extend } from "../internal/object.js"
+import { innermostPrices } from "../internal/spend.js"
 import { clockOf } from "../internal/timer.js"
 import type { GenerateResponse } from "../Provider.js"
 import { isContentEvent, type StreamEvent } from "../Provider.js"
@@ -35,7 +36,7 @@ export const generate = <A, E = never>(
   Effect.withFiberRuntime((fiber) => {
     const spec = prepare()
     if (Either.isLeft(spec)) return Effect.fail(spec.left)
-    const walk = new Walk(config, spec.right, clockOf(fiber))
+    const walk = new Walk(config, spec.right, clockOf(fiber), config.prices ?? innermostPrices(fiber))
     const step = (next: Step): Effect.Effect<ChainResult<A>, AllRoutesFailed> => {
       if (next._tag === "Stop") return Effect.fail(next.error)
       // Run at once on this fiber — but under panic, with the flag set on it first.
@@ -81,7 +82,7 @@ export const stream = <A, E = never, P = never>(
   Stream.unwrapScoped(Effect.withFiberRuntime((fiber) => {
     const spec = prepare()
     if (Either.isLeft(spec)) return Effect.fail(spec.left)
-    const walk = new Walk(config, spec.right, clockOf(fiber))
+    const walk = new Walk(config, spec.right, clockOf(fiber), config.prices ?? innermostPrices(fiber))
     return Effect.flatMap(stepEffect(walk.begin(Deadline.unsafeOf(fiber))), (first) => {
       const events = fromStep(walk, previewer, first)
       // The call's deadline is published once for the whole stream, not watched by a producer of its

@@ -13,7 +13,8 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as DegradedMode from "../DegradedMode.js"
 import { AllRoutesFailed, type RouteError, retryAfterOf } from "../Errors.js"
-import { extend } from "../internal/object.js"
+import { extend, type Mutable } from "../internal/object.js"
+import type { PriceTable } from "../internal/spend.js"
 import type { ChainRequest, ChainResult, PartialOutputFailure, Restarted, Route } from "../Fallback.js"
 import type { Acceptor, CallContext, RouteOn } from "../Policy.js"
 import type { GenerateRequest, GenerateResponse } from "../Provider.js"
@@ -49,6 +50,8 @@ export interface ChainConfig {
   /** The share of the time left that one route may use while a later route waits (see docs/policies.md). */
   readonly routeShare: number
   readonly estimate: (request: GenerateRequest) => number
+  /** Prices of attempts and calls (`costUsd`): the chain's own; else the enclosing budget's, per call. */
+  readonly prices: PriceTable | undefined
 }
 
 /** One call: its request, its gate, and what the accepted answer's value is. */
@@ -95,7 +98,7 @@ export const stepEffect = (stepped: Stepped): Effect.Effect<Step> =>
 
 /** The walk of one call; made by a driver when the call starts, on the calling fiber's clock. */
 export class Walk<A> {
-  readonly log = new AttemptLog()
+  readonly log: AttemptLog
   private context: CallContext
   private passes: number
   private lastError: RouteError | undefined = undefined
@@ -122,8 +125,11 @@ export class Walk<A> {
     private readonly config: ChainConfig,
     private readonly spec: CallSpec<A>,
     /** The calling fiber's clock (read synchronously: every step is taken when it is due). */
-    private readonly clock: Clock.Clock
+    private readonly clock: Clock.Clock,
+    /** What attempts cost (see `ChainConfig.prices`). */
+    prices: PriceTable | undefined = config.prices
   ) {
+    this.log = new AttemptLog(prices)
     this.startedAt = clock.unsafeCurrentTimeMillis()
     this.deadline = config.deadlineMs === undefined ? Number.POSITIVE_INFINITY : this.startedAt + config.deadlineMs
     this.context = { deadline: this.deadline, acceptor: this.log.metered(spec.gate), observe: this.log.observe }
@@ -194,7 +200,7 @@ export class Walk<A> {
   private attempt(route: Route, request: GenerateRequest, repairs: number): Step {
     this.repairs = repairs
     this.current = request
-    this.log.beginCall(route.name, repairs > 0 ? `repair ${repairs}/${this.config.repairAttempts}` : undefined)
+    this.log.beginCall(route.name, request.model, repairs > 0 ? `repair ${repairs}/${this.config.repairAttempts}` : undefined)
     return {
       _tag: "Attempt",
       route,
@@ -235,6 +241,8 @@ export class Walk<A> {
     }
     // Past the deadline no route can answer, whatever this one failed with.
     if (now >= this.deadline) return this.stop("deadline", "the deadline passed")
+    // A spend budget refused before sending: every route and retry would ask the same spent budget.
+    if (error._tag === "BudgetExceeded") return this.stop("budget", `spend budget "${error.budget}" refused ${route.name}`)
     if (delivered !== undefined && this.spec.onPartialOutput === "fail") {
       return this.stop("stopped", `${route.name} failed after partial output`)
     }
@@ -322,7 +330,7 @@ export class Walk<A> {
     const restarted = this.restart !== undefined
     const repaired = this.repairs > 0
     const degraded = !this.config.primaries.has(route.name) || repaired || restarted
-    const result: ChainResult<A> = {
+    const result: Mutable<ChainResult<A>> = {
       value: this.spec.extract(response),
       response,
       route: route.name,
@@ -332,6 +340,8 @@ export class Walk<A> {
       usage: this.log.totalUsage(),
       durationMs: now - this.startedAt
     }
+    const cost = this.log.totalCost()
+    if (cost !== undefined) result.costUsd = cost
     const state = !degraded
       ? { degraded, route: route.name }
       : {

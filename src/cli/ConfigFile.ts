@@ -1,6 +1,6 @@
 /**
  * The CLI's config file (JSON, or YAML for any other extension): routes, named policies, the chain
- * deadline, the checkpoint store and telemetry, decoded with `effect/Schema`. Unknown fields are
+ * deadline, the checkpoint store, telemetry, model prices and a spend budget, decoded with `effect/Schema`. Unknown fields are
  * errors (a typo must not silently fall back to a default), and every problem is reported with its
  * path, its line and column, and what was expected:
  *
@@ -22,7 +22,9 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { LineCounter, parseDocument } from "yaml"
 import { formatPath, issuesOf, mergeIssues } from "../internal/schemaIssues.js"
+import type { InvalidOptions } from "../Errors.js"
 import type * as Policy from "../Policy.js"
+import * as Spend from "../Spend.js"
 import { ConfigFileError } from "./CliError.js"
 
 const opt = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
@@ -256,6 +258,24 @@ export const TelemetryConfig = Schema.Struct({
   serviceName: opt(NonEmpty)
 })
 
+/**
+ * A spend budget for a command's calls (`call`: its one call; `demo`: the agent run), see `Spend.budget`.
+ *
+ * @since 0.2.0
+ * @category schemas
+ */
+export const SpendConfig = Schema.Struct({
+  maxCostUsd: opt(Schema.Number.pipe(Schema.finite(), Schema.positive())),
+  maxTokens: opt(PositiveInt),
+  unknownModel: opt(Schema.Literal("refuse", "count-tokens-only"))
+})
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export type SpendConfig = typeof SpendConfig.Type
+
 const ConfigFields = Schema.Struct({
   routes: opt(Schema.Array(RouteConfig)),
   policies: opt(Schema.Record({ key: NonEmpty, value: PolicyConfig })),
@@ -264,7 +284,10 @@ const ConfigFields = Schema.Struct({
   /** Re-ask a route with the decode errors this many times before moving on (structured output). */
   repairAttempts: opt(NonNegativeInt),
   store: opt(StoreConfig),
-  telemetry: opt(TelemetryConfig)
+  telemetry: opt(TelemetryConfig),
+  /** Model id or `prefix*` → USD per million input / output tokens: cost in summaries, reports and `spend`. */
+  prices: opt(Spend.PricesSchema),
+  spend: opt(SpendConfig)
 })
 
 /**
@@ -278,6 +301,9 @@ export const Config = ConfigFields.pipe(Schema.filter((config) => {
   const issues: Array<Schema.FilterIssue> = []
   const seen = new Set<string>()
   const policies = Object.keys(config.policies ?? {})
+  if (config.spend?.maxCostUsd !== undefined && config.prices === undefined) {
+    issues.push({ path: ["spend", "maxCostUsd"], message: "needs a `prices` table (without prices no call has a cost to check)" })
+  }
   config.routes?.forEach((route, i) => {
     if (seen.has(route.name)) issues.push({ path: ["routes", i, "name"], message: `duplicate route name "${route.name}"` })
     seen.add(route.name)
@@ -321,6 +347,28 @@ export const policyOf = (config: Config, route: Pick<RouteConfig, "policy">): Po
   if (typeof route.policy === "string") return config.policies?.[route.policy] ?? base
   return { ...base, ...route.policy }
 }
+
+/**
+ * The config's price table and spend budget, built (the file was validated when it was decoded).
+ *
+ * @since 0.2.0
+ * @category getters
+ */
+export const spendOf = (
+  config: Config
+): Effect.Effect<{ readonly prices: Spend.PriceTable | undefined; readonly budget: Spend.Budget | undefined }, InvalidOptions> =>
+  Effect.gen(function*() {
+    const prices = config.prices === undefined ? undefined : yield* Spend.prices(config.prices)
+    const spend = config.spend
+    const budget = spend === undefined ? undefined : yield* Spend.budget({
+      name: "config spend",
+      ...(spend.maxCostUsd !== undefined ? { maxCostUsd: spend.maxCostUsd } : {}),
+      ...(spend.maxTokens !== undefined ? { maxTokens: spend.maxTokens } : {}),
+      ...(spend.unknownModel !== undefined ? { unknownModel: spend.unknownModel } : {}),
+      ...(prices !== undefined ? { prices } : {})
+    })
+    return { prices, budget }
+  })
 
 // ---------------------------------------------------------------------------------------------------
 // Loading

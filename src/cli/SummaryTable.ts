@@ -6,6 +6,7 @@
  */
 import { formatMs } from "../report/html.js"
 import type { Summary } from "../Report.js"
+import { formatUsd } from "../Spend.js"
 import { stylesFor } from "./Shared.js"
 
 const pad = (text: string, width: number, right = false) => (right ? text.padStart(width) : text.padEnd(width))
@@ -26,6 +27,13 @@ export const render = (summary: Summary, stream: NodeJS.WriteStream = process.st
     ["rejected outputs", `${summary.rejectedOutputs} (InvalidOutput)`],
     ["breaker opens", String(summary.breakerOpens)],
     ["tokens", `${summary.tokens.totalTokens} (in ${summary.tokens.inputTokens} / out ${summary.tokens.outputTokens})`],
+    // Only with a price table: a cost nobody configured is not shown as $0.
+    ...(summary.costUsd === undefined
+      ? []
+      : [[
+        "cost",
+        `$${formatUsd(summary.costUsd)}${summary.unpricedCalls > 0 ? ` (without ${summary.unpricedCalls} call(s) on unpriced models)` : ""}`
+      ] as const]),
     ["latency", `p50 ${formatMs(summary.latency.p50Ms)} · p95 ${formatMs(summary.latency.p95Ms)} · max ${formatMs(summary.latency.maxMs)}`],
     ...(summary.steps.total > 0
       ? [[

@@ -13,9 +13,16 @@ import type { BreakerEvent, BreakerState, Site } from "../CircuitBreaker.js"
 import { CircuitOpen } from "../Errors.js"
 
 
-/** A failure raised before the request left (`UnsupportedRequest`): not evidence about the provider. */
-export const isUnsent = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && (error as { readonly _tag?: unknown })._tag === "UnsupportedRequest"
+/**
+ * A failure raised before the request left — a part the route's wire cannot carry
+ * (`UnsupportedRequest`), or a spend budget's refusal (`BudgetExceeded`): not evidence about the
+ * provider (breakers give it no verdict), and nothing was spent (limiters refund its permit).
+ */
+export const isUnsent = (error: unknown): boolean => {
+  if (typeof error !== "object" || error === null) return false
+  const tag = (error as { readonly _tag?: unknown })._tag
+  return tag === "UnsupportedRequest" || tag === "BudgetExceeded"
+}
 
 /** The options with their defaults applied (see `resolve` in CircuitBreaker.ts). */
 export interface Resolved {

@@ -31,12 +31,13 @@ import {
   outcomeAttributes,
   type ResolvedCall,
   type RouteContext,
+  sendGenerate,
   siteOf
 } from "./routeContext.js"
 
 /** The attempt builders of a route. */
 export const makeGenerateAttempt = (ctx: RouteContext) => {
-  const { guard, metrics, provider, route, tracing } = ctx
+  const { guard, metrics, route, tracing } = ctx
 
   /** Counts a finished attempt and stamps its failure with the route and attempt number. */
   const finish = (
@@ -90,7 +91,7 @@ export const makeGenerateAttempt = (ctx: RouteContext) => {
   ): Effect.Effect<GenerateResponse, RouteError> => {
     const site = siteOf(ctx, request, attempt)
     const acceptor = context === inherited ? Option.getOrUndefined(fiber.getFiberRef(currentAcceptor)) : context.acceptor
-    let unguarded: Effect.Effect<GenerateResponse, RouteError> = provider.generate(request)
+    let unguarded: Effect.Effect<GenerateResponse, RouteError> = sendGenerate(ctx, fiber, request, site)
     if (acceptor !== undefined) unguarded = Effect.flatMap(unguarded, (response) => acceptor(response, request))
     const done = (exit: Exit.Exit<GenerateResponse, RouteError>) => finish(fiber, attempt, exit)
     /** The general form; its waits (a limiter's queue) read the deadline from the fiber. */

@@ -13,6 +13,7 @@ import * as Option from "effect/Option"
 import { isTagged } from "effect/Predicate"
 import { RateLimited } from "../Errors.js"
 import { formatMs, limiterMetrics, requestCosts } from "../internal/limiter.js"
+import { isUnsent } from "./breakerCore.js"
 import * as Bucket from "../internal/tokenBucket.js"
 import type { GenerateRequest, GenerateResponse, Usage } from "../Provider.js"
 import type { LimiterTicket } from "../RateLimiter.js"
@@ -288,10 +289,11 @@ export class LimiterCore {
     if (Option.isSome(failure)) this.onFailure(permit, failure.value, at)
   }
 
-  /** A call (or stream) failed: a breaker refusal below gives everything back; a provider 429 teaches. */
+  /** A call (or stream) failed: a refusal below gives everything back; a provider 429 teaches. */
   onFailure(permit: Permit, error: unknown, at: number): void {
-    // The breaker refused the call: nothing was sent, so nothing was spent.
-    if (isTagged(error, "CircuitOpen")) return this.refund(permit, at)
+    // The breaker, the route's wire format or a spend budget refused the call: nothing was sent, so
+    // nothing was spent.
+    if (isTagged(error, "CircuitOpen") || isUnsent(error)) return this.refund(permit, at)
     if (this.learn) this.learnFromFailure(error, at)
   }
 

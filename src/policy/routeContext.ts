@@ -6,15 +6,18 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import type * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
+import type * as Stream from "effect/Stream"
 import type { CircuitBreaker } from "../CircuitBreaker.js"
 import type { RouteError } from "../Errors.js"
 import type * as Hedge from "../Hedge.js"
 import * as Metrics from "../internal/metrics.js"
+import * as Spend from "../internal/spend.js"
 import type { Acceptor, CallContext, PolicyOptions } from "../Policy.js"
-import type { GenerateRequest, ProviderShape } from "../Provider.js"
+import type { GenerateRequest, GenerateResponse, ProviderShape, StreamEvent } from "../Provider.js"
 import type { RateLimiter } from "../RateLimiter.js"
 import type * as Retry from "../Retry.js"
 import type * as Timeouts from "../Timeouts.js"
@@ -94,6 +97,35 @@ export const siteOf = (ctx: RouteContext, request: GenerateRequest, attempt: num
   route: ctx.route,
   attempt
 })
+
+/**
+ * The provider's call of one attempt. Every send of a policy-wrapped route — each retry, hedge leg,
+ * repair, later pass and fallback route — starts here, so this is where the spend budgets of the
+ * fiber (`Spend.within`, a chain's `spend`) refuse or reserve before anything is sent (see
+ * internal/spend.ts). Without a budget it is the provider's own call, untouched.
+ */
+export const sendGenerate = (
+  ctx: RouteContext,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  request: GenerateRequest,
+  site: Timeouts.Site
+): Effect.Effect<GenerateResponse, RouteError> => {
+  const budgets = fiber.getFiberRef(Spend.currentBudgets)
+  const call = ctx.provider.generate(request)
+  return budgets.length === 0 ? call : Spend.guardGenerate(budgets, site, request, call)
+}
+
+/** {@link sendGenerate} for a streamed attempt. */
+export const sendStream = (
+  ctx: RouteContext,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  request: GenerateRequest,
+  site: Timeouts.Site
+): Stream.Stream<StreamEvent, RouteError> => {
+  const budgets = fiber.getFiberRef(Spend.currentBudgets)
+  const call = ctx.provider.stream(request)
+  return budgets.length === 0 ? call : Spend.guardStream(budgets, site, request, call)
+}
 
 /** Span attributes of an attempt (computed only when spans are on). */
 export const attributesOf = (

@@ -11,6 +11,7 @@ import * as Cause from "effect/Cause"
 import type * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
@@ -21,11 +22,11 @@ import { clockOf } from "../internal/timer.js"
 import { spansOn } from "../internal/tracing.js"
 import type { GenerateRequest, StreamEvent } from "../Provider.js"
 import type * as Timeouts from "../Timeouts.js"
-import { attributesOf, type ModelState, type RouteContext, siteOf, type StreamContext } from "./routeContext.js"
+import { attributesOf, type ModelState, type RouteContext, sendStream, siteOf, type StreamContext } from "./routeContext.js"
 
 /** The streamed-attempt builder of a route. */
 export const makeStreamAttempt = (ctx: RouteContext) => {
-  const { guard, metrics, provider, route, tracing } = ctx
+  const { guard, metrics, route, tracing } = ctx
 
   /** The general form: limiter ▸ breaker ▸ gate ▸ timeouts, each through its own stream operators. */
   const layered = (
@@ -34,11 +35,12 @@ export const makeStreamAttempt = (ctx: RouteContext) => {
     attempt: number,
     delayMs: number,
     hedged: boolean,
-    context: StreamContext
+    context: StreamContext,
+    fiber: Fiber.RuntimeFiber<unknown, unknown>
   ): Stream.Stream<StreamEvent, RouteError> => {
     const site = siteOf(ctx, request, attempt)
     const { acceptor } = context
-    let call: Stream.Stream<StreamEvent, RouteError> = guard.stream(provider.stream(request), site, context.handOverAt)
+    let call: Stream.Stream<StreamEvent, RouteError> = guard.stream(sendStream(ctx, fiber, request, site), site, context.handOverAt)
     if (acceptor !== undefined) {
       // The same verdict as the fast path's, as a stage of its own.
       call = Stream.mapChunksEffect(call, (chunk) => {
@@ -92,7 +94,7 @@ export const makeStreamAttempt = (ctx: RouteContext) => {
       if (
         state.limiter !== undefined || (breaker !== undefined && ticket === undefined) ||
         spansOn(tracing, fiber.currentTracer)
-      ) return toPull(layered(state, request, attempt, delayMs, hedged, context))
+      ) return toPull(layered(state, request, attempt, delayMs, hedged, context, fiber))
       const clock = clockOf(fiber)
       const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
       // The attempt's verdict is given once: at `Finish`, or at its failure. A stream that ends
@@ -116,7 +118,8 @@ export const makeStreamAttempt = (ctx: RouteContext) => {
         const announced = settle(undefined)
         return announced === Effect.void ? Effect.succeed(chunk) : Effect.as(announced, chunk)
       }
-      return Effect.map(guard.streamPull(provider.stream(request), siteOf(ctx, request, attempt), context.handOverAt), (pull) =>
+      const site = siteOf(ctx, request, attempt)
+      return Effect.map(guard.streamPull(sendStream(ctx, fiber, request, site), site, context.handOverAt), (pull) =>
         Effect.matchCauseEffect(pull, {
           onSuccess: (chunk) => {
             if (settled) return Effect.succeed(chunk)

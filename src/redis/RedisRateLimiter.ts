@@ -42,6 +42,7 @@ import * as Deadline from "../Deadline.js"
 import { RateLimited } from "../Errors.js"
 import { clientRateLimited, formatMs, positiveOr } from "../internal/limiter.js"
 import * as Metrics from "../internal/metrics.js"
+import { isUnsent } from "../policy/breakerCore.js"
 import type { GenerateRequest, GenerateResponse, StreamEvent, Usage } from "../Provider.js"
 import * as RateLimiterModule from "../RateLimiter.js"
 import { type RateLimiter, type RateLimiterOptions, RateLimiters, type Site } from "../RateLimiter.js"
@@ -377,10 +378,11 @@ const afterExit = (s: LimiterState, grant: Grant, exit: Exit.Exit<GenerateRespon
   return Option.isSome(failure) ? afterFailure(s, grant, failure.value) : Effect.void
 }
 
-/** A call (or stream) failed: a breaker refusal below gives everything back; a provider 429 teaches. */
+/** A call (or stream) failed: a refusal below gives everything back; a provider 429 teaches. */
 const afterFailure = (s: LimiterState, grant: Grant, error: unknown): Effect.Effect<void> => {
-  // The breaker refused the call: nothing was sent, so nothing was spent.
-  if (isTagged(error, "CircuitOpen")) return settle(s, grant, undefined, undefined, undefined, false, true)
+  // The breaker, the route's wire format or a spend budget refused the call: nothing was sent, so
+  // nothing was spent.
+  if (isTagged(error, "CircuitOpen") || isUnsent(error)) return settle(s, grant, undefined, undefined, undefined, false, true)
   const lesson = failureLesson(error)
   return lesson === undefined ? Effect.void : settle(s, grant, undefined, lesson.snapshot, lesson.retryAfterMs)
 }
@@ -395,7 +397,7 @@ const correctLocal = (s: LimiterState, taken: OwnSpend.Taken, exit: Exit.Exit<Ge
       return
     }
     const failure = Cause.failureOption(exit.cause)
-    if (Option.isSome(failure) && isTagged(failure.value, "CircuitOpen")) OwnSpend.refund(s.spend, taken, at)
+    if (Option.isSome(failure) && (isTagged(failure.value, "CircuitOpen") || isUnsent(failure.value))) OwnSpend.refund(s.spend, taken, at)
   })
 
 /** `call`, charging this worker's own spend when it runs (i.e. once the fallback admitted it). */

@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import { formatUsd } from "../internal/spend.js"
 import type { AttemptEntry, RunRecord, Summary } from "../Report.js"
 
 type Scrub = (text: string) => string
@@ -31,7 +32,8 @@ export const outcomeColours: Readonly<Record<string, string>> = {
   ResponseTooLarge: "#fd7e14",
   CircuitOpen: "#868e96",
   RetryBudgetExhausted: "#495057",
-  DeadlineExceeded: "#212529"
+  DeadlineExceeded: "#212529",
+  BudgetExceeded: "#0b7285"
 }
 
 const colourOf = (outcome: string): string => outcomeColours[outcome] ?? "#adb5bd"
@@ -253,6 +255,13 @@ const summaryTable = (summary: Summary): string =>
       row("inputTokens", "Input tokens", summary.tokens.inputTokens),
       row("outputTokens", "Output tokens", summary.tokens.outputTokens),
       row("totalTokens", "Total tokens", summary.tokens.totalTokens),
+      ...(summary.costUsd === undefined ? [] : [
+        row(
+          "costUsd",
+          summary.unpricedCalls > 0 ? `Cost, USD (without ${summary.unpricedCalls} call(s) on unpriced models)` : "Cost, USD",
+          formatUsd(summary.costUsd)
+        )
+      ]),
       row("p50", "Latency p50 (successful attempts)", formatMs(summary.latency.p50Ms)),
       row("p95", "Latency p95", formatMs(summary.latency.p95Ms)),
       row("max", "Latency max", formatMs(summary.latency.maxMs))
@@ -272,6 +281,18 @@ const outcomesTable = (summary: Summary): string =>
   `<table id="outcomes"><thead><tr><th>outcome</th><th>attempts</th></tr></thead><tbody>${
     Object.entries(summary.outcomes).sort((a, b) => b[1] - a[1]).map(([outcome, count]) =>
       `<tr data-outcome="${escapeHtml(outcome)}"><td><span class="swatch" style="background:${colourOf(outcome)}"></span>${escapeHtml(outcome)}</td><td>${count}</td></tr>`
+    ).join("")
+  }</tbody></table>`
+
+/** One row per call with its tokens and cost — only when some call has a cost (a price table was set). */
+const callsTable = (record: RunRecord, scrub: Scrub): string =>
+  record.calls.every((c) => c.costUsd === undefined) ? "" : `<h2>Cost per call</h2><table id="calls"><thead><tr><th>call</th><th>label</th><th>step</th><th>outcome</th><th>route</th><th>tokens (in / out)</th><th>cost, USD</th></tr></thead><tbody>${
+    record.calls.map((c) =>
+      `<tr data-call="${c.id}"><td>${c.id}</td><td>${escapeHtml(scrub(c.label))}</td><td>${escapeHtml(scrub(c.step ?? ""))}</td><td>${
+        escapeHtml(c.ok ? "answered" : c.error?._tag ?? "failed")
+      }</td><td>${escapeHtml(scrub(c.route ?? ""))}</td><td>${c.usage.totalTokens} (${c.usage.inputTokens} / ${c.usage.outputTokens})</td><td data-col="cost">${
+        c.costUsd === undefined ? "" : escapeHtml(formatUsd(c.costUsd))
+      }</td></tr>`
     ).join("")
   }</tbody></table>`
 
@@ -338,13 +359,16 @@ export const renderHtml = (record: RunRecord, summary: Summary, scrub: Scrub): s
 <title>${escapeHtml(title)}</title><style>${STYLE}</style></head>
 <body>
 <h1>${escapeHtml(title)}</h1>
-<p class="meta">Started ${escapeHtml(started)} · lasted ${escapeHtml(formatMs(record.durationMs))} · <span class="verdict">${escapeHtml(verdict)}</span>, ${summary.retries} retries, ${summary.fallbacks} fallbacks, ${summary.tokens.totalTokens} tokens</p>
+<p class="meta">Started ${escapeHtml(started)} · lasted ${escapeHtml(formatMs(record.durationMs))} · <span class="verdict">${escapeHtml(verdict)}</span>, ${summary.retries} retries, ${summary.fallbacks} fallbacks, ${summary.tokens.totalTokens} tokens${
+    summary.costUsd === undefined ? "" : `, $${escapeHtml(formatUsd(summary.costUsd))}`
+  }</p>
 <div class="grid-2"><div><h2>Summary</h2>${summaryTable(summary)}</div><div><h2>Routes</h2>${routesTable(summary, scrub)}<h2>Outcomes</h2>${outcomesTable(summary)}</div></div>
 <h2>Timeline of every attempt</h2>${legend(record)}${timeline(record, scrub)}
 <h2>Circuit breakers over time</h2><p class="legend"><span><span class="swatch" style="background:${breakerColours["closed"]}"></span>closed</span><span><span class="swatch" style="background:${breakerColours["half-open"]}"></span>half-open</span><span><span class="swatch" style="background:${breakerColours["open"]}"></span>open</span><span><span class="swatch" style="background:${breakerColours["isolated"]}"></span>isolated</span></p>${
     breakerChart(record, scrub)
   }
 <h2>Latency of attempts</h2>${histogram(record)}
+${callsTable(record, scrub)}
 ${stepsTable(record, scrub)}
 ${notesList(record, scrub)}
 <h2>Every attempt</h2>${attemptsTable(record, scrub)}

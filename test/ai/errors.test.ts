@@ -13,6 +13,7 @@ import type { CallSite } from "../../src/Classify.js"
 import {
   AllRoutesFailed,
   BadRequest,
+  BudgetExceeded,
   CircuitOpen,
   ConnectionError,
   ContentFiltered,
@@ -166,6 +167,10 @@ describe("AiError → ProviderError (an @effect/ai model as a route)", () => {
     const open = new CircuitOpen({ ...ctx("inner"), retryAfterMs: 5000, message: "breaker open" })
     const fromOpen = classify(new AiError.UnknownError({ module: "m", method: "x", cause: open }))
     expect(fromOpen._tag === "Overloaded" && fromOpen.retryAfterMs).toBe(5000)
+    // The inner chain's spend budget refused before sending: for the outer chain that route cannot pay now.
+    const refused = new BudgetExceeded({ ...ctx("inner"), budget: "inner", limit: "tokens", reason: "over-limit", max: 10, spent: 10, reserved: 0, requested: 5, message: "budget" })
+    const fromBudget = classify(new AiError.UnknownError({ module: "m", method: "x", cause: refused }))
+    expect([fromBudget._tag, fromBudget.route]).toEqual(["QuotaExhausted", site.route])
   })
 })
 
@@ -214,7 +219,11 @@ describe("chain failure → AiError (the chain as a LanguageModel)", () => {
     [new InvalidOutput({ ...ctx("primary"), status: 200, reason: "schema", message: "does not match" }), "MalformedOutput"],
     [new ContentFiltered({ ...ctx("primary"), status: 200, finishReason: "content_filter", message: "filtered" }), "MalformedOutput"],
     [new CircuitOpen({ ...ctx("primary"), message: "open" }), "UnknownError"],
-    [new DeadlineExceeded({ ...ctx("primary"), deadlineMs: 30_000, message: "deadline" }), "UnknownError"]
+    [new DeadlineExceeded({ ...ctx("primary"), deadlineMs: 30_000, message: "deadline" }), "UnknownError"],
+    [
+      new BudgetExceeded({ ...ctx("primary"), budget: "run", limit: "cost", reason: "over-limit", max: 1, spent: 0.99, reserved: 0, requested: 0.02, message: "budget" }),
+      "UnknownError"
+    ]
   ]
 
   for (const [lastError, expected] of rows) {

@@ -126,6 +126,25 @@ describe("config file", () => {
     expect(config.left.message).toContain("routes[1].baseUrl (line 3, column 5): is missing (an openai-compatible route needs the server's URL)")
   })
 
+  it("prices and a spend budget: decoded, built, and checked (a negative price, a cost limit without prices)", async () => {
+    const config = await load(write("spend.yaml", [
+      "prices:",
+      "  gpt-4o-mini*: { inputPerMTok: 0.15, outputPerMTok: 0.6 }",
+      "spend: { maxCostUsd: 0.5, maxTokens: 100000 }",
+      ""
+    ].join("\n")))
+    expect(config._tag).toBe("Right")
+    if (config._tag !== "Right") return
+    const { budget, prices } = await Effect.runPromise(ConfigFile.spendOf(config.right))
+    expect(prices?.priceOf("gpt-4o-mini-2024-07-18")).toEqual({ inputPerMTok: 0.15, outputPerMTok: 0.6 })
+    expect(budget).toMatchObject({ maxCostUsd: 0.5, maxTokens: 100_000, unknownModel: "refuse", prices })
+
+    const negative = await load(write("negative-price.yaml", "prices:\n  gpt-4o: { inputPerMTok: -1, outputPerMTok: 2 }\n"))
+    expect(negative._tag === "Left" && negative.left.message).toContain("prices.gpt-4o.inputPerMTok (line 2, column 27): Expected a non-negative number, actual -1")
+    const unpriced = await load(write("unpriced.yaml", "spend: { maxCostUsd: 1 }\n"))
+    expect(unpriced._tag === "Left" && unpriced.left.message).toContain("spend.maxCostUsd (line 1, column 22): needs a `prices` table")
+  })
+
   it("reports JSON and YAML syntax errors with the line and column", async () => {
     const json = await load(write("syntax.json", '{\n  "routes": [\n    { "name": "a", }\n  ]\n}'))
     expect(json._tag === "Left" && json.left.message).toMatch(/not valid JSON at line 3, column 20/)

@@ -26,6 +26,7 @@ import * as DegradedMode from "../../DegradedMode.js"
 import { actionOf, type AllRoutesFailed, type AttemptRecord, type InvalidOptions } from "../../Errors.js"
 import * as Fallback from "../../Fallback.js"
 import * as Policy from "../../Policy.js"
+import { formatUsd } from "../../Spend.js"
 import * as Transport from "../../Transport.js"
 import { CommandFailed, UsageError } from "../CliError.js"
 import * as ConfigFile from "../ConfigFile.js"
@@ -71,6 +72,8 @@ export interface CallOutput {
     readonly delayMs: number
     readonly durationMs: number
   }>
+  /** What the call's reported usage cost in USD — only when the config has `prices`. */
+  readonly costUsd?: number
 }
 
 const attemptsOf = (records: ReadonlyArray<AttemptRecord>): CallOutput["attempts"] =>
@@ -115,7 +118,8 @@ export const successOutput = (result: Fallback.ChainResult<unknown>): CallOutput
   route: result.route,
   degraded: result.degraded,
   error: null,
-  attempts: attemptsOf(result.attempts)
+  attempts: attemptsOf(result.attempts),
+  ...(result.costUsd !== undefined ? { costUsd: result.costUsd } : {})
 })
 
 const options = {
@@ -182,11 +186,15 @@ const run = (flags: CallFlags) =>
 
     const work = Effect.gen(function*() {
       const { routes } = yield* Routes.buildRoutes(specs, { allowNoAuth: flags.noAuth })
+      const toUsage = Effect.mapError((error: InvalidOptions) => new UsageError({ message: error.message }))
+      const { budget, prices } = yield* ConfigFile.spendOf(config).pipe(toUsage)
       const chain = yield* Fallback.make({
         routes,
         ...(deadline !== undefined ? { deadline } : {}),
-        ...(config.repairAttempts !== undefined ? { repairAttempts: config.repairAttempts } : {})
-      }).pipe(Effect.mapError((error) => new UsageError({ message: error.message })))
+        ...(config.repairAttempts !== undefined ? { repairAttempts: config.repairAttempts } : {}),
+        ...(prices !== undefined ? { prices } : {}),
+        ...(budget !== undefined ? { spend: budget } : {})
+      }).pipe(toUsage)
       const request: Fallback.ChainRequest = {
         messages: [{ role: "user", content: flags.prompt }],
         maxTokens: flags.maxTokens,
@@ -208,7 +216,9 @@ const run = (flags: CallFlags) =>
         else yield* writeOut("\n")
         const err = stylesFor(process.stderr)
         yield* writeErr(
-          `${err.green("✔")} served by ${result.route}${result.degraded ? err.yellow(" (degraded)") : ""} in ${result.attempts.filter((a) => a.attempt > 0).length} attempt(s), ${Math.round(result.durationMs)} ms, ${result.usage.totalTokens} tokens\n`
+          `${err.green("✔")} served by ${result.route}${result.degraded ? err.yellow(" (degraded)") : ""} in ${result.attempts.filter((a) => a.attempt > 0).length} attempt(s), ${Math.round(result.durationMs)} ms, ${result.usage.totalTokens} tokens${
+            result.costUsd !== undefined ? `, $${formatUsd(result.costUsd)}` : ""
+          }\n`
         )
         if (result.attempts.length > 1) yield* writeErr(result.attempts.map((a) => `  ${describeAttempt(a)}\n`).join(""))
         return

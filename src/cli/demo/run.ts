@@ -11,6 +11,7 @@ import * as path from "node:path"
 import { pathToFileURL } from "node:url"
 import * as CheckpointStore from "../../agent/CheckpointStore.js"
 import * as Report from "../../Report.js"
+import * as Spend from "../../Spend.js"
 import * as ChaosServer from "../../testing/ChaosServer.js"
 import * as Transport from "../../Transport.js"
 import { CommandFailed, UsageError } from "../CliError.js"
@@ -134,15 +135,22 @@ export const run = (flags: DemoFlags) =>
       // The embedded chaos server takes no key; live runs checked theirs above.
       const { routes } = yield* Routes.buildRoutes(specs, { allowNoAuth: server !== undefined })
       const primary = specs[0]!
-      const outcome = yield* Effect.either(
-        runResearchAgent({
-          runId: `research-${Date.now().toString(36)}`,
-          recorder,
-          routes: recorder.instrument(routes),
-          store: store.shared === true ? yield* Layer.memoize(store.layer) : store.layer,
-          primaryBreaker: `${primary.name}/${primary.model}`
-        })
+      // The config's `spend` budget covers the whole agent run; with `prices` alone, a meter (no
+      // limit) still prices every call for the summary and the report.
+      const { budget, prices } = yield* ConfigFileModule.spendOf(config).pipe(
+        Effect.mapError((error) => new UsageError({ message: error.message }))
       )
+      const meter = budget ?? (prices === undefined ? undefined : yield* Spend.budget({ name: "demo run", prices }).pipe(
+        Effect.mapError((error) => new UsageError({ message: error.message }))
+      ))
+      const agentRun = runResearchAgent({
+        runId: `research-${Date.now().toString(36)}`,
+        recorder,
+        routes: recorder.instrument(routes),
+        store: store.shared === true ? yield* Layer.memoize(store.layer) : store.layer,
+        primaryBreaker: `${primary.name}/${primary.model}`
+      })
+      const outcome = yield* Effect.either(meter === undefined ? agentRun : Spend.within(meter)(agentRun))
       yield* view.stop
       const record = yield* recorder.record
       const summary = Report.summarize(record)
