@@ -629,7 +629,13 @@ export const toolkit: Toolkit<never> = makeToolkit([], new Map())
 const isTagged = (u: unknown, tag: string): boolean =>
   typeof u === "object" && u !== null && "_tag" in u && u._tag === tag
 
-const checkRunId = (id: string): Effect.Effect<string, InvalidRunId> =>
+/**
+ * Checks a run id (1–200 characters, no control characters); every engine applies this one rule.
+ *
+ * @since 0.2.0
+ * @category validation
+ */
+export const checkRunId = (id: string): Effect.Effect<string, InvalidRunId> =>
   id.length === 0 || id.length > 200 || /[\u0000-\u001f\u007f]/.test(id)
     ? Effect.fail(new InvalidRunId({ runId: id.slice(0, 200), message: "a run id must be 1–200 characters without control characters" }))
     : Effect.succeed(id)
