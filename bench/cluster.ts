@@ -40,6 +40,7 @@ import { AgentWorkflow } from "../src/workflow/index.js"
 import { LedgerAgent, ledgerDdl, program, TURNS } from "../test/workflow/fixtures/ledgerAgent.js"
 import { banner, fmt, median, percentile, quick, table, writeResults } from "./lib/report.js"
 import { barChart } from "./lib/svg.js"
+import { freePort } from "../test/utils/freePort.js"
 
 const RUNS = quick ? 6 : 60
 const RUNNERS = 3
@@ -111,13 +112,14 @@ const cluster = async (chaosUrl: string): Promise<Row> => {
   // The client creates the cluster's tables: three runners starting at once on a fresh database race
   // to create them.
   await client.runtime()
+  const ports = await Promise.all(Array.from({ length: RUNNERS }, freePort))
   const ready = Array.from({ length: RUNNERS }, (_, i) =>
     new Promise<void>((resolve, reject) => {
       const child = spawn(process.execPath, ["--import", "tsx", runnerScript], {
         env: {
           ...process.env,
           RUNNER_ID: `r${i + 1}`,
-          RUNNER_PORT: String(36_000 + (process.pid % 500) * 8 + i),
+          RUNNER_PORT: String(ports[i]),
           PG_DATABASE: database,
           CHAOS_URL: chaosUrl,
           LEASE_MS: String(AgentWorkflow.defaults.leaseDurationMs),

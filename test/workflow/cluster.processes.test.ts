@@ -30,6 +30,7 @@ import * as ChaosServer from "../../src/testing/ChaosServer.js"
 import { AgentWorkflow } from "../../src/workflow/index.js"
 import { pgConfig, postgresGate } from "../agent/backends.js"
 import { LedgerAgent, ledgerDdl, TURNS } from "./fixtures/ledgerAgent.js"
+import { freePort } from "../utils/freePort.js"
 
 const KILLS = Number(process.env["CLUSTER_KILLS"] ?? 20)
 const SEED = Number(process.env["CLUSTER_SEED"] ?? 20_261_207)
@@ -167,7 +168,7 @@ describe.runIf(runPostgres)("Cluster engine, 3 runner processes", () => {
         })
       })
 
-    const ports = Array.from({ length: RUNNERS }, (_, i) => 35_000 + (process.pid % 500) * 8 + i)
+    const ports = await Promise.all(Array.from({ length: RUNNERS }, freePort))
     const runners = ports.map((port, i) => ({ id: `r${i + 1}`, port }))
     const restarts: Array<Promise<void>> = []
     const t0 = Date.now()
