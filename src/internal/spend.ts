@@ -369,20 +369,29 @@ export const makeBudget = (options: BudgetOptions): Either.Either<BudgetCore, In
   )
 }
 
-/** What a budget has spent and holds (see `Spend.SpendSnapshot`). */
+/** What a budget has spent and holds (documented as `Spend.SpendSnapshot`). */
 export interface SpendSnapshot {
   readonly name: string
+  /** USD settled (priced models only). */
   readonly costUsd: number
+  /** Tokens settled (input + output). */
   readonly tokens: number
+  /** USD held by attempts in flight. */
   readonly reservedCostUsd: number
   readonly reservedTokens: number
+  /** Attempts in flight now. */
   readonly inFlight: number
+  /** Provider calls charged: answered, or sent and possibly billed (refused or surely unbilled attempts are not calls). */
   readonly calls: number
+  /** Attempts this budget refused (`BudgetExceeded`). */
   readonly refused: number
+  /** Calls charged their worst case because no usage was reported (a 5xx, a timeout, a cut stream, an interrupted hedge leg). */
   readonly unreported: number
+  /** Calls on a model the table does not price (`count-tokens-only`): their cost is not in `costUsd`. */
   readonly unpriced: number
   readonly maxCostUsd: number | undefined
   readonly maxTokens: number | undefined
+  /** The same, per route label. */
   readonly routes: Readonly<Record<string, { readonly calls: number; readonly tokens: number; readonly costUsd: number }>>
 }
 
