@@ -20,13 +20,17 @@
  *      npm run bench:chaos -- --quick (1.5 s per peer, outage 0.5–1 s, 1 s deadline; a smoke run, not a measurement)
  *      npm run bench:chaos -- --only="ours,@effect/ai"  (only the peers with these short labels; results go to
  *        chaos-only.json so a partial re-run never replaces the full run's raw data)
+ *      npm run bench:chaos -- --repeat=0.3  (the response-cache variant: our chain without and with a
+ *        `ResponseCache`, on numbered prompts of which a seeded 30% repeat an earlier call's, at temperature 0;
+ *        adds cache hits, spend at example prices (a `Spend` meter) and the latency of cache hits against
+ *        provider-served answers; results in chaos-repeat.json)
  */
 import { writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type * as Scenario from "../src/testing/Scenario.js"
 import { startTs } from "./lib/child.js"
-import { type Budget, FALLBACK, isAnswer, type Peer, peers, PRIMARY } from "./lib/chaos-peers.js"
+import { type Budget, EXAMPLE_PRICES, FALLBACK, isAnswer, type Peer, peers, PRIMARY, promptNumber, repeatPeers } from "./lib/chaos-peers.js"
 import { banner, fmt, percentile, quick, table, writeResults } from "./lib/report.js"
 import { lineChart } from "./lib/svg.js"
 
@@ -40,7 +44,33 @@ const SEED = 42
  * run allows; every peer still gets the same reset server and schedule, so rows stay comparable.
  */
 const only = process.argv.find((arg) => arg.startsWith("--only="))?.slice("--only=".length).split(",").map((s) => s.trim())
-const selected = only === undefined ? peers : peers.filter((peer) => only.includes(peer.short))
+/**
+ * `--repeat=F`: the response-cache variant. Call i asks a numbered prompt; with probability F (seeded)
+ * it repeats the prompt of a uniformly drawn earlier call instead of a new one. Rows: our chain without
+ * and with a response cache (`--only` picks among those).
+ */
+const repeatArg = process.argv.find((arg) => arg.startsWith("--repeat="))?.slice("--repeat=".length)
+const repeat = repeatArg === undefined ? undefined : Number(repeatArg)
+if (repeat !== undefined && !(repeat >= 0 && repeat < 1)) throw new Error(`--repeat must be a fraction in [0, 1), got ${repeatArg}`)
+const pool = repeat === undefined ? peers : repeatPeers
+const selected = only === undefined ? pool : pool.filter((peer) => only.includes(peer.short))
+
+/** Which numbered prompt each call asks (the same for every row): a fraction repeats an earlier call's. */
+const promptSchedule = (total: number, fraction: number, seed: number): ReadonlyArray<number> => {
+  let state = seed >>> 0
+  const random = () => {
+    // mulberry32: a small seeded PRNG, so every row and every run gets the same schedule.
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
+  }
+  const out: Array<number> = []
+  let next = 0
+  for (let i = 0; i < total; i++) out.push(i > 0 && random() < fraction ? out[Math.floor(random() * i)]! : next++)
+  return out
+}
 const BUCKET_MS = quick ? 250 : 2_500
 
 const valid = { city: "Paris", population: 2_100_000 }
@@ -82,6 +112,9 @@ interface Call {
   readonly outcome: "valid" | "invalid" | "error"
   readonly error?: string
   readonly message?: string
+  /** `--repeat`: the prompt was asked by an earlier call; the answer came from the response cache. */
+  readonly repeated?: boolean
+  readonly cached?: boolean
 }
 
 interface LogEntry {
@@ -121,6 +154,8 @@ const runPeer = async (peer: Peer, budget: Budget) => {
     const calls: Array<Call> = []
     const inFlight: Array<Promise<void>> = []
     const total = Math.floor((T.runMs / 1000) * T.callsPerSecond)
+    const prompts = repeat === undefined ? undefined : promptSchedule(total, repeat, SEED)
+    const asked = new Set<number>()
     for (let i = 0; i < total; i++) {
       const due = (i * 1000) / T.callsPerSecond
       const wait = due - (performance.now() - t0)
@@ -128,9 +163,23 @@ const runPeer = async (peer: Peer, budget: Budget) => {
       const startMs = performance.now() - t0
       // The caller's deadline: peers that take a signal stop there; no call outlives it.
       const signal = AbortSignal.timeout(T.deadlineMs)
-      inFlight.push(client.call(signal).then(
-        (value) => {
-          calls.push({ startMs, endMs: performance.now() - t0, outcome: isAnswer(value) ? "valid" : "invalid" })
+      const prompt = prompts?.[i]
+      const repeated = prompt === undefined ? {} : { repeated: asked.has(prompt) }
+      if (prompt !== undefined) asked.add(prompt)
+      const answer = prompt === undefined
+        ? client.call(signal).then((value) => ({ value, cached: undefined }))
+        : client.ask === undefined
+        ? Promise.reject(new Error(`${peer.name} cannot ask numbered prompts (--repeat)`))
+        : client.ask(signal, promptNumber(prompt))
+      inFlight.push(answer.then(
+        ({ cached, value }) => {
+          calls.push({
+            startMs,
+            endMs: performance.now() - t0,
+            outcome: isAnswer(value) ? "valid" : "invalid",
+            ...repeated,
+            ...(cached === undefined ? {} : { cached })
+          })
         },
         (error: unknown) => {
           calls.push({
@@ -138,22 +187,27 @@ const runPeer = async (peer: Peer, budget: Budget) => {
             endMs: performance.now() - t0,
             outcome: "error",
             error: errorName(error),
-            message: (error instanceof Error ? error.message : String(error)).slice(0, 240)
+            message: (error instanceof Error ? error.message : String(error)).slice(0, 240),
+            ...repeated
           })
         }
       ))
     }
     await Promise.all(inFlight)
     const stats = (await (await fetch(`${budget.chaosUrl}/__chaos/stats`)).json()) as Stats
-    return { calls, stats, wallMs: performance.now() - t0 }
+    const spent = client.spent === undefined ? undefined : await client.spent()
+    return { calls, stats, spent, wallMs: performance.now() - t0 }
   } finally {
     await client.close()
   }
 }
 
 const summarise = (peer: Peer, budget: Budget, run: Awaited<ReturnType<typeof runPeer>>) => {
-  const { calls, stats } = run
+  const { calls, spent, stats } = run
   const ok = calls.filter((c) => c.outcome === "valid")
+  const latencies = (subset: ReadonlyArray<Call>) => subset.map((c) => c.endMs - c.startMs)
+  const hits = ok.filter((c) => c.cached === true)
+  const served = ok.filter((c) => c.cached !== true)
   const phase = (from: number, to: number) => {
     const inPhase = calls.filter((c) => c.startMs >= from && c.startMs < to)
     return inPhase.length === 0 ? Number.NaN : inPhase.filter((c) => c.outcome === "valid").length / inPhase.length
@@ -201,6 +255,20 @@ const summarise = (peer: Peer, budget: Budget, run: Awaited<ReturnType<typeof ru
     byRoute: stats.byRoute,
     logDropped: stats.logDropped,
     successesPerSecond: perBucket.map((n) => n / (BUCKET_MS / 1000)),
+    /** `--repeat` only: the response cache's effect. */
+    ...(repeat === undefined ? {} : {
+      repeatedCalls: calls.filter((c) => c.repeated === true).length,
+      cacheHits: hits.length,
+      costUsd: spent?.costUsd ?? Number.NaN,
+      costPerSuccessUsd: spent === undefined || ok.length === 0 ? Number.NaN : spent.costUsd / ok.length,
+      tokens: spent?.tokens ?? Number.NaN,
+      unreportedCalls: spent?.unreported ?? Number.NaN,
+      /** Latency of successes answered from the cache, and of those a provider answered. */
+      hitP50Ms: percentile(latencies(hits), 50),
+      hitP99Ms: percentile(latencies(hits), 99),
+      providerP50Ms: percentile(latencies(served), 50),
+      providerP99Ms: percentile(latencies(served), 99)
+    }),
     /** Every call as [start ms, end ms, outcome], for re-analysis. */
     timeline: calls.map((c) => [Math.round(c.startMs), Math.round(c.endMs), c.error ?? c.outcome] as const)
   }
@@ -215,14 +283,20 @@ const timeToAnswer = (call: Call): number => (call.outcome === "valid" ? call.en
 const fmtAnswer = (ms: number): string => (ms === Number.POSITIVE_INFINITY ? "never" : fmt(ms, 0))
 
 const main = async () => {
-  banner("chaos", "goodput of each client under one seeded chaos scenario")
+  banner(
+    repeat === undefined ? "chaos" : "chaos --repeat",
+    repeat === undefined
+      ? "goodput of each client under one seeded chaos scenario"
+      : `the same chaos with ${(repeat * 100).toFixed(0)}% repeated prompts: our chain without and with a response cache`
+  )
   const scenarioFile = join(tmpdir(), `llmr-bench-chaos-${process.pid}.json`)
   writeFileSync(scenarioFile, JSON.stringify(scenario))
   const server = await startTs("chaos-child.ts", [scenarioFile], { ready: /READY (\d+)/ })
   const budget: Budget = {
     chaosUrl: `http://127.0.0.1:${server.ready}`,
     attemptTimeoutMs: T.attemptTimeoutMs,
-    deadlineMs: T.deadlineMs
+    deadlineMs: T.deadlineMs,
+    ...(repeat === undefined ? {} : { spendMeter: true })
   }
   console.log(
     `chaos server on ${budget.chaosUrl}; ${T.callsPerSecond} calls/s for ${T.runMs / 1000} s per peer, primary outage ${T.outageFromMs / 1000}–${T.outageToMs / 1000} s\n`
@@ -287,6 +361,37 @@ const main = async () => {
     ])
   )
   for (const u of unavailable) console.log(`\n${u.peer} could not run: ${u.reason}`)
+  if (repeat !== undefined) {
+    console.log(`\nresponse cache (${(repeat * 100).toFixed(0)}% repeated prompts; cost at EXAMPLE prices of $${EXAMPLE_PRICES.inputPerMTok} / $${EXAMPLE_PRICES.outputPerMTok} per M input / output tokens, as a Spend meter counts it)\n`)
+    table(
+      [
+        "peer",
+        "calls",
+        "repeated prompts",
+        "success",
+        "provider calls",
+        "provider calls / success",
+        "cache hits",
+        "cost USD",
+        "cost / success USD",
+        "provider-served p50 / p99 ms",
+        "cache-hit p50 / p99 ms"
+      ],
+      results.map((r) => [
+        r.peer,
+        String(r.calls),
+        String(r.repeatedCalls),
+        pct(r.successRate),
+        String(r.providerCalls),
+        fmt(r.providerCallsPerSuccess, 2),
+        String(r.cacheHits),
+        fmt(r.costUsd, 6),
+        fmt(r.costPerSuccessUsd, 8),
+        `${fmt(r.providerP50Ms, 0)} / ${fmt(r.providerP99Ms, 0)}`,
+        `${fmt(r.hitP50Ms, 2)} / ${fmt(r.hitP99Ms, 2)}`
+      ])
+    )
+  }
 
   const svg = lineChart({
     title: "bench:chaos — valid answers per second (higher is better)",
@@ -299,6 +404,15 @@ const main = async () => {
       points: r.successesPerSecond.map((v, i) => [((i + 0.5) * BUCKET_MS) / 1000, v] as const)
     }))
   })
+  if (repeat !== undefined) {
+    writeResults(
+      "chaos-repeat",
+      { timing: T, seed: SEED, only, repeat, examplePrices: EXAMPLE_PRICES, scenario, results, unavailable },
+      svg,
+      `npm run bench:chaos -- --repeat=${repeat}${only === undefined ? "" : ` --only=${only.join(",")}`}${quick ? " --quick" : ""}`
+    )
+    return
+  }
   writeResults(only === undefined ? "chaos" : "chaos-only", { timing: T, seed: SEED, only, scenario, results, unavailable }, svg)
 }
 

@@ -7,8 +7,8 @@
  *   parameters, response format, metadata; not the per-attempt idempotency key). Object key order
  *   does not matter.
  * - **Only while in flight**: the first caller starts the shared call; callers arriving before it ends
- *   join it; the next one after it ended starts a new one (a response cache is a separate, explicit
- *   choice).
+ *   join it; the next one after it ended starts a new one (a response cache, `ResponseCache`, is a
+ *   separate, explicit choice: a chain reads it first and coalesced routes share its misses).
  * - **Each caller keeps its own deadline and interruption**: the shared call runs in the coalescer's
  *   scope, not in any caller's fiber, and without a caller's deadline; each caller waits under its own
  *   (failing with `DeadlineExceeded` when it passes) and may be interrupted alone. The shared call is

@@ -17,6 +17,10 @@
  * with the partial text attached, and the opt-in `restart` mode re-runs the request on the next route
  * and tells the consumer with a `Restarted` event — two models' output is never spliced silently.
  *
+ * With a `cache` (`effect-llm-resilience/ResponseCache`) the chain reads it before the walk — a hit,
+ * judged again by the call's own gate, is the result without a provider call (`cached: true`) — and
+ * stores each answer the walk accepted (docs/caching.md).
+ *
  * @since 0.1.0
  */
 import * as Duration from "effect/Duration"
@@ -29,7 +33,9 @@ import { basicGate, compile, objectGate } from "./chain/gate.js"
 import { positions, routeOrder } from "./chain/routing.js"
 import type { ChainConfig } from "./chain/walk.js"
 import { type AllRoutesFailed, InvalidOptions, type RouteError } from "./Errors.js"
+import * as Cache from "./chain/cache.js"
 import { estimatePromptTokens } from "./internal/estimateTokens.js"
+import { type CallCache, isResponseCache, type ResponseCacheCore } from "./internal/responseCache.js"
 import { extend } from "./internal/object.js"
 import * as Policy from "./Policy.js"
 import type { GenerateRequest, GenerateResponse, ProviderShape, StreamEvent, Usage } from "./Provider.js"
@@ -61,6 +67,11 @@ export interface Route {
   readonly group?: string | undefined
   /** Default 1. */
   readonly weight?: number | undefined
+  /**
+   * With a chain `cache`: `false` keeps this route's answers out of it (they are served, never stored —
+   * e.g. an emergency model whose answers should not outlive the incident). Default true.
+   */
+  readonly cache?: boolean | undefined
 }
 
 /**
@@ -136,7 +147,25 @@ export interface FallbackOptions {
    * innermost enclosing budget's that has prices; without any, no cost is reported.
    */
   readonly prices?: Spend.PriceTable | undefined
+  /**
+   * A response cache (`ResponseCache.make`, from `effect-llm-resilience/ResponseCache`): a call whose
+   * answer is stored is answered from it without a provider call; an answer the chain accepted is
+   * stored. Requests that sample (temperature unset or > 0) use it only when asked (the cache's or
+   * the call's `nondeterministic`). See docs/caching.md. Default: none.
+   */
+  readonly cache?: ResponseCacheCore | undefined
 }
+
+/**
+ * Per-call control of the chain's response cache: `false` bypasses it (no read, no write);
+ * `{ ttl }` sets how long this answer stays (`0`: read, never write); `{ nondeterministic: true }` lets
+ * a sampling request (temperature unset or > 0) use it; `{ refresh: true }` skips the read and stores
+ * the new answer. Ignored by a chain without a cache.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type CallCacheOptions = CallCache
 
 /**
  * A chain request: a `GenerateRequest` without `model` (each route supplies its own).
@@ -171,6 +200,18 @@ export interface ChainResult<A> {
    */
   readonly costUsd?: number | undefined
   readonly durationMs: number
+  /**
+   * Served from the response cache: no provider was called (the history holds one `cached` record,
+   * `usage` is zero, `costUsd` 0 when priced). `route`, `degraded` and `repaired` describe how the
+   * stored answer was obtained. Absent otherwise.
+   */
+  readonly cached?: true | undefined
+  /** A cached answer's: when it was stored (epoch milliseconds, the chain's `Clock`). */
+  readonly cachedAt?: number | undefined
+  /** A cached answer's: the usage of the call that produced it. */
+  readonly cachedUsage?: Usage | undefined
+  /** A cached answer's: what that call cost, when it was priced. */
+  readonly cachedCostUsd?: number | undefined
 }
 
 /**
@@ -191,6 +232,19 @@ export interface ObjectOptions<A> {
   /** The name of the output (OpenAI `json_schema.name`, Anthropic's forced tool). Default `response`. */
   readonly name?: string
   readonly validate?: Validator<A>
+  /** This call and the chain's response cache (see {@link CallCacheOptions}). */
+  readonly cache?: CallCacheOptions | undefined
+}
+
+/**
+ * Per-call options of `generate`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface GenerateOptions {
+  /** This call and the chain's response cache (see {@link CallCacheOptions}). */
+  readonly cache?: CallCacheOptions | undefined
 }
 
 /**
@@ -202,6 +256,8 @@ export interface ObjectOptions<A> {
 export interface StreamOptions {
   /** Overrides the chain's `onPartialOutputFailure` for this call. */
   readonly onPartialOutputFailure?: PartialOutputFailure | undefined
+  /** This call and the chain's response cache (see {@link CallCacheOptions}). */
+  readonly cache?: CallCacheOptions | undefined
 }
 
 /**
@@ -269,7 +325,7 @@ export type ObjectStreamEvent<A> = ChainStreamEvent<A> | PartialObject
  * @category models
  */
 export interface Chain {
-  readonly generate: (request: ChainRequest) => Effect.Effect<ChainResult<string>, AllRoutesFailed>
+  readonly generate: (request: ChainRequest, options?: GenerateOptions) => Effect.Effect<ChainResult<string>, AllRoutesFailed>
   readonly generateObject: <A, I>(
     schema: Schema.Schema<A, I>,
     request: ChainRequest,
@@ -325,6 +381,9 @@ const validate = (options: FallbackOptions): InvalidOptions | undefined => {
     }
     const policyDeadline = durationProblem(route.policy?.deadline)
     if (policyDeadline !== undefined) return invalid(`${at}.policy.deadline`, policyDeadline)
+    if (route.cache !== undefined && typeof route.cache !== "boolean") {
+      return invalid(`${at}.cache`, `must be a boolean, got ${JSON.stringify(route.cache)}`)
+    }
   }
   const deadline = durationProblem(options.deadline)
   if (deadline !== undefined) return invalid("deadline", deadline)
@@ -343,6 +402,9 @@ const validate = (options: FallbackOptions): InvalidOptions | undefined => {
   if (options.spend !== undefined && !Spend.isBudget(options.spend)) return invalid("spend", "must be a budget made by Spend.budget")
   if (options.prices !== undefined && !Spend.isPriceTable(options.prices)) {
     return invalid("prices", "must be a price table made by Spend.prices or Spend.pricesFromFile")
+  }
+  if (options.cache !== undefined && !isResponseCache(options.cache)) {
+    return invalid("cache", "must be a response cache made by ResponseCache.make")
   }
   return undefined
 }
@@ -456,11 +518,29 @@ export const make = (options: FallbackOptions): Effect.Effect<Chain, InvalidOpti
           onPartialOutput
         }
       })
+    const generate = <A, E>(prepare: Drive.Prepare<A, E>) => budgeted(Drive.generate(config, prepare))
+    const stream = <A, E>(prepare: Drive.Prepare<A, E>) => budgetedStream(Drive.stream(config, prepare))
+    const streamObject = <A, E>(prepare: Drive.Prepare<A, E>) => budgetedStream(Drive.stream(config, prepare, Drive.objectPreviews))
+    if (options.cache === undefined) {
+      return {
+        generate: (request) => generate(text(request, "fail")),
+        generateObject: (schema, request, given) => generate(object(schema, request, given, "fail")),
+        stream: (request, given) => stream(text(request, onPartial(given))),
+        streamObject: (schema, request, given) => streamObject(object(schema, request, given, onPartial(given)))
+      }
+    }
+    // Cache first: a hit is answered before the walk (and before any coalescing under it); a miss walks.
+    const site: Cache.CacheSite = {
+      cache: options.cache,
+      identity: options.routes.map((route) => [route.model, route.maxTokens ?? null]),
+      unstored: new Set(options.routes.filter((route) => route.cache === false).map((route) => route.name)),
+      prices: config.prices
+    }
     return {
-      generate: (request) => budgeted(Drive.generate(config, text(request, "fail"))),
-      generateObject: (schema, request, given) => budgeted(Drive.generate(config, object(schema, request, given, "fail"))),
-      stream: (request, given) => budgetedStream(Drive.stream(config, text(request, onPartial(given)))),
+      generate: (request, given) => Cache.generate(site, text(request, "fail"), given?.cache, generate),
+      generateObject: (schema, request, given) => Cache.generate(site, object(schema, request, given, "fail"), given?.cache, generate),
+      stream: (request, given) => Cache.stream(site, text(request, onPartial(given)), given?.cache, stream),
       streamObject: (schema, request, given) =>
-        budgetedStream(Drive.stream(config, object(schema, request, given, onPartial(given)), Drive.objectPreviews))
+        Cache.stream(site, object(schema, request, given, onPartial(given)), given?.cache, streamObject, Drive.objectPreviews)
     }
   })

@@ -74,9 +74,10 @@ const clientOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Fallback.Chain =
  * @category accessors
  */
 export const generate = (
-  request: Fallback.ChainRequest
+  request: Fallback.ChainRequest,
+  options?: Fallback.GenerateOptions
 ): Effect.Effect<Fallback.ChainResult<string>, AllRoutesFailed, LlmClient> =>
-  Effect.withFiberRuntime((fiber) => clientOf(fiber).generate(request))
+  Effect.withFiberRuntime((fiber) => clientOf(fiber).generate(request, options))
 
 /**
  * Generates a value that decodes with `schema` through the chain.

@@ -98,7 +98,9 @@ export const CallEntry = Schema.Struct({
   error: Schema.optional(Schema.Struct({ _tag: Schema.String, reason: Schema.String, message: Schema.String })),
   usage: Usage,
   /** What the call's reported usage cost in USD, when the chain had prices (see `Spend`). */
-  costUsd: Schema.optional(Schema.Number)
+  costUsd: Schema.optional(Schema.Number),
+  /** Answered from the response cache: no provider was called (see `ResponseCache`). */
+  cached: Schema.optional(Schema.Boolean)
 })
 
 /**
@@ -254,6 +256,8 @@ export interface Summary {
   readonly failed: number
   /** Answers served by a fallback route or only after a repair. */
   readonly degraded: number
+  /** Answers served from the response cache (no provider call). */
+  readonly cached: number
   /** Attempts sent to a provider (skipped routes are not attempts). */
   readonly attempts: number
   /** Attempts after the first on the same route within one call. */
@@ -352,6 +356,7 @@ export const summarize = (record: RunRecord): Summary => {
     succeeded,
     failed: record.calls.length - succeeded,
     degraded: record.calls.filter((c) => c.ok && c.degraded).length,
+    cached: record.calls.filter((c) => c.ok && c.cached === true).length,
     attempts: sent.length,
     retries: sent.filter((a) => a.attempt > 1).length,
     fallbacks,
@@ -511,14 +516,20 @@ const callRecording = (state: RecorderState) => {
   const { attempts, calls, currentCall, currentStep, publish, since } = state
   const observe = (record: AttemptRecord): Effect.Effect<void> =>
     Effect.gen(function*() {
-      const at = yield* since
       const call = yield* FiberRef.get(currentCall)
       const step = yield* FiberRef.get(currentStep)
+      yield* attempt(record, Option.getOrUndefined(call), Option.getOrUndefined(step))
+    })
+
+  /** One attempt of a call: from a route's observer, or (a cache hit, which no route sees) from the call's result. */
+  const attempt = (record: AttemptRecord, call: CallContext | undefined, step: string | undefined): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      const at = yield* since
       const usage = record.usage
-      if (Option.isSome(call) && usage !== undefined) call.value.usage = addUsage(call.value.usage, usage)
+      if (call !== undefined && usage !== undefined) call.usage = addUsage(call.usage, usage)
       const entry: AttemptEntry = {
-        call: Option.isSome(call) ? call.value.id : 0,
-        ...(Option.isSome(step) ? { step: step.value } : {}),
+        call: call !== undefined ? call.id : 0,
+        ...(step !== undefined ? { step } : {}),
         startedAt: Math.max(0, at - record.durationMs),
         route: record.route,
         attempt: record.attempt,
@@ -572,7 +583,8 @@ const callRecording = (state: RecorderState) => {
           degraded: outcome.result.degraded,
           repaired: outcome.result.repaired,
           usage: outcome.result.usage,
-          ...(outcome.result.costUsd !== undefined ? { costUsd: outcome.result.costUsd } : {})
+          ...(outcome.result.costUsd !== undefined ? { costUsd: outcome.result.costUsd } : {}),
+          ...(outcome.result.cached === true ? { cached: true } : {})
         }
         : {
           ...base,
@@ -587,8 +599,14 @@ const callRecording = (state: RecorderState) => {
           usage: context.usage,
           ...failedCost(outcome.error)
         }
-      calls.push(entry)
-      return publish({ _tag: "CallFinished", call: entry })
+      // A cache hit called no route, so no observer recorded its `cached` attempt: record it here.
+      const hit = outcome._tag === "Right" && outcome.result.cached === true
+        ? Effect.forEach(outcome.result.attempts, (record) => attempt(record, context, context.step), { discard: true })
+        : Effect.void
+      return Effect.zipRight(hit, Effect.suspend(() => {
+        calls.push(entry)
+        return publish({ _tag: "CallFinished", call: entry })
+      }))
     })
 
   const call = <A, E extends AllRoutesFailed | InvalidOptions, R>(

@@ -11,14 +11,15 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
+import { postgresGate } from "./agent/backends.js"
 
 const outDir = mkdtempSync(join(tmpdir(), "llmr-bench-smoke-"))
 afterAll(() => rmSync(outDir, { recursive: true, force: true }))
 
-/** Runs `bench/<name>.ts --quick` and returns its results JSON. */
-const runQuick = (name: string): Promise<{ readonly data: Record<string, unknown> }> =>
+/** Runs `bench/<name>.ts --quick` (with `args`) and returns its results JSON (`<results>-quick.json`). */
+const runQuick = (name: string, args: ReadonlyArray<string> = [], results = name): Promise<{ readonly data: Record<string, unknown> }> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--conditions=llmr-source", "--import", "tsx", join("bench", `${name}.ts`), "--quick"], {
+    const child = spawn(process.execPath, ["--conditions=llmr-source", "--import", "tsx", join("bench", `${name}.ts`), "--quick", ...args], {
       env: { ...process.env, BENCH_RESULTS_DIR: outDir },
       stdio: ["ignore", "pipe", "pipe"]
     })
@@ -28,7 +29,7 @@ const runQuick = (name: string): Promise<{ readonly data: Record<string, unknown
     child.on("error", reject)
     child.on("exit", (code) => {
       if (code !== 0) return reject(new Error(`bench:${name} --quick exited with ${code}:\n${output.slice(-4000)}`))
-      resolve(JSON.parse(readFileSync(join(outDir, `${name}-quick.json`), "utf8")) as { readonly data: Record<string, unknown> })
+      resolve(JSON.parse(readFileSync(join(outDir, `${results}-quick.json`), "utf8")) as { readonly data: Record<string, unknown> })
     })
   })
 
@@ -69,6 +70,30 @@ describe("bench --quick smoke", () => {
     }
   }, 90_000)
 
+  it("chaos --repeat=0.3: our chain with and without the response cache on the same prompts; only the cached row has hits", async () => {
+    const { data } = await runQuick("chaos", ["--repeat=0.3"], "chaos-repeat")
+    expect(data["unavailable"]).toEqual([])
+    const results = data["results"] as ReadonlyArray<{
+      readonly short: string
+      readonly calls: number
+      readonly invalidAccepted: number
+      readonly repeatedCalls: number
+      readonly cacheHits: number
+      readonly costUsd: number
+    }>
+    expect(results.map((r) => r.short)).toEqual(["ours", "ours + cache"])
+    const [plain, cached] = results
+    expect(plain!.repeatedCalls).toBe(cached!.repeatedCalls) // one seeded schedule for both rows
+    expect(plain!.repeatedCalls).toBeGreaterThan(0)
+    expect(plain!.cacheHits).toBe(0)
+    expect(cached!.cacheHits).toBeGreaterThan(0)
+    expect(cached!.cacheHits).toBeLessThanOrEqual(cached!.repeatedCalls)
+    for (const r of results) {
+      expect(r.invalidAccepted, r.short).toBe(0)
+      expect(r.costUsd, r.short).toBeGreaterThan(0)
+    }
+  }, 90_000)
+
   it("herd: reproduces the published 50-client figures; the budget bounds amplification", async () => {
     const { data } = await runQuick("herd")
     const part1 = data["part1"] as { readonly comparison: Record<string, { readonly ours: { readonly writes: number; readonly seconds: number } }> }
@@ -87,4 +112,18 @@ describe("bench --quick smoke", () => {
     const { data } = await runQuick("soak")
     expect(data["pass"]).toBe(true)
   }, 60_000)
+})
+
+const runPostgres = await postgresGate((name, fn) => describe("bench --quick smoke, Postgres", () => it(name, fn)))
+
+describe.runIf(runPostgres)("bench --quick smoke, Postgres", () => {
+  it("cluster: every engine runs every step of every run", async () => {
+    const { data } = await runQuick("cluster")
+    const rows = data["rows"] as ReadonlyArray<{ readonly engine: string; readonly runs: number; readonly steps: number; readonly stepsPerSecond: number }>
+    expect(rows.map((r) => r.engine.split(",")[0])).toEqual(["single process", "single process", "cluster: 3 runner processes"])
+    for (const row of rows) {
+      expect(row.steps, row.engine).toBe(row.runs * 20)
+      expect(row.stepsPerSecond, row.engine).toBeGreaterThan(0)
+    }
+  }, 120_000)
 })

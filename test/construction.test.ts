@@ -46,7 +46,9 @@ const chainCases: ReadonlyArray<{ readonly options: Fallback.FallbackOptions; re
     options: { routes: [good], prices: { "gpt-4o": { inputPerMTok: 1, outputPerMTok: 1 } } as never },
     option: "prices",
     message: "prices must be a price table made by Spend.prices or Spend.pricesFromFile"
-  }
+  },
+  { options: { routes: [good], cache: { ttl: "1 hour" } as never }, option: "cache", message: "cache must be a response cache made by ResponseCache.make" },
+  { options: { routes: [{ ...good, cache: "no" as never }] }, option: "routes[0].cache", message: `routes[0].cache must be a boolean, got "no"` }
 ]
 
 describe("Fallback.make refuses options it cannot work with", () => {

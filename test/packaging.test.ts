@@ -114,6 +114,19 @@ describe("packaging", () => {
     expect([...packagesReachableFrom(path.join(root, sourceOf(".")))].filter((name) => name.startsWith("@smithy/"))).toEqual([])
   })
 
+  it("the response cache needs @effect/experimental (an optional peer), only from its own entry points; its Redis store alone needs ioredis", () => {
+    expect(pkg.peerDependenciesMeta["@effect/experimental"]?.optional).toBe(true)
+    expect(packagesReachableFrom(path.join(root, sourceOf(".")))).not.toContain("@effect/experimental")
+    const cache = packagesReachableFrom(path.join(root, sourceOf("./ResponseCache")))
+    expect(cache).toContain("@effect/experimental")
+    expect(cache).not.toContain("ioredis")
+    const redis = packagesReachableFrom(path.join(root, sourceOf("./redis/ResponseCache")))
+    expect(redis).toContain("@effect/experimental")
+    expect(redis).toContain("ioredis")
+    // The Redis-backed policies do not need @effect/experimental.
+    expect(packagesReachableFrom(path.join(root, sourceOf("./redis")))).not.toContain("@effect/experimental")
+  })
+
   it("ioredis is an optional peer, reachable only from ./redis", () => {
     expect(pkg.peerDependencies["ioredis"]).toBe(pkg.devDependencies["ioredis"])
     expect(pkg.peerDependenciesMeta["ioredis"]?.optional).toBe(true)

@@ -27,6 +27,8 @@ import OpenAI from "openai"
 import { z } from "zod"
 import * as Ai from "../../src/Ai.js"
 import * as LlmClient from "../../src/LlmClient.js"
+import * as ResponseCache from "../../src/ResponseCache.js"
+import * as Spend from "../../src/Spend.js"
 import type * as Policy from "../../src/Policy.js"
 import * as OpenAi from "../../src/providers/OpenAi.js"
 import * as Transport from "../../src/Transport.js"
@@ -40,6 +42,14 @@ const AnswerZod = z.object({ city: z.string(), population: z.number().positive()
 export const PRIMARY = "primary-model"
 export const FALLBACK = "fallback-model"
 const prompt = "What is the largest city in France and its population? Answer as JSON {city, population}."
+/** The `--repeat` variant's prompts: the shared one, numbered (the chaos server answers every one alike). */
+export const promptNumber = (n: number): string => `${prompt} (question ${n})`
+
+/**
+ * EXAMPLE prices for the chaos models (USD per million tokens), shaped like a small model's list price
+ * — illustrative, not a quote: the bench compares spend with and without the cache, not a bill.
+ */
+export const EXAMPLE_PRICES = { inputPerMTok: 0.15, outputPerMTok: 0.6 } as const
 const messages = [{ role: "user" as const, content: prompt }]
 const MAX_TOKENS = 200
 
@@ -49,10 +59,19 @@ export interface Budget {
   readonly chaosUrl: string
   readonly attemptTimeoutMs: number
   readonly deadlineMs: number
+  /** The `--repeat` variant: our rows meter their spend (`Spend`, {@link EXAMPLE_PRICES}); off in the main run. */
+  readonly spendMeter?: boolean
 }
 
 export interface PeerClient {
   readonly call: (signal: AbortSignal) => Promise<unknown>
+  /**
+   * The `--repeat` variant: asks `prompt` (at temperature 0) and says whether the answer came from a
+   * response cache. Only our chain's rows have it.
+   */
+  readonly ask?: (signal: AbortSignal, prompt: string) => Promise<{ readonly value: unknown; readonly cached: boolean }>
+  /** What the run spent, by the client's spend meter (`Spend`, with {@link EXAMPLE_PRICES}). */
+  readonly spent?: () => Promise<{ readonly costUsd: number; readonly tokens: number; readonly unreported: number }>
   readonly close: () => Promise<void>
 }
 
@@ -293,13 +312,14 @@ const portkey: Peer = {
 }
 
 /** Ours: the schema-gated chain over two routes of the OpenAI adapter. */
-type Variant = "default" | "no-breaker" | "one-pass" | "hedged"
+type Variant = "default" | "no-breaker" | "one-pass" | "hedged" | "cached"
 const variants: Record<Variant, {
   readonly name: string
   readonly short: string
   readonly note: string
   readonly policy: Policy.PolicyOptions
   readonly passes?: number
+  readonly cache?: boolean
 }> = {
   default: { name: "ours: LlmClient chain (defaults)", short: "ours", note: "", policy: {} },
   "no-breaker": {
@@ -320,6 +340,13 @@ const variants: Record<Variant, {
     short: "ours, hedged",
     note: ", `hedge: true` (a second attempt after the route's observed p95, paid from the retry budget)",
     policy: { hedge: true }
+  },
+  cached: {
+    name: "ours: LlmClient chain + response cache (memory)",
+    short: "ours + cache",
+    note: ", chain `cache: ResponseCache.make({ ttl: 1 hour })` over `ResponseCache.layerMemory()`",
+    policy: {},
+    cache: true
   }
 }
 
@@ -330,33 +357,55 @@ const ours = (variant: Variant): Peer => ({
     "`LlmClient.generateObject(Answer)` over routes [primary, fallback] (OpenAi adapter, Transport defaults), each `Policy` default except " +
     `\`timeouts: { attempt: ${b.attemptTimeoutMs} ms }\`` +
     variants[variant].note +
-    `; chain \`deadline: ${b.deadlineMs} ms\`, \`repairAttempts: 1\``,
+    `; chain \`deadline: ${b.deadlineMs} ms\`, \`repairAttempts: 1\`` +
+    (b.spendMeter === true ? "; a `Spend.budget` meter (no limits, example prices) as `spend`" : ""),
   setup: async (b) => {
     const policy: Policy.PolicyOptions = {
       timeouts: { attempt: `${b.attemptTimeoutMs} millis` },
       ...variants[variant].policy
     }
-    const client = Layer.unwrapEffect(
-      Effect.map(
-        OpenAi.make({ apiKey: Redacted.make("sk-bench"), baseUrl: `${b.chaosUrl}/v1`, name: "chaos" }),
-        (provider) =>
-          LlmClient.layerWithState({
-            routes: [
-              { name: "primary", provider, model: PRIMARY, policy },
-              { name: "fallback", provider, model: FALLBACK, policy }
-            ],
-            deadline: `${b.deadlineMs} millis`,
-            repairAttempts: 1,
-            ...(variants[variant].passes === undefined ? {} : { passes: variants[variant].passes })
-          })
-      )
-    ).pipe(Layer.provide(Transport.layer()))
+    // The --repeat variant: a spend meter (no limits) on the chain — what it spent, at the example prices.
+    const meter = b.spendMeter === true
+      ? Effect.runSync(Effect.flatMap(Spend.prices({ [PRIMARY]: EXAMPLE_PRICES, [FALLBACK]: EXAMPLE_PRICES }), (prices) => Spend.budget({ name: "bench", prices })))
+      : undefined
+    const client = Layer.unwrapScoped(
+      Effect.gen(function*() {
+        const provider = yield* OpenAi.make({ apiKey: Redacted.make("sk-bench"), baseUrl: `${b.chaosUrl}/v1`, name: "chaos" })
+        const cache = variants[variant].cache === true ? yield* ResponseCache.make({ ttl: "1 hour", namespace: "bench" }) : undefined
+        return LlmClient.layerWithState({
+          routes: [
+            { name: "primary", provider, model: PRIMARY, policy },
+            { name: "fallback", provider, model: FALLBACK, policy }
+          ],
+          deadline: `${b.deadlineMs} millis`,
+          repairAttempts: 1,
+          ...(meter === undefined ? {} : { spend: meter }),
+          ...(variants[variant].passes === undefined ? {} : { passes: variants[variant].passes }),
+          ...(cache === undefined ? {} : { cache })
+        })
+      })
+    ).pipe(Layer.provide(Transport.layer()), Layer.provide(ResponseCache.layerMemory()))
     const runtime = ManagedRuntime.make(client)
     const program = Effect.map(LlmClient.generateObject(Answer, { messages, maxTokens: MAX_TOKENS }), (result) => result.value)
+    const asking = (question: string) =>
+      Effect.map(
+        LlmClient.generateObject(Answer, { messages: [{ role: "user", content: question }], maxTokens: MAX_TOKENS, temperature: 0 }),
+        (result) => ({ value: result.value as unknown, cached: result.cached === true })
+      )
     const run = runWith(runtime)
-    return { call: (signal) => run(program, signal), close: () => runtime.dispose() }
+    return {
+      call: (signal) => run(program, signal),
+      ask: (signal, question) => run(asking(question), signal),
+      ...(meter === undefined
+        ? {}
+        : { spent: () => Effect.runPromise(Effect.map(Spend.snapshot(meter), (s) => ({ costUsd: s.costUsd, tokens: s.tokens, unreported: s.unreported }))) }),
+      close: () => runtime.dispose()
+    }
   }
 })
+
+/** The `--repeat` variant's rows: our chain without and with a response cache, on the same prompts. */
+export const repeatPeers: ReadonlyArray<Peer> = [ours("default"), ours("cached")]
 
 /** Every peer, in report order. */
 export const peers: ReadonlyArray<Peer> = [

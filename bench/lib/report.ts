@@ -72,11 +72,17 @@ export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<Readonl
  * `<name>-budget.svg`). Quick runs write `<name>-quick*` so a smoke run never overwrites the figures
  * the docs cite.
  */
-export const writeResults = (name: string, data: unknown, svg: string | Readonly<Record<string, string>>): ReadonlyArray<string> => {
+export const writeResults = (
+  name: string,
+  data: unknown,
+  svg: string | Readonly<Record<string, string>>,
+  /** The command that produced it, when it is not `npm run bench:<name>` (a variant's flags). */
+  command: string = commandLine(name)
+): ReadonlyArray<string> => {
   mkdirSync(resultsDir, { recursive: true })
   const base = join(resultsDir, quick ? `${name}-quick` : name)
   const written = [`${base}.json`]
-  writeFileSync(written[0]!, JSON.stringify({ bench: name, quick, machine: machine(), command: commandLine(name), data }, null, 2) + "\n")
+  writeFileSync(written[0]!, JSON.stringify({ bench: name, quick, machine: machine(), command, data }, null, 2) + "\n")
   for (const [suffix, plot] of Object.entries(typeof svg === "string" ? { "": svg } : svg)) {
     const file = suffix === "" ? `${base}.svg` : `${base}-${suffix}.svg`
     writeFileSync(file, plot)

@@ -157,6 +157,7 @@ const annotateSpan = (options: LanguageModel.ProviderOptions, result: Fallback.C
   options.span.attribute("llm_resilience.route", result.route)
   options.span.attribute("llm_resilience.degraded", result.degraded)
   options.span.attribute("llm_resilience.attempts", result.attempts.length)
+  if (result.cached === true) options.span.attribute("llm_resilience.cached", true)
 }
 
 /**

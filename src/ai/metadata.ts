@@ -34,7 +34,9 @@ export const Resilience = Schema.Struct({
   /** The serving provider and the model id it reported. */
   provider: Schema.String,
   model: Schema.String,
-  requestId: Schema.optional(Schema.String)
+  requestId: Schema.optional(Schema.String),
+  /** Answered from the chain's response cache (no provider call); absent otherwise. */
+  cached: Schema.optional(Schema.Boolean)
 })
 
 /** @see Resilience */
@@ -50,7 +52,8 @@ export const resilienceOfResult = (result: ChainResult<unknown>): Resilience => 
   durationMs: result.durationMs,
   provider: result.response.provider,
   model: result.response.model,
-  ...(result.response.requestId !== undefined ? { requestId: result.response.requestId } : {})
+  ...(result.response.requestId !== undefined ? { requestId: result.response.requestId } : {}),
+  ...(result.cached === true ? { cached: true } : {})
 })
 
 const decodeResilience = Schema.decodeUnknownOption(Resilience)

@@ -52,7 +52,8 @@ export const outcomeAttributes = (
     "gen_ai.usage.output_tokens": outcome.result.usage.outputTokens,
     "llm.route": outcome.result.route,
     "llm.degraded": outcome.result.degraded,
-    "llm.attempts": outcome.result.attempts.length
+    "llm.attempts": outcome.result.attempts.length,
+    ...(outcome.result.cached === true ? { "llm.cached": true } : {})
   }
 }
 

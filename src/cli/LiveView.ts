@@ -165,6 +165,7 @@ export const start = (
           const a = event.attempt
           const route = routes.get(a.route) ?? { breaker: "closed", attempts: 0, ok: 0, failed: 0, last: "—" }
           routes.set(a.route, route)
+          if (a.outcome === "cached") return [`${at(a.startedAt + a.durationMs)} ${a.route} ${s.blue("cached")}: ${a.message ?? ""}`]
           if (a.outcome === "Skipped" || a.attempt === 0) return [`${at(a.startedAt)} ${a.route} skipped: ${a.message ?? ""}`]
           route.attempts++
           if (a.outcome === "success") route.ok++
@@ -187,7 +188,7 @@ export const start = (
           if (c.ok) {
             serving = c.route ?? "—"
             degraded = c.degraded
-            return [`${at(c.startedAt + c.durationMs)} ${s.bold("call")} ${c.label} ${s.green("answered")} by ${c.route}${c.degraded ? s.yellow(" (degraded)") : ""}${c.repaired ? s.yellow(" after a repair") : ""}`]
+            return [`${at(c.startedAt + c.durationMs)} ${s.bold("call")} ${c.label} ${s.green("answered")} ${c.cached === true ? "from the cache (first " : ""}by ${c.route}${c.cached === true ? ")" : ""}${c.degraded ? s.yellow(" (degraded)") : ""}${c.repaired ? s.yellow(" after a repair") : ""}`]
           }
           return [`${at(c.startedAt + c.durationMs)} ${s.bold("call")} ${c.label} ${s.red("failed")}: ${c.error?._tag ?? "?"} (${c.error?.reason ?? ""})`]
         }

@@ -21,6 +21,8 @@ export const render = (summary: Summary, stream: NodeJS.WriteStream = process.st
   const s = stylesFor(stream)
   const rows: ReadonlyArray<readonly [string, string]> = [
     ["calls", `${summary.calls} (${summary.succeeded} answered, ${summary.failed} failed)`],
+    // Only with a response cache that answered: a hit made no provider call.
+    ...(summary.cached > 0 ? [["cache hits", `${summary.cached} answered from the cache (no provider call)`] as const] : []),
     ["attempts", String(summary.attempts)],
     ["retries", String(summary.retries)],
     ["fallbacks", `${summary.fallbacks} route change(s); ${summary.degraded} degraded answer(s)`],

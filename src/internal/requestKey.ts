@@ -1,7 +1,7 @@
 /**
  * A canonical hash of a request: equal for requests that ask the provider the same thing, whatever
  * the order of their object keys or the encoding of their bytes — the identity that request
- * coalescing (and a response cache) keys on. Structural: objects by sorted keys, arrays in order,
+ * coalescing and the response cache key on. Structural: objects by sorted keys, arrays in order,
  * bytes by content, `undefined` fields as absent; every value is tagged with its type so that `"1"` and
  * `1`, or `[]` and `{}`, never collide. The per-attempt `idempotencyKey` is left out (it names an
  * attempt, not a question).
@@ -67,8 +67,11 @@ export const canonicalHash = (value: unknown, extra?: unknown): string => {
   return hash.digest("base64url")
 }
 
-/** The identity of a request: everything but its idempotency key. @internal */
-export const requestKey = (request: GenerateRequest, extra?: unknown): string => {
+/**
+ * The identity of a request: everything but its idempotency key. A chain's request (no `model`: each
+ * route has its own) is keyed the same way. @internal
+ */
+export const requestKey = (request: Omit<GenerateRequest, "model"> & { readonly model?: string | undefined }, extra?: unknown): string => {
   const { idempotencyKey: _attempt, ...question } = request
   return canonicalHash(question, extra)
 }

@@ -33,7 +33,8 @@ export const outcomeColours: Readonly<Record<string, string>> = {
   CircuitOpen: "#868e96",
   RetryBudgetExhausted: "#495057",
   DeadlineExceeded: "#212529",
-  BudgetExceeded: "#0b7285"
+  BudgetExceeded: "#0b7285",
+  cached: "#3bc9db"
 }
 
 const colourOf = (outcome: string): string => outcomeColours[outcome] ?? "#adb5bd"
@@ -247,6 +248,7 @@ const summaryTable = (summary: Summary): string =>
       row("succeeded", "Succeeded", summary.succeeded),
       row("failed", "Failed", summary.failed),
       row("degraded", "Degraded answers (fallback or repair)", summary.degraded),
+      ...(summary.cached > 0 ? [row("cached", "Answered from the cache (no provider call)", summary.cached)] : []),
       row("attempts", "Attempts", summary.attempts),
       row("retries", "Retries", summary.retries),
       row("fallbacks", "Fallbacks (route changes)", summary.fallbacks),
@@ -284,17 +286,26 @@ const outcomesTable = (summary: Summary): string =>
     ).join("")
   }</tbody></table>`
 
-/** One row per call with its tokens and cost — only when some call has a cost (a price table was set). */
-const callsTable = (record: RunRecord, scrub: Scrub): string =>
-  record.calls.every((c) => c.costUsd === undefined) ? "" : `<h2>Cost per call</h2><table id="calls"><thead><tr><th>call</th><th>label</th><th>step</th><th>outcome</th><th>route</th><th>tokens (in / out)</th><th>cost, USD</th></tr></thead><tbody>${
+/**
+ * One row per call with its tokens and cost — only when some call has a cost (a price table was set) or
+ * was answered from the response cache (its `cached` badge).
+ */
+const callsTable = (record: RunRecord, scrub: Scrub): string => {
+  const priced = record.calls.some((c) => c.costUsd !== undefined)
+  const cached = record.calls.some((c) => c.cached === true)
+  if (!priced && !cached) return ""
+  return `<h2>${priced ? "Cost per call" : "Calls"}</h2><table id="calls"><thead><tr><th>call</th><th>label</th><th>step</th><th>outcome</th><th>route</th><th>tokens (in / out)</th><th>cost, USD</th></tr></thead><tbody>${
     record.calls.map((c) =>
-      `<tr data-call="${c.id}"><td>${c.id}</td><td>${escapeHtml(scrub(c.label))}</td><td>${escapeHtml(scrub(c.step ?? ""))}</td><td>${
+      `<tr data-call="${c.id}"${c.cached === true ? ` class="cached"` : ""}><td>${c.id}</td><td>${escapeHtml(scrub(c.label))}</td><td>${escapeHtml(scrub(c.step ?? ""))}</td><td>${
         escapeHtml(c.ok ? "answered" : c.error?._tag ?? "failed")
-      }</td><td>${escapeHtml(scrub(c.route ?? ""))}</td><td>${c.usage.totalTokens} (${c.usage.inputTokens} / ${c.usage.outputTokens})</td><td data-col="cost">${
+      }${c.cached === true ? ` <span class="badge badge-cached" title="answered from the response cache: no provider call">cached</span>` : ""}</td><td>${
+        escapeHtml(scrub(c.route ?? ""))
+      }</td><td>${c.usage.totalTokens} (${c.usage.inputTokens} / ${c.usage.outputTokens})</td><td data-col="cost">${
         c.costUsd === undefined ? "" : escapeHtml(formatUsd(c.costUsd))
       }</td></tr>`
     ).join("")
   }</tbody></table>`
+}
 
 const stepsTable = (record: RunRecord, scrub: Scrub): string =>
   record.steps.length === 0 ? "" : `<h2>Agent steps</h2><table id="steps"><thead><tr><th>step</th><th>status</th><th>at</th><th>duration</th><th>detail</th></tr></thead><tbody>${
@@ -345,6 +356,7 @@ table.numbers td{text-align:right;font-variant-numeric:tabular-nums}thead th{bac
 .legend span{margin-right:12px;white-space:nowrap}code{font-size:12px}
 #attempts td{font-size:12px}.at{color:#868e96;font-variant-numeric:tabular-nums}
 .status-refused td{background:#fff5f5}.status-replayed td{background:#f1f8ff}
+.badge{display:inline-block;font-size:11px;padding:0 6px;border-radius:8px;margin-left:4px}.badge-cached{background:#c5f6fa;color:#0b7285}
 `
 
 /** Renders the page. */
@@ -359,7 +371,7 @@ export const renderHtml = (record: RunRecord, summary: Summary, scrub: Scrub): s
 <title>${escapeHtml(title)}</title><style>${STYLE}</style></head>
 <body>
 <h1>${escapeHtml(title)}</h1>
-<p class="meta">Started ${escapeHtml(started)} · lasted ${escapeHtml(formatMs(record.durationMs))} · <span class="verdict">${escapeHtml(verdict)}</span>, ${summary.retries} retries, ${summary.fallbacks} fallbacks, ${summary.tokens.totalTokens} tokens${
+<p class="meta">Started ${escapeHtml(started)} · lasted ${escapeHtml(formatMs(record.durationMs))} · <span class="verdict">${escapeHtml(verdict)}</span>${summary.cached > 0 ? ` (${summary.cached} from the cache)` : ""}, ${summary.retries} retries, ${summary.fallbacks} fallbacks, ${summary.tokens.totalTokens} tokens${
     summary.costUsd === undefined ? "" : `, $${escapeHtml(formatUsd(summary.costUsd))}`
   }</p>
 <div class="grid-2"><div><h2>Summary</h2>${summaryTable(summary)}</div><div><h2>Routes</h2>${routesTable(summary, scrub)}<h2>Outcomes</h2>${outcomesTable(summary)}</div></div>
