@@ -136,4 +136,17 @@ describe("packaging", () => {
     const allowed = new Set([...Object.keys(pkg.peerDependencies)])
     expect([...redis].filter((name) => !allowed.has(name))).toEqual([])
   })
+
+  it("the cluster engine's packages are optional peers at their devDependency versions, reachable only from ./workflow", () => {
+    const workflow = packagesReachableFrom(path.join(root, sourceOf("./workflow")))
+    for (const name of ["@effect/cluster", "@effect/workflow"]) {
+      expect(pkg.peerDependencies[name], name).toBe(pkg.devDependencies[name])
+      expect(pkg.peerDependenciesMeta[name]?.optional, name).toBe(true)
+      expect(workflow, name).toContain(name)
+      expect(packagesReachableFrom(path.join(root, sourceOf("."))), name).not.toContain(name)
+      expect(packagesReachableFrom(path.join(root, sourceOf("./agent"))), name).not.toContain(name)
+    }
+    const allowed = new Set(Object.keys(pkg.peerDependencies))
+    expect([...workflow].filter((name) => !allowed.has(name))).toEqual([])
+  })
 })
