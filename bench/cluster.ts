@@ -8,7 +8,8 @@
  *
  * Reported per engine: steps per second over the whole batch (first start to last step), step latency
  * (StepStarted → StepCompleted, journal write included: p50 / p99) and, for the cluster, the time from
- * `start` to a run's first step (placement: the engine's message storage and the runner's poll).
+ * `start` to a run's first step (placement by the engine, and the wait for one of the runner's 6 slots:
+ * 60 runs start at once into 18 slots, so most of it is queueing).
  *
  * Run: npm run bench:cluster             (60 runs per engine)
  *      npm run bench:cluster -- --quick  (6 runs)
@@ -152,7 +153,9 @@ const cluster = async (chaosUrl: string): Promise<Row> => {
       await client.runPromise(LedgerAgent.start(runId))
     }
     const pending = new Set(runIds)
+    const deadline = performance.now() + 300_000
     while (pending.size > 0) {
+      if (performance.now() > deadline) throw new Error(`${pending.size} runs not finished after 5 minutes`)
       await sleep(100)
       for (const runId of [...pending]) {
         if (Option.isSome(await client.runPromise(LedgerAgent.poll(runId)))) pending.delete(runId)

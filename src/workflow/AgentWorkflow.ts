@@ -27,6 +27,7 @@ import type { SqlClient } from "@effect/sql/SqlClient"
 import * as Workflow from "@effect/workflow/Workflow"
 import type { WorkflowEngine } from "@effect/workflow/WorkflowEngine"
 import type * as ConfigError from "effect/ConfigError"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -34,14 +35,16 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import { hostname } from "node:os"
 import * as Agent from "../agent/Agent.js"
 import type { InvalidRunId } from "../agent/AgentError.js"
-import type { CheckpointStore } from "../agent/CheckpointStore.js"
+import { CheckpointStore } from "../agent/CheckpointStore.js"
 import { InvalidOptions } from "../Errors.js"
 
 /**
  * The defaults of the cluster engine, chosen so that a dead runner's runs are taken over within about
- * ten seconds (the cluster's own defaults — a 35 s shard lock, a 60 s agent lease — take a minute).
+ * ten seconds (with the cluster's own defaults — a 35 s shard lock, a 1 minute health check — a
+ * takeover took ≈ 30 s in our runs, and the agent's default lease is 60 s).
  *
  * @since 0.2.0
  * @category constants
@@ -165,9 +168,14 @@ const describeFailure = (runId: string, error: unknown): AgentRunFailed => {
   return new AgentRunFailed({ runId, reason: tagged ?? "Failure", message })
 }
 
-/** A failure that means "another executor holds this run": wait, then take it (or replay its end). */
-const isHeldElsewhere = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && "_tag" in error && (error._tag === "RunLocked" || error._tag === "LeaseLost")
+const tagOf = (error: unknown): string | undefined =>
+  typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : undefined
+
+/** A journal write that failed (a database blip): retried before the run's outcome is made final. */
+const storeRetry = Schedule.exponential(Duration.seconds(1), 2).pipe(
+  Schedule.either(Schedule.spaced(Duration.seconds(30))),
+  Schedule.intersect(Schedule.recurs(8))
+)
 
 /**
  * Options of a runner's handler for one agent workflow.
@@ -185,11 +193,17 @@ export interface HandlerOptions {
 /**
  * Registers an agent workflow's program on this runner: each execution placed here runs the
  * definition's program under an `Agent` executor of this process, on the checkpoint store in context
- * (Postgres for a fleet). A run taken over from a dead runner waits for that runner's lease to expire
- * (`leaseDuration`, {@link defaults.leaseDurationMs} unless the definition sets it) and resumes from the
- * journal; a runner that finds its lease taken (it was paused and lost its shard) waits for the new
- * owner to finish and then replays the finished run from the journal (nothing executes twice), so both
- * report the same outcome.
+ * (Postgres for a fleet).
+ *
+ * - A run taken over from a dead runner waits for that runner's lease to expire (`leaseDuration`,
+ *   {@link defaults.leaseDurationMs} unless the definition sets it) and resumes from the journal; it
+ *   waits as long as a live executor holds the run (a `runs resume` in a terminal, say).
+ * - A runner that finds its lease taken (it was paused past its shard lock) waits for the new holder
+ *   to be done, then reports what the journal reached: a completed run is replayed (no pre-flight,
+ *   nothing executed), a failed or cancelled one is `AgentRunFailed`.
+ * - A journal write that fails (`StoreError`) is retried for about two minutes before it fails the run.
+ * - Any other failure of the program is the run's final outcome on this engine (`AgentRunFailed`): the
+ *   execution for that run id is finished, and starting the id again returns it.
  *
  * @since 0.2.0
  * @category layers
@@ -207,14 +221,45 @@ export const layer = <A, I, E>(
     const agentOptions = definition.options
     const leaseDuration = agentOptions.leaseDuration ?? Duration.millis(defaults.leaseDurationMs)
     const agent = yield* Agent.make({ ...agentOptions, leaseDuration, executorId: options.executorId })
+    // Replays of a run another runner finished: no pre-flight (nothing will be called).
+    const replayer = yield* Agent.make({ ...agentOptions, preflight: undefined, leaseDuration, executorId: options.executorId })
+    const store = yield* CheckpointStore
     const permits = yield* Effect.makeSemaphore(max)
     const retryEvery = Duration.millis(Math.max(100, Math.min(1_000, Math.floor(Duration.toMillis(leaseDuration) / 4))))
-    return agentWorkflow.workflow.toLayer(({ runId }) =>
+
+    /** Waits until no live lease holds the run (its holder finished, released it or died), and returns it. */
+    const awaitFree = (runId: string) =>
+      Effect.gen(function*() {
+        while (true) {
+          const record = yield* Effect.retry(store.run(runId), storeRetry)
+          const now = yield* Clock.currentTimeMillis
+          if (Option.isNone(record)) return record
+          const run = record.value
+          if (run.status !== "running" || run.owner === null || run.leaseUntil <= now) return record
+          yield* Effect.logDebug(`run ${runId} is held by ${run.owner} until ${new Date(run.leaseUntil).toISOString()}; waiting`)
+          yield* Effect.sleep(retryEvery)
+        }
+      })
+
+    const execute = (runId: string): Effect.Effect<A, unknown> =>
       permits.withPermits(1)(agent.run(runId, definition.program(runId))).pipe(
-        // Held elsewhere: a dead runner's lease not yet expired, or our own lease taken while we were
-        // paused. Either way the run belongs to someone else until its lease ends; then this runner
-        // takes it (resuming the journal) or replays its finished journal to report the same outcome.
-        Effect.retry({ while: isHeldElsewhere, schedule: Schedule.spaced(retryEvery) }),
+        Effect.retry({ while: (error) => tagOf(error) === "StoreError", schedule: storeRetry }),
+        // Another executor holds the run: a dead runner's lease not yet expired (a takeover) — wait for
+        // it, then take the run over from its journal.
+        Effect.catchIf((error) => tagOf(error) === "RunLocked", () => Effect.zipRight(awaitFree(runId), Effect.suspend(() => execute(runId)))),
+        // Our own lease was taken while this runner was paused: the run is someone else's now. Wait
+        // for that executor to be done with it; then report what it reached, executing nothing again.
+        Effect.catchIf((error) => tagOf(error) === "LeaseLost", () =>
+          Effect.flatMap(awaitFree(runId), (record) => {
+            const status = Option.isSome(record) ? record.value.status : undefined
+            if (status === "completed") return replayer.run(runId, definition.program(runId))
+            if (status === "running") return execute(runId) // its new holder died too: take it over
+            return Effect.fail(new AgentRunFailed({ runId, reason: status === "cancelled" ? "RunCancelled" : "FailedElsewhere", message: `run ${runId} was taken over by another executor and ended ${status ?? "unknown"} there` }))
+          }))
+      )
+
+    return agentWorkflow.workflow.toLayer(({ runId }) =>
+      execute(runId).pipe(
         Effect.catchAllDefect((defect) => Effect.fail(describeFailure(runId, { _tag: "Defect", message: String(defect) }))),
         Effect.mapError((error) => error instanceof AgentRunFailed ? error : describeFailure(runId, error))
       )
@@ -228,7 +273,10 @@ export const layer = <A, I, E>(
  * @category models
  */
 export interface ClusterOptions {
-  /** The address other runners reach this runner at. Default `localhost`. */
+  /**
+   * The address other runners (on other hosts too) reach this runner at. Default: this host's name
+   * (`os.hostname()`). The runners' socket protocol is not authenticated: keep it on a private network.
+   */
   readonly host?: string | undefined
   /** The port this runner listens on (runners only). Default 34431. */
   readonly port?: number | undefined
@@ -242,7 +290,7 @@ const shardingConfig = (options: ClusterOptions, runner: boolean): Partial<Shard
   refreshAssignmentsInterval: Duration.millis(defaults.refreshAssignmentsMs),
   runnerHealthCheckInterval: Duration.millis(defaults.runnerHealthCheckMs),
   entityMessagePollInterval: Duration.millis(defaults.entityMessagePollMs),
-  ...(runner ? { runnerAddress: Option.some(RunnerAddress.make(options.host ?? "localhost", options.port ?? 34431)) } : {}),
+  ...(runner ? { runnerAddress: Option.some(RunnerAddress.make(options.host ?? hostname(), options.port ?? 34431)) } : {}),
   ...options.sharding
 })
 

@@ -174,7 +174,8 @@ describe.runIf(runPostgres)("Cluster engine, 3 runner processes", () => {
       // runners restart on a loaded machine.
       const starting = (async () => {
         for (const [i, runId] of runIds.entries()) {
-          while (i >= RUNS - 4 && kills.length < KILLS - 4 && Date.now() < deadline) await sleep(200)
+          // run RUNS-4+k waits for kill KILLS-4+k: the last run is in flight for the last kill.
+          while (i >= RUNS - 4 && kills.length < KILLS - RUNS + i && Date.now() < deadline) await sleep(200)
           await client.runPromise(LedgerAgent.start(runId))
           await sleep(START_EVERY_MS)
         }
@@ -185,14 +186,14 @@ describe.runIf(runPostgres)("Cluster engine, 3 runner processes", () => {
         while (!allDone() && kills.length < KILLS && Date.now() < deadline) {
           await sleep(600 + random() * 1_200)
           const candidates = [...live.entries()]
-          if (candidates.length < 2) continue // one runner always stays up
+          if (candidates.length === 0) continue
           const [id, child] = candidates[Math.floor(random() * candidates.length)]!
           const victims = [...lastExec.values()].filter((e) => e.pid === child.pid && !outcomes.has(e.runId)).map((e) => e.runId)
           live.delete(id)
           child.kill("SIGKILL")
           kills.push({ runner: id, pid: child.pid!, at: Date.now(), victims })
-          const port = runners.find((r) => r.id === id)!.port
-          restarts.push(sleep(RESTART_MS).then(() => start(id, port)))
+          // A fresh port: the old one is back in the ephemeral range, where an outgoing connection may take it.
+          restarts.push(sleep(RESTART_MS).then(freePort).then((port) => start(id, port)))
         }
       })()
 
