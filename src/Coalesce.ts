@@ -14,6 +14,9 @@
  *   (failing with `DeadlineExceeded` when it passes) and may be interrupted alone. The shared call is
  *   interrupted only when no caller waits for it any more.
  * - **Everyone gets the same outcome**: the answer, or the same typed failure.
+ * - **Per spend budget**: the shared call runs under the spend budgets (`Spend.within`) of the caller
+ *   who started it, so only callers under the same set of budgets share it — a tenant's budget
+ *   never pays for, nor refuses, another tenant's call.
  *
  * Put it outermost — over a policy-wrapped provider or a chain, so that one group of identical calls is
  * one retry loop and one breaker verdict, not one per caller. Because the shared call runs without the
@@ -40,6 +43,7 @@ import * as Scope from "effect/Scope"
 import * as Deadline from "./Deadline.js"
 import type { RouteError } from "./Errors.js"
 import { requestKey } from "./internal/requestKey.js"
+import * as Spend from "./internal/spend.js"
 import { type GenerateRequest, Provider, type ProviderShape } from "./Provider.js"
 
 /**
@@ -138,8 +142,14 @@ export const provider = <E extends RouteError>(coalescer: Coalescer, inner: Prov
     stream: inner.stream,
     generate: (request: GenerateRequest) =>
       underOwnDeadline(
-        // The shared call carries no caller's deadline: each caller enforces its own while it waits.
-        coalescer.run(requestKey(request, scope), Effect.locally(inner.generate(request), Deadline.currentDeadline, Option.none())),
+        Effect.flatMap(FiberRef.get(Spend.currentBudgets), (budgets) =>
+          coalescer.run(
+            // Callers under different spend budgets never share a call: the shared call runs under
+            // the first caller's budgets, so sharing would charge (or refuse) one tenant for another.
+            requestKey(request, budgets.length === 0 ? scope : `${scope}|spend:${Spend.budgetsKey(budgets)}`),
+            // The shared call carries no caller's deadline: each caller enforces its own while it waits.
+            Effect.locally(inner.generate(request), Deadline.currentDeadline, Option.none())
+          )),
         { provider: inner.name, model: request.model }
       )
   }

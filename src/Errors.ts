@@ -330,7 +330,8 @@ export type BudgetLimit = typeof BudgetLimit.Type
  * `reason: "unpriced-model"`, the budget limits cost and has no price for the model. Nothing went on
  * the wire, so breakers give it no verdict and limiters refund its permit. Action `stop`: a retry, a
  * repair or another route would only ask the same spent budget again (catch it to fall back to
- * something cheaper deliberately). Amounts are in the limit's unit: USD for `cost`, tokens for `tokens`.
+ * something cheaper deliberately) — except for `unpriced-model`, `reroute`: another route's model may
+ * be priced (see {@link actionOf}). Amounts are in the limit's unit: USD for `cost`, tokens for `tokens`.
  *
  * @since 0.2.0
  * @category errors
@@ -562,6 +563,7 @@ const DEFAULTS: { readonly [K in RouteError["_tag"]]: { readonly action: ErrorAc
   RetryBudgetExhausted: { action: "reroute", retryable: false },
   DeadlineExceeded: { action: "stop", retryable: false },
   // A spent budget is spent for every route and every retry: nothing this call can do would fit.
+  // (`actionOf` reroutes an `unpriced-model` refusal: another route's model may be priced.)
   BudgetExceeded: { action: "stop", retryable: false }
 }
 
@@ -581,7 +583,9 @@ export const isRetryable = (error: RouteError): boolean => {
 /**
  * What to do about a failure (see {@link ErrorAction}). An explicit `x-should-retry: false` turns a
  * `wait` into `reroute` (this route said no; another may not); `x-should-retry: true` turns any
- * action into `wait`.
+ * action into `wait`. A `BudgetExceeded` for an `unpriced-model` is `reroute`: the budget has no price
+ * for this route's model, which says nothing of what is left in it — another route's model may be
+ * priced and fit (an `over-limit` refusal stays `stop`).
  *
  * @since 0.1.0
  * @category guards
@@ -589,6 +593,8 @@ export const isRetryable = (error: RouteError): boolean => {
 export const actionOf = (error: RouteError): ErrorAction => {
   const base = error._tag === "InvalidOutput" && error.reason === "malformed-response"
     ? "wait"
+    : error._tag === "BudgetExceeded" && error.reason === "unpriced-model"
+    ? "reroute"
     : DEFAULTS[error._tag].action
   if (error.shouldRetry === false && base === "wait") return "reroute"
   if (error.shouldRetry === true) return "wait"

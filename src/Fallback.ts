@@ -9,7 +9,7 @@
  * provider's Retry-After fits the deadline and the retry budget, else surfaces); `reroute` moves on at
  * once (529, breaker open, quota, auth, unknown model, invalid output); `stop` ends the chain (a bad
  * request is bad everywhere; a spend budget that refused an attempt before it was sent is spent for
- * every route: `AllRoutesFailed{budget}`), except that a `ContextLengthExceeded` moves on to routes
+ * every route: `AllRoutesFailed{budget}` — but a refusal for an unpriced model reroutes), except that a `ContextLengthExceeded` moves on to routes
  * declared with a larger context window. Routes whose window cannot hold the prompt plus `maxTokens` are skipped
  * without a call.
  *

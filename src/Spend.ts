@@ -17,7 +17,9 @@
  *   hedge leg) keeps its worst case as spent — conservative on purpose.
  * - **Scope** ({@link within}, {@link withinStream}, {@link layer}, or a chain's `spend` option for a
  *   whole client): budgets nest, and every active one must admit an attempt — a run budget and a
- *   client budget both apply. {@link snapshot} reads what a budget spent, holds and refused.
+ *   client budget both apply. {@link snapshot} reads what a budget spent, holds and refused. A chain
+ *   nested as a route of another through the @effect/ai bridge is charged once, by its own attempts;
+ *   coalesced calls (`Coalesce`) are shared only among callers under the same budgets.
  *
  * The check lives in one place, where a policy's attempt calls its provider (for generated and
  * streamed attempts alike), so nothing that sends can bypass it. A provider called outside any
@@ -186,7 +188,9 @@ export interface BudgetOptions {
   readonly unknownModel?: UnknownModel | undefined
   /**
    * The prompt-token estimate of a reservation. Default: the rate limiter's characters/4 + framing
-   * estimate (docs/policies.md); plug a tokenizer in here for exact counts.
+   * estimate (docs/policies.md); plug a tokenizer in here for exact counts. It must return a finite
+   * number ≥ 0: anything else (NaN, `undefined`, a negative count) is a defect of the attempt — an
+   * `InvalidOptions` naming `estimateTokens` — rather than a budget that silently admits everything.
    */
   readonly estimateTokens?: ((request: GenerateRequest) => number) | undefined
 }
@@ -229,13 +233,16 @@ export const within = (budget: Budget) => <A, E, R>(effect: Effect.Effect<A, E, 
   Effect.suspend(() => Effect.locallyWith(effect, Internal.currentBudgets, Internal.withBudget(coreOf(budget))))
 
 /**
- * {@link within} for a stream: its sends, for as long as it runs.
+ * {@link within} for a stream: the sends of `stream` itself — made while it opens and while each of
+ * its elements is pulled, on any fiber it forks — and nothing else. Work its consumer does between
+ * pulls (a `Stream.mapEffect` after it, a stream it is zipped or concatenated with) is not charged
+ * to `budget`.
  *
  * @since 0.2.0
  * @category combinators
  */
 export const withinStream = (budget: Budget) => <A, E, R>(stream: Stream.Stream<A, E, R>): Stream.Stream<A, E, R> =>
-  Stream.unwrapScoped(Effect.suspend(() => Effect.as(Effect.locallyScopedWith(Internal.currentBudgets, Internal.withBudget(coreOf(budget))), stream)))
+  Stream.suspend(() => Internal.withinStream(coreOf(budget), stream))
 
 /**
  * The budget for everything the layer is provided to (e.g. a whole program, or a worker).

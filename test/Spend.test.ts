@@ -11,9 +11,12 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Cause from "effect/Cause"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as TestContext from "effect/TestContext"
@@ -21,13 +24,15 @@ import * as fc from "fast-check"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as Ai from "../src/Ai.js"
 import { CircuitBreakers } from "../src/CircuitBreaker.js"
 import * as Coalesce from "../src/Coalesce.js"
 import * as SummaryTable from "../src/cli/SummaryTable.js"
 import * as DegradedMode from "../src/DegradedMode.js"
-import { BudgetExceeded, type InvalidOptions } from "../src/Errors.js"
+import { actionOf, BudgetExceeded, InvalidOptions } from "../src/Errors.js"
 import * as Fallback from "../src/Fallback.js"
 import { estimatePromptTokens } from "../src/internal/estimateTokens.js"
+import { BUDGET_REFUSED_TYPE } from "../src/internal/unsent.js"
 import * as Policy from "../src/Policy.js"
 import type { GenerateRequest } from "../src/Provider.js"
 import * as Report from "../src/Report.js"
@@ -303,7 +308,21 @@ describe("refusal before sending", () => {
 })
 
 describe("coalesced calls", () => {
-  it.scoped("identical calls in flight share one provider call, paid by the budget of the caller who started it", () =>
+  it.scoped("identical calls in flight under the same budgets share one provider call, paid once", () =>
+    Effect.gen(function*() {
+      const run = yield* Spend.budget({ name: "run" })
+      const mock = Mock.make({ otherwise: Mock.succeed("four", { delay: "1 second" }) })
+      const llm = Coalesce.provider(yield* Coalesce.make, yield* route(mock))
+      const a = yield* Effect.fork(Spend.within(run)(llm.generate(request)))
+      yield* TestClock.adjust("10 millis")
+      const b = yield* Effect.fork(Spend.within(run)(llm.generate(request)))
+      yield* TestClock.adjust("1 second")
+      expect([(yield* Fiber.join(a)).text, (yield* Fiber.join(b)).text]).toEqual(["four", "four"])
+      expect(mock.calls).toHaveLength(1)
+      expect(yield* Spend.snapshot(run)).toMatchObject({ calls: 1, tokens: answered.totalTokens })
+    }).pipe(Effect.provide(State)))
+
+  it.scoped("callers under different budgets never share a call: each tenant pays its own", () =>
     Effect.gen(function*() {
       const first = yield* Spend.budget({ name: "first" })
       const second = yield* Spend.budget({ name: "second" })
@@ -312,11 +331,32 @@ describe("coalesced calls", () => {
       const a = yield* Effect.fork(Spend.within(first)(llm.generate(request)))
       yield* TestClock.adjust("10 millis")
       const b = yield* Effect.fork(Spend.within(second)(llm.generate(request)))
+      // Without a budget: a third set (the empty one).
+      const c = yield* Effect.fork(llm.generate(request))
       yield* TestClock.adjust("1 second")
-      expect([(yield* Fiber.join(a)).text, (yield* Fiber.join(b)).text]).toEqual(["four", "four"])
-      expect(mock.calls).toHaveLength(1)
+      expect([(yield* Fiber.join(a)).text, (yield* Fiber.join(b)).text, (yield* Fiber.join(c)).text]).toEqual(["four", "four", "four"])
+      expect(mock.calls).toHaveLength(3)
       expect(yield* Spend.snapshot(first)).toMatchObject({ calls: 1, tokens: answered.totalTokens })
-      expect(yield* Spend.snapshot(second)).toMatchObject({ calls: 0, tokens: 0 })
+      expect(yield* Spend.snapshot(second)).toMatchObject({ calls: 1, tokens: answered.totalTokens })
+    }).pipe(Effect.provide(State)))
+
+  it.scoped("one tenant's refusal is never shared with a tenant on another budget", () =>
+    Effect.gen(function*() {
+      const estimateTokens = () => 40
+      // Room for one worst case (40 + 100): the first attempt's 500 keeps it spent, its retry is refused.
+      const tenantA = yield* Spend.budget({ name: "tenant-A", maxTokens: 150, estimateTokens })
+      const tenantB = yield* Spend.budget({ name: "tenant-B", estimateTokens })
+      const mock = Mock.make({ script: [Mock.fail(Mock.errors.serverError())] })
+      const llm = Coalesce.provider(yield* Coalesce.make, yield* route(mock, { retry: { maxAttempts: 3, jitter: "none", base: "100 millis" } }))
+      const a = yield* Effect.fork(Effect.either(Spend.within(tenantA)(llm.generate(request))))
+      yield* TestClock.adjust("50 millis")
+      const b = yield* Effect.fork(Effect.either(Spend.within(tenantB)(llm.generate(request))))
+      yield* TestClock.adjust("1 second")
+      const [ra, rb] = [yield* Fiber.join(a), yield* Fiber.join(b)]
+      expect(Either.isLeft(ra) && ra.left).toMatchObject({ _tag: "BudgetExceeded", budget: "tenant-A" })
+      expect(Either.isRight(rb) && rb.right.text).toBe("ok")
+      expect(yield* Spend.snapshot(tenantB)).toMatchObject({ calls: 1, refused: 0 })
+      expect(yield* Spend.snapshot(tenantA)).toMatchObject({ calls: 1, refused: 1, unreported: 1 })
     }).pipe(Effect.provide(State)))
 })
 
@@ -332,6 +372,61 @@ describe("unknown models", () => {
       expect(error.message).toContain("has no price for model m-1")
       expect(mock.calls).toHaveLength(0)
     }).pipe(Effect.provide(State)))
+
+  it.effect("in a chain, an unpriced model's refusal moves on to the next route (priced); an over-limit one stops", () =>
+    Effect.gen(function*() {
+      const budget = yield* Spend.budget({ name: "run", maxCostUsd: 1, prices })
+      const unpriced = Mock.make({})
+      const priced = Mock.make({})
+      const chain = yield* Fallback.make({
+        routes: [
+          { name: "unpriced", provider: unpriced, model: "m-1", policy: { retry: false } },
+          { name: "priced", provider: priced, model: "priced-1", policy: { retry: false } }
+        ],
+        spend: budget
+      })
+      const result = yield* chain.generate({ messages: request.messages, maxTokens: 100 })
+      expect(result.route).toBe("priced")
+      expect(result.attempts.map((a) => [a.route, a.outcome])).toEqual([["unpriced", "BudgetExceeded"], ["priced", "success"]])
+      expect([unpriced.calls.length, priced.calls.length]).toEqual([0, 1])
+      // Streamed too.
+      const events = yield* Stream.runCollect(chain.stream({ messages: request.messages, maxTokens: 100 }))
+      expect([...events].some((event) => event._tag === "Completed")).toBe(true)
+      expect([unpriced.calls.length, priced.calls.length]).toEqual([0, 2])
+
+      const spent = yield* Spend.budget({ name: "spent", maxTokens: 10, prices, unknownModel: "count-tokens-only" })
+      const other = Mock.make({})
+      const stopping = yield* Fallback.make({
+        routes: [
+          { name: "a", provider: Mock.make({}), model: "priced-1", policy: { retry: false } },
+          { name: "b", provider: other, model: "priced-2", policy: { retry: false } }
+        ],
+        spend: spent
+      })
+      const failure = yield* Effect.flip(stopping.generate({ messages: request.messages, maxTokens: 100 }))
+      expect(failure).toMatchObject({ reason: "budget", lastError: { _tag: "BudgetExceeded", reason: "over-limit" } })
+      expect(other.calls).toHaveLength(0)
+    }).pipe(Effect.provide(Layer.merge(State, DegradedMode.layer))))
+
+  it.effect("when every route is unpriced, the call ends with AllRoutesFailed{budget}; actionOf says reroute / stop by reason", () =>
+    Effect.gen(function*() {
+      const budget = yield* Spend.budget({ name: "run", maxCostUsd: 1, prices })
+      const mock = Mock.make({})
+      const chain = yield* Fallback.make({
+        routes: [
+          { name: "x", provider: mock, model: "m-1", policy: { retry: false } },
+          { name: "y", provider: mock, model: "m-2", policy: { retry: false } }
+        ],
+        spend: budget,
+        passes: 2
+      })
+      const failure = yield* Effect.flip(chain.generate({ messages: request.messages, maxTokens: 100 }))
+      expect(failure).toMatchObject({ reason: "budget", lastError: { _tag: "BudgetExceeded", reason: "unpriced-model", route: "y" } })
+      expect(mock.calls).toHaveLength(0)
+      const site = { provider: "p", model: "m", route: "r", attempt: 1, budget: "b", limit: "cost", spent: 0, reserved: 0, message: "no" } as const
+      expect(actionOf(new BudgetExceeded({ ...site, reason: "unpriced-model" }))).toBe("reroute")
+      expect(actionOf(new BudgetExceeded({ ...site, reason: "over-limit", max: 1, requested: 2 }))).toBe("stop")
+    }).pipe(Effect.provide(Layer.merge(State, DegradedMode.layer))))
 
   it.effect("count-tokens-only admits it, counts its tokens (also against maxTokens) and says it was unpriced", () =>
     Effect.gen(function*() {
@@ -371,6 +466,162 @@ describe("parallel attempts never over-admit", () => {
       { numRuns: 60, seed: 20261207 }
     )
   })
+})
+
+describe("a stream's budget covers the stream's own sends, not its consumer's", () => {
+  it.effect("Spend.withinStream: a downstream mapEffect's calls are not charged; the stream's own attempt is", () =>
+    Effect.gen(function*() {
+      const budget = yield* Spend.budget({ name: "stream-only" })
+      const streamer = yield* Policy.apply({ retry: false }, Mock.make({ otherwise: Mock.stream(["a", "b", "c"]) }), "streamer")
+      const other = yield* Policy.apply({ retry: false }, Mock.make({}), "other")
+      const outside = yield* Spend.budget({ name: "outside" })
+      yield* Spend.withinStream(budget)(streamer.stream(request)).pipe(
+        Stream.filter((event) => event._tag === "TextDelta"),
+        Stream.mapEffect(() => other.generate(request)),
+        Stream.runDrain,
+        Spend.within(outside)
+      )
+      const spent = yield* Spend.snapshot(budget)
+      expect(Object.keys(spent.routes)).toEqual(["streamer"])
+      expect(spent).toMatchObject({ calls: 1, reservedTokens: 0, inFlight: 0 })
+      // The enclosing budget still sees everything, the stream's attempt and the three downstream calls.
+      expect(yield* Spend.snapshot(outside)).toMatchObject({ calls: 4, routes: { streamer: { calls: 1 }, other: { calls: 3 } } })
+    }).pipe(Effect.provide(State)))
+
+  it.effect("a chain's own spend on stream and streamObject: its attempts (a fallback opened mid-stream included), not the consumer's calls", () =>
+    Effect.gen(function*() {
+      const budget = yield* Spend.budget({ name: "client" })
+      const primary = Mock.make({ otherwise: Mock.fail(Mock.errors.rateLimited()) })
+      const secondary = Mock.make({ otherwise: Mock.stream(['{"a":', "1}"]) })
+      const chain = yield* Fallback.make({
+        routes: [
+          { name: "p", provider: primary, model: "m-1", policy: { retry: false } },
+          { name: "q", provider: secondary, model: "m-2", policy: { retry: false } }
+        ],
+        spend: budget
+      })
+      const other = yield* Policy.apply({ retry: false }, Mock.make({}), "other")
+      const downstream = <A, E>(stream: Stream.Stream<A, E>) =>
+        stream.pipe(Stream.mapEffect(() => other.generate(request)), Stream.runDrain)
+      yield* downstream(chain.stream({ messages: request.messages, maxTokens: 100 }))
+      yield* downstream(chain.streamObject(Schema.Struct({ a: Schema.Number }), { messages: request.messages, maxTokens: 100 }))
+      const spent = yield* Spend.snapshot(budget)
+      expect(Object.keys(spent.routes)).toEqual(["q"])
+      // p's 429s were released (not billed); q answered twice.
+      expect(spent).toMatchObject({ calls: 2, routes: { q: { calls: 2 } }, reservedTokens: 0, inFlight: 0 })
+      expect([primary.calls.length, secondary.calls.length]).toEqual([2, 2])
+    }).pipe(Effect.provide(Layer.merge(State, DegradedMode.layer))))
+})
+
+describe("a chain nested as a route through the @effect/ai bridge", () => {
+  /** An outer policy over a provider made from a one-route chain's LanguageModel. */
+  const nested = (mock: Mock.MockProvider, policy: Policy.PolicyOptions = { retry: false }) =>
+    Effect.gen(function*() {
+      const inner = yield* Fallback.make({ routes: [{ name: "inner", provider: mock, model: "m-1", policy: { retry: false } }] })
+      return yield* Policy.apply(policy, Ai.providerFrom(yield* Ai.fromChain(inner, { maxTokens: 100 })), "outer")
+    })
+
+  it.effect("is charged once, by the inner chain's attempts (generate and stream)", () =>
+    Effect.gen(function*() {
+      const meter = yield* Spend.budget({ name: "meter" })
+      const mock = Mock.make({ script: [Mock.succeed("four"), Mock.stream(["fo", "ur"])] })
+      const outer = yield* nested(mock)
+      yield* Spend.within(meter)(outer.generate(request))
+      yield* Spend.withinStream(meter)(outer.stream(request)).pipe(Stream.runDrain)
+      expect(mock.calls).toHaveLength(2)
+      expect(yield* Spend.snapshot(meter)).toMatchObject({ calls: 2, routes: { inner: { calls: 2 } }, reservedTokens: 0, inFlight: 0 })
+      expect(Object.keys((yield* Spend.snapshot(meter)).routes)).toEqual(["inner"])
+    }).pipe(Effect.provide(Layer.merge(State, DegradedMode.layer))))
+
+  it.effect("an inner refusal stays unsent: not charged, the outer limiter's permit refunded, no outer breaker verdict", () =>
+    Effect.gen(function*() {
+      const tight = yield* Spend.budget({ name: "tight", maxTokens: 50, estimateTokens: () => 40 })
+      const mock = Mock.make({})
+      const outer = yield* nested(mock, {
+        retry: false,
+        rateLimit: { requestsPerMinute: 1, maxWait: "1 millis" },
+        breaker: { consecutiveFailures: 1, isFailure: () => true }
+      })
+      const refused = yield* Effect.flip(Spend.within(tight)(outer.generate(request)))
+      expect(refused).toMatchObject({ _tag: "QuotaExhausted", providerType: BUDGET_REFUSED_TYPE, route: "outer" })
+      expect(refused.status).toBeUndefined()
+      expect(mock.calls).toHaveLength(0)
+      expect(yield* Spend.snapshot(tight)).toMatchObject({ calls: 0, tokens: 0, refused: 1, unreported: 0, reservedTokens: 0, inFlight: 0 })
+      // The breaker (which counts every failure, and opens at the first) gave no verdict, and the
+      // minute's one request is still there for a call that fits.
+      expect(yield* (Option.getOrThrow(yield* (yield* CircuitBreakers).lookup("outer/m-1"))).state).toBe("closed")
+      expect((yield* outer.generate(request)).text).toBe("ok")
+      expect(mock.calls).toHaveLength(1)
+    }).pipe(Effect.provide(Layer.merge(State, DegradedMode.layer))))
+
+  it.scoped("wrapped where the bridge cannot be recognised (Coalesce), the inner refusal still releases the outer reservation", () =>
+    Effect.gen(function*() {
+      const inner = yield* Fallback.make({ routes: [{ name: "inner", provider: Mock.make({}), model: "m-1", policy: { retry: false } }] })
+      const bridged = Coalesce.provider(yield* Coalesce.make, Ai.providerFrom(yield* Ai.fromChain(inner, { maxTokens: 100 })))
+      const outer = yield* Policy.apply({ retry: false }, bridged, "outer")
+      // The outer reservation (140) fits; the inner one, on top of it, does not.
+      const budget = yield* Spend.budget({ name: "b", maxTokens: 150, estimateTokens: () => 40 })
+      const refused = yield* Effect.flip(Spend.within(budget)(outer.generate(request)))
+      expect(refused).toMatchObject({ _tag: "QuotaExhausted", providerType: BUDGET_REFUSED_TYPE })
+      expect(yield* Spend.snapshot(budget)).toMatchObject({ calls: 0, tokens: 0, unreported: 0, refused: 1, reservedTokens: 0 })
+    }).pipe(Effect.provide(Layer.merge(State, DegradedMode.layer))))
+})
+
+describe("estimateTokens is checked on every reservation", () => {
+  for (const [what, estimate] of [["NaN", Number.NaN], ["undefined", undefined], ["a negative count", -5], ["Infinity", Infinity]] as const) {
+    it.effect(`${what}: the attempt dies naming the option, nothing is sent or reserved`, () =>
+      Effect.gen(function*() {
+        const budget = yield* Spend.budget({ name: "b", maxTokens: 50, estimateTokens: (() => estimate) as unknown as () => number })
+        const mock = Mock.make({ otherwise: Mock.stream(["a"]) })
+        const llm = yield* route(mock)
+        const exits: ReadonlyArray<Exit.Exit<unknown, unknown>> = [
+          yield* Effect.exit(Spend.within(budget)(llm.generate(request))),
+          yield* Effect.exit(Stream.runDrain(Spend.withinStream(budget)(llm.stream(request))))
+        ]
+        for (const exit of exits) {
+          expect(Exit.isFailure(exit)).toBe(true)
+          const defect = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.dieOption(exit.cause)) : undefined
+          expect(defect).toBeInstanceOf(InvalidOptions)
+          expect(defect).toMatchObject({ component: "Spend.budget", option: "estimateTokens" })
+          expect((defect as InvalidOptions).message).toContain(`estimateTokens returned ${String(estimate)}`)
+        }
+        expect(mock.calls).toHaveLength(0)
+        expect(yield* Spend.snapshot(budget)).toMatchObject({ calls: 0, tokens: 0, reservedTokens: 0, inFlight: 0 })
+      }).pipe(Effect.provide(State)))
+  }
+
+  it.effect("a fractional or zero estimate is fine", () =>
+    Effect.gen(function*() {
+      const budget = yield* Spend.budget({ maxTokens: 1_000, estimateTokens: () => 0.5 })
+      yield* Spend.within(budget)((yield* route(Mock.make({}))).generate(request))
+      expect((yield* Spend.snapshot(budget)).calls).toBe(1)
+    }).pipe(Effect.provide(State)))
+})
+
+describe("llm_cost_usd_total", () => {
+  /** The value of a counter in the global registry with exactly these tags (0 when absent). */
+  const counter = (name: string, tags: Record<string, string>) =>
+    Effect.map(Metric.snapshot, (pairs) => {
+      for (const pair of pairs) {
+        if (pair.metricKey.name !== name) continue
+        const labels = new Map(pair.metricKey.tags.map((label) => [label.key, label.value]))
+        if (labels.size !== Object.keys(tags).length || !Object.entries(tags).every(([k, v]) => labels.get(k) === v)) continue
+        return (pair.metricState as unknown as { readonly count: number }).count
+      }
+      return 0
+    })
+
+  it.effect("carries the fiber's metric labels, like the route's other counters", () =>
+    Effect.gen(function*() {
+      const prices = table({ "m-*": { inputPerMTok: 1_000, outputPerMTok: 1_000 } })
+      const budget = yield* Spend.budget({ prices })
+      const llm = yield* Policy.apply({ retry: false }, Mock.make({}), "cost-labels")
+      yield* Spend.within(budget)(llm.generate(request)).pipe(Effect.tagMetrics("tenant", "acme"))
+      const cost = (yield* Spend.snapshot(budget)).costUsd
+      expect(cost).toBeGreaterThan(0)
+      expect(yield* counter("llm_cost_usd_total", { route: "cost-labels", tenant: "acme" })).toBeCloseTo(cost, 12)
+      expect(yield* counter("llm_attempts_total", { route: "cost-labels", outcome: "success", tenant: "acme" })).toBe(1)
+    }).pipe(Effect.provide(State)))
 })
 
 describe("cost in results, the run record, the terminal summary and the HTML report", () => {

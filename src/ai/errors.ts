@@ -37,6 +37,7 @@ import type { HeaderMap } from "../internal/headers.js"
 import { requestIdOf } from "../internal/headers.js"
 import { isRecord, parseUntrusted, string } from "../internal/json.js"
 import { redactAndTruncate } from "../internal/redact.js"
+import { BUDGET_REFUSED_TYPE } from "../internal/unsent.js"
 
 // ---------------------------------------------------------------------------------------------------
 // AiError → ProviderError (an @effect/ai model as a route)
@@ -131,7 +132,9 @@ const asProviderError = (error: RouteError, site: CallSite): ProviderError => {
     case "BudgetExceeded":
       // The inner chain's spend budget refused before sending: for the outer chain this route
       // cannot pay now (an enclosing budget, if it is the same, refuses the other routes itself).
-      return new QuotaExhausted({ ...siteFields(site), message: error.message }, true)
+      // Marked as the refusal it is, so that it stays "nothing was sent" for the outer route: no
+      // breaker verdict, its limiter permit refunded, no spend charged (see internal/unsent.ts).
+      return new QuotaExhausted({ ...siteFields(site), providerType: BUDGET_REFUSED_TYPE, message: error.message }, true)
     case "DeadlineExceeded":
       return error.lastError !== undefined
         ? restamp(error.lastError, stamp)

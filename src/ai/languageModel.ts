@@ -29,7 +29,7 @@ import { LlmClient } from "../LlmClient.js"
 import * as Policy from "../Policy.js"
 import type { FinishReason, GenerateResponse, StreamEvent, Usage } from "../Provider.js"
 import { MODULE, toAiError } from "./errors.js"
-import { METADATA_KEY, resilienceOfResult } from "./metadata.js"
+import { markChainBacked, METADATA_KEY, resilienceOfResult } from "./metadata.js"
 import { messagesFromPrompt, parseArguments, toolChoiceFrom, toolDefinitionsFrom } from "./prompt.js"
 
 // ---------------------------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ const streamParts = (chain: Fallback.Chain, defaults: RequestSettings) =>
  * ({@link CurrentRequestSettings} overrides them per call).
  */
 export const fromChain = (chain: Fallback.Chain, defaults: RequestSettings = {}): Effect.Effect<LanguageModel.Service> =>
-  LanguageModel.make({ generateText: generateParts(chain, defaults), streamText: streamParts(chain, defaults) })
+  Effect.map(LanguageModel.make({ generateText: generateParts(chain, defaults), streamText: streamParts(chain, defaults) }), markChainBacked)
 
 /** Chain options plus the request settings every call through the LanguageModel starts from. */
 export interface LanguageModelOptions extends Fallback.FallbackOptions {

@@ -86,3 +86,18 @@ export const resilienceOf = (source: ResilienceSource): Option.Option<Resilience
   const metadata = finishMetadataOf(source)
   return metadata === undefined ? Option.none() : decodeResilience(metadata)
 }
+
+/** The @effect/ai models served by a chain (`fromChain`): their every send is a policy attempt of the chain's routes. */
+const chainBacked = new WeakSet<object>()
+
+/** Marks `model` as served by a chain (see {@link isChainBacked}). */
+export const markChainBacked = <M extends object>(model: M): M => {
+  chainBacked.add(model)
+  return model
+}
+
+/**
+ * Whether an @effect/ai model is a chain served by `fromChain` — used as a provider of another chain
+ * (the bridge), its routes' attempts already reserve in the caller's spend budgets.
+ */
+export const isChainBacked = (model: object): boolean => chainBacked.has(model)

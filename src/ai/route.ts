@@ -29,8 +29,10 @@ import type { CallSite } from "../Classify.js"
 import { BadRequest, type ProviderError, ServerError, StreamInterrupted } from "../Errors.js"
 import type * as Fallback from "../Fallback.js"
 import { opt } from "../internal/json.js"
+import { markSelfGuarded } from "../internal/spend.js"
 import type { FinishReason, GenerateRequest, GenerateResponse, ProviderShape, StreamEvent, ToolCall, Usage } from "../Provider.js"
 import { fromErrorPart, toProviderError } from "./errors.js"
+import { isChainBacked } from "./metadata.js"
 import { type ForwardingToolkit, forwardingToolkit, passThroughObjectSchema, promptFromRequest, toolChoiceFor } from "./prompt.js"
 
 /**
@@ -339,7 +341,7 @@ export const providerFrom = (model: LanguageModel.Service, options: ProviderFrom
   const configure = options.configure
   const configured = <A, E>(request: GenerateRequest, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
     configure === undefined ? effect : configure(request)(effect)
-  return {
+  const shape: ProviderShape<ProviderError> = {
     name: providerName,
     generate: (request) => {
       const site = siteOf(providerName, request)
@@ -367,6 +369,9 @@ export const providerFrom = (model: LanguageModel.Service, options: ProviderFrom
       }))
     }
   }
+  // A chain behind the model: its routes' attempts reserve in the caller's spend budgets already, so
+  // a policy over this provider does not reserve the whole call again (internal/spend.ts).
+  return isChainBacked(model) ? markSelfGuarded(shape) : shape
 }
 
 /**

@@ -12,7 +12,7 @@ import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as DegradedMode from "../DegradedMode.js"
-import { AllRoutesFailed, type RouteError, retryAfterOf } from "../Errors.js"
+import { actionOf, AllRoutesFailed, type RouteError, retryAfterOf } from "../Errors.js"
 import { extend, type Mutable } from "../internal/object.js"
 import type { PriceTable } from "../internal/spend.js"
 import type { ChainRequest, ChainResult, PartialOutputFailure, Restarted, Route } from "../Fallback.js"
@@ -242,7 +242,10 @@ export class Walk<A> {
     // Past the deadline no route can answer, whatever this one failed with.
     if (now >= this.deadline) return this.stop("deadline", "the deadline passed")
     // A spend budget refused before sending: every route and retry would ask the same spent budget.
-    if (error._tag === "BudgetExceeded") return this.stop("budget", `spend budget "${error.budget}" refused ${route.name}`)
+    // (Not for an unpriced model — `actionOf` reroutes it: the next route's model may be priced.)
+    if (error._tag === "BudgetExceeded" && actionOf(error) === "stop") {
+      return this.stop("budget", `spend budget "${error.budget}" refused ${route.name}`)
+    }
     if (delivered !== undefined && this.spec.onPartialOutput === "fail") {
       return this.stop("stopped", `${route.name} failed after partial output`)
     }
@@ -289,12 +292,20 @@ export class Walk<A> {
       return this.beginPass()
     }
     this.panic = false
-    if (this.pass >= this.passes) return this.stop("exhausted", "every route failed")
+    if (this.pass >= this.passes) return this.exhausted()
     return Effect.flatMap(this.pauseBeforePass(), (wait) =>
       wait === undefined
-        ? stepEffect(this.stop("exhausted", "every route failed"))
+        ? stepEffect(this.exhausted())
         // Suspended: the next pass starts (and reads the clock) after the pause, not before.
         : Effect.zipRight(Effect.sleep(Duration.millis(wait)), Effect.suspend(() => stepEffect(this.beginPass()))))
+  }
+
+  /** No route is left to try. */
+  private exhausted(): Stepped {
+    const last = this.lastError
+    // The last route tried was refused by a spend budget (an unpriced model: the walk moved on).
+    if (last?._tag === "BudgetExceeded") return this.stop("budget", `spend budget "${last.budget}" refused the last route tried`)
+    return this.stop("exhausted", "every route failed")
   }
 
   /** The wait before another pass, or `undefined` when no pass can help or the deadline forbids it. */

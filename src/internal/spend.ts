@@ -31,6 +31,7 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import type * as Metric from "effect/Metric"
+import type * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
@@ -40,7 +41,9 @@ import { BudgetExceeded, type BudgetLimit, InvalidOptions } from "../Errors.js"
 import type { GenerateRequest, GenerateResponse, StreamEvent, Usage } from "../Provider.js"
 import { estimatePromptTokens } from "./estimateTokens.js"
 import * as Metrics from "./metrics.js"
+import { fromPull, toPull } from "./pull.js"
 import { formatPath, issuesOf } from "./schemaIssues.js"
+import { isUnsent } from "./unsent.js"
 
 // ---------------------------------------------------------------------------------------------------
 // Prices
@@ -118,6 +121,8 @@ export interface SpendSite {
 /** A budget's state. Plain counters, changed only by the synchronous steps below. */
 export class BudgetCore {
   readonly _tag = "Budget"
+  /** Unique in the process: what tells two budgets apart where they must not share (coalescing keys). */
+  readonly id = ++budgetIds
   spentCost = 0
   spentTokens = 0
   reservedCost = 0
@@ -215,6 +220,8 @@ export class BudgetCore {
   }
 }
 
+let budgetIds = 0
+
 /** Dollars with enough digits for a single cheap call (`0.000123`) and none too many for a big one. */
 export const formatUsd = (usd: number): string =>
   usd === 0 ? "0" : usd >= 1 ? usd.toFixed(2) : usd >= 0.01 ? usd.toFixed(4) : usd.toPrecision(3)
@@ -225,6 +232,42 @@ export const currentBudgets: FiberRef.FiberRef<ReadonlyArray<BudgetCore>> = Fibe
 /** The budgets with `budget` added innermost (once: a budget applied twice counts once). */
 export const withBudget = (budget: BudgetCore) => (budgets: ReadonlyArray<BudgetCore>): ReadonlyArray<BudgetCore> =>
   budgets.includes(budget) ? budgets : [...budgets, budget]
+
+/**
+ * `stream` under `budget` while the stream itself runs — its opening and each of its pulls, and so
+ * whatever it forks from them — and not while its consumer runs its own work between pulls (a
+ * `Stream.mapEffect` downstream is not charged to it). A scoped FiberRef (`locallyScopedWith`) would
+ * set the budget on the consumer's fiber for the stream's whole life instead.
+ */
+export const withinStream = <A, E, R>(budget: BudgetCore, stream: Stream.Stream<A, E, R>): Stream.Stream<A, E, R> => {
+  const add = withBudget(budget)
+  return fromPull(
+    Effect.map(Effect.locallyWith(toPull(stream), currentBudgets, add), (pull) => Effect.locallyWith(pull, currentBudgets, add))
+  ) as Stream.Stream<A, E, R>
+}
+
+/**
+ * The identity of the active budget set, for keys that must not be shared across budgets: `""` when
+ * none is active, else the budgets' ids in order.
+ */
+export const budgetsKey = (budgets: ReadonlyArray<BudgetCore>): string => budgets.map((budget) => budget.id).join(",")
+
+/**
+ * Providers whose own sends are guarded already, in the same fiber's budgets: a chain served as an
+ * @effect/ai model and used as a provider (the bridge). Each of its routes' attempts reserves in every
+ * active budget, so a reservation around the whole call would count the same request twice — and
+ * charge the worst case of a request that its inner chain refused before sending.
+ */
+const selfGuarded = new WeakSet<object>()
+
+/** Marks `provider` as guarding its own sends (see {@link isSelfGuarded}). */
+export const markSelfGuarded = <P extends object>(provider: P): P => {
+  selfGuarded.add(provider)
+  return provider
+}
+
+/** Whether `provider`'s sends are guarded by policies of its own (a chain behind the bridge). */
+export const isSelfGuarded = (provider: object): boolean => selfGuarded.has(provider)
 
 /** The price table of the innermost active budget that has one (what a chain prices attempts with). */
 export const innermostPrices = (fiber: Fiber.RuntimeFiber<unknown, unknown>): PriceTable | undefined => {
@@ -432,21 +475,42 @@ interface Hold {
 export interface Reservation {
   readonly route: string
   readonly holds: ReadonlyArray<Hold>
+  /** The fiber's metric labels where the attempt was sent, as the route's other counters use them. */
+  readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
   settled: boolean
 }
 
 /**
+ * The budget's prompt estimate of `request`. A user's `estimateTokens` that returns anything but a
+ * finite number ≥ 0 (NaN, `undefined`, a negative count) would make every comparison false and the
+ * budget admit everything for good: it is a defect naming the option instead.
+ */
+const estimateOf = (budget: BudgetCore, request: GenerateRequest): number => {
+  const input: unknown = budget.estimateTokens(request)
+  if (typeof input === "number" && Number.isFinite(input) && input >= 0) return input
+  throw new InvalidOptions({
+    component: "Spend.budget",
+    option: "estimateTokens",
+    message: `spend budget "${budget.name}": estimateTokens returned ${
+      typeof input === "number" ? String(input) : typeof input === "string" ? JSON.stringify(input) : String(input)
+    } for model ${request.model}; it must return a finite number of tokens ≥ 0`
+  })
+}
+
+/**
  * Checks every active budget, then reserves the attempt's worst case in all of them — or refuses
- * without reserving anything. Synchronous: the check and the reservation are one step.
+ * without reserving anything. Synchronous: the check and the reservation are one step. Throws (a
+ * defect, in the effects that call it) when a budget's `estimateTokens` returns no usable number.
  */
 export const reserve = (
   budgets: ReadonlyArray<BudgetCore>,
   site: SpendSite,
-  request: GenerateRequest
+  request: GenerateRequest,
+  labels: ReadonlyArray<MetricLabel.MetricLabel> = []
 ): Reservation | BudgetExceeded => {
   const holds: Array<Hold> = []
   for (const budget of budgets) {
-    const input = budget.estimateTokens(request)
+    const input = estimateOf(budget, request)
     const tokens = input + request.maxTokens
     const price = budget.prices?.priceOf(request.model)
     const cost = price === undefined ? 0 : priceTokens(price, input, request.maxTokens)
@@ -455,7 +519,7 @@ export const reserve = (
     holds.push({ budget, input, tokens, cost, price })
   }
   for (const held of holds) held.budget.hold(held.tokens, held.cost)
-  return { route: site.route, holds, settled: false }
+  return { route: site.route, holds, labels, settled: false }
 }
 
 const costCounter = (route: string): Metric.Metric.Counter<number> => {
@@ -491,14 +555,15 @@ export const settle = (reservation: Reservation, usage: Usage | undefined, billa
     held.budget.release(reservation.route, held, charged, reported)
     if (held.price !== undefined) metered = charged.cost
   }
-  if (metered !== undefined && metered > 0) costCounter(reservation.route).unsafeUpdate(metered, [])
+  if (metered !== undefined && metered > 0) costCounter(reservation.route).unsafeUpdate(metered, reservation.labels)
 }
 
 /**
  * Whether a failed attempt is surely not billed, so its reservation is released rather than charged:
  *
- * - nothing was sent — refused before sending (`UnsupportedRequest`, an inner `BudgetExceeded`), or a
- *   connection that was never made (refused, DNS, TLS, a connect timeout);
+ * - nothing was sent — refused before sending (`isUnsent`: `UnsupportedRequest`, an inner
+ *   `BudgetExceeded`, a nested chain's refusal), or a connection that was never made (refused, DNS,
+ *   TLS, a connect timeout);
  * - or the provider refused the request at admission with an error response instead of an answer —
  *   a 4xx (rate limit, quota, bad request, context length, auth, unknown model, a filtered prompt) or
  *   a load-shedding 503 / 529 — so no token was processed or generated.
@@ -509,11 +574,9 @@ export const settle = (reservation: Reservation, usage: Usage | undefined, billa
  */
 export const notBilled = (error: unknown): boolean => {
   if (typeof error !== "object" || error === null) return false
+  if (isUnsent(error)) return true
   const e = error as { readonly _tag?: unknown; readonly reason?: unknown; readonly phase?: unknown; readonly status?: unknown }
   switch (e._tag) {
-    case "UnsupportedRequest":
-    case "BudgetExceeded":
-      return true
     case "ConnectionError":
       return e.reason === "refused" || e.reason === "dns" || e.reason === "tls"
     case "Timeout":
@@ -542,12 +605,13 @@ export const guardGenerate = <E, R>(
   budgets: ReadonlyArray<BudgetCore>,
   site: SpendSite,
   request: GenerateRequest,
-  send: Effect.Effect<GenerateResponse, E, R>
+  send: Effect.Effect<GenerateResponse, E, R>,
+  labels: ReadonlyArray<MetricLabel.MetricLabel> = []
 ): Effect.Effect<GenerateResponse, E | BudgetExceeded, R> =>
   // Uninterruptible from the reservation until its release is installed: a reservation never leaks.
   Effect.uninterruptibleMask((restore) =>
     Effect.suspend((): Effect.Effect<GenerateResponse, E | BudgetExceeded, R> => {
-      const reservation = reserve(budgets, site, request)
+      const reservation = reserve(budgets, site, request, labels)
       if (reservation instanceof BudgetExceeded) return Effect.fail(reservation)
       return Effect.onExit(restore(send), (exit) => Effect.sync(() => settleExit(reservation, exit)))
     })
@@ -562,10 +626,11 @@ export const guardStream = <E, R>(
   budgets: ReadonlyArray<BudgetCore>,
   site: SpendSite,
   request: GenerateRequest,
-  send: Stream.Stream<StreamEvent, E, R>
+  send: Stream.Stream<StreamEvent, E, R>,
+  labels: ReadonlyArray<MetricLabel.MetricLabel> = []
 ): Stream.Stream<StreamEvent, E | BudgetExceeded, R> =>
   Stream.unwrapScoped(Effect.uninterruptible(Effect.suspend((): Effect.Effect<Stream.Stream<StreamEvent, E, R>, BudgetExceeded, Scope.Scope> => {
-    const reservation = reserve(budgets, site, request)
+    const reservation = reserve(budgets, site, request, labels)
     if (reservation instanceof BudgetExceeded) return Effect.fail(reservation)
     let usage: Usage | undefined
     let failure: unknown = undefined

@@ -11,18 +11,14 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type { BreakerEvent, BreakerState, Site } from "../CircuitBreaker.js"
 import { CircuitOpen } from "../Errors.js"
-
+import { isUnsent } from "../internal/unsent.js"
 
 /**
- * A failure raised before the request left — a part the route's wire cannot carry
- * (`UnsupportedRequest`), or a spend budget's refusal (`BudgetExceeded`): not evidence about the
- * provider (breakers give it no verdict), and nothing was spent (limiters refund its permit).
+ * A failure raised before the request left (see internal/unsent.ts, the one place the rule is
+ * written): not evidence about the provider (breakers give it no verdict), and nothing was spent
+ * (limiters refund its permit, spend budgets release its reservation).
  */
-export const isUnsent = (error: unknown): boolean => {
-  if (typeof error !== "object" || error === null) return false
-  const tag = (error as { readonly _tag?: unknown })._tag
-  return tag === "UnsupportedRequest" || tag === "BudgetExceeded"
-}
+export { isUnsent }
 
 /** The options with their defaults applied (see `resolve` in CircuitBreaker.ts). */
 export interface Resolved {

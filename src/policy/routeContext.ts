@@ -102,7 +102,9 @@ export const siteOf = (ctx: RouteContext, request: GenerateRequest, attempt: num
  * The provider's call of one attempt. Every send of a policy-wrapped route — each retry, hedge leg,
  * repair, later pass and fallback route — starts here, so this is where the spend budgets of the
  * fiber (`Spend.within`, a chain's `spend`) refuse or reserve before anything is sent (see
- * internal/spend.ts). Without a budget it is the provider's own call, untouched.
+ * internal/spend.ts). Without a budget it is the provider's own call, untouched — and so it is for a
+ * provider whose own sends are guarded already (a chain behind the @effect/ai bridge: its routes'
+ * attempts reserve in the same budgets, so the whole call is not reserved a second time).
  */
 export const sendGenerate = (
   ctx: RouteContext,
@@ -112,7 +114,9 @@ export const sendGenerate = (
 ): Effect.Effect<GenerateResponse, RouteError> => {
   const budgets = fiber.getFiberRef(Spend.currentBudgets)
   const call = ctx.provider.generate(request)
-  return budgets.length === 0 ? call : Spend.guardGenerate(budgets, site, request, call)
+  return budgets.length === 0 || Spend.isSelfGuarded(ctx.provider)
+    ? call
+    : Spend.guardGenerate(budgets, site, request, call, fiber.getFiberRef(FiberRef.currentMetricLabels))
 }
 
 /** {@link sendGenerate} for a streamed attempt. */
@@ -124,7 +128,9 @@ export const sendStream = (
 ): Stream.Stream<StreamEvent, RouteError> => {
   const budgets = fiber.getFiberRef(Spend.currentBudgets)
   const call = ctx.provider.stream(request)
-  return budgets.length === 0 ? call : Spend.guardStream(budgets, site, request, call)
+  return budgets.length === 0 || Spend.isSelfGuarded(ctx.provider)
+    ? call
+    : Spend.guardStream(budgets, site, request, call, fiber.getFiberRef(FiberRef.currentMetricLabels))
 }
 
 /** Span attributes of an attempt (computed only when spans are on). */

@@ -9,6 +9,8 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Ai from "../../src/Ai.js"
 import { fromErrorPart } from "../../src/ai/errors.js"
+import { notBilled } from "../../src/internal/spend.js"
+import { BUDGET_REFUSED_TYPE, isUnsent } from "../../src/internal/unsent.js"
 import type { CallSite } from "../../src/Classify.js"
 import {
   AllRoutesFailed,
@@ -171,6 +173,14 @@ describe("AiError → ProviderError (an @effect/ai model as a route)", () => {
     const refused = new BudgetExceeded({ ...ctx("inner"), budget: "inner", limit: "tokens", reason: "over-limit", max: 10, spent: 10, reserved: 0, requested: 5, message: "budget" })
     const fromBudget = classify(new AiError.UnknownError({ module: "m", method: "x", cause: refused }))
     expect([fromBudget._tag, fromBudget.route]).toEqual(["QuotaExhausted", site.route])
+    // …and stays recognisable as a refusal before sending: no breaker verdict, permit refunded, not charged.
+    expect(fromBudget.providerType).toBe(BUDGET_REFUSED_TYPE)
+    expect(fromBudget.status).toBeUndefined()
+    expect([isUnsent(fromBudget), notBilled(fromBudget)]).toEqual([true, true])
+    // A real provider's quota error is neither.
+    const quota = new QuotaExhausted({ ...ctx("inner"), status: 429, providerType: "insufficient_quota", message: "quota" })
+    expect([isUnsent(quota), notBilled(quota)]).toEqual([false, true])
+    expect(isUnsent(new QuotaExhausted({ ...ctx("inner"), message: "quota" }))).toBe(false)
   })
 })
 
