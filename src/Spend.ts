@@ -50,7 +50,7 @@ import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import { InvalidOptions } from "./Errors.js"
 import * as Internal from "./internal/spend.js"
-import type { GenerateRequest, Usage } from "./Provider.js"
+import type { Usage } from "./Provider.js"
 
 /**
  * A model's price: USD per million input (prompt) tokens and per million output (completion) tokens.
@@ -176,24 +176,7 @@ export interface Budget {
  * @since 0.2.0
  * @category models
  */
-export interface BudgetOptions {
-  /** Names it in `BudgetExceeded.budget` and messages. Default `budget`. */
-  readonly name?: string | undefined
-  /** USD the scope may spend, settled spend plus in-flight reservations. Needs `prices`. */
-  readonly maxCostUsd?: number | undefined
-  /** Tokens (input + output) the scope may spend, counted the same way. */
-  readonly maxTokens?: number | undefined
-  readonly prices?: PriceTable | undefined
-  /** Default: `refuse` when `maxCostUsd` is set (an unpriced model must not pass as free), else `count-tokens-only`. */
-  readonly unknownModel?: UnknownModel | undefined
-  /**
-   * The prompt-token estimate of a reservation. Default: the rate limiter's characters/4 + framing
-   * estimate (docs/policies.md); plug a tokenizer in here for exact counts. It must return a finite
-   * number ≥ 0: anything else (NaN, `undefined`, a negative count) is a defect of the attempt — an
-   * `InvalidOptions` naming `estimateTokens` — rather than a budget that silently admits everything.
-   */
-  readonly estimateTokens?: ((request: GenerateRequest) => number) | undefined
-}
+export type BudgetOptions = Internal.BudgetOptions
 
 /**
  * Builds a budget, checking its options: a limit that is not a positive number, a cost limit without

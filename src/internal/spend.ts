@@ -361,13 +361,23 @@ export const decodePriceFile = (value: unknown, component: string, where: string
     onRight: (file) => tableOf(file.models, component, "models", where)
   })
 
-/** What a budget is built from (see `Spend.BudgetOptions` for the documentation). */
+/** What a budget is built from (documented as `Spend.BudgetOptions`). */
 export interface BudgetOptions {
+  /** Names it in `BudgetExceeded.budget` and messages. Default `budget`. */
   readonly name?: string | undefined
+  /** USD the scope may spend, settled spend plus in-flight reservations. Needs `prices`. */
   readonly maxCostUsd?: number | undefined
+  /** Tokens (input + output) the scope may spend, counted the same way. */
   readonly maxTokens?: number | undefined
   readonly prices?: PriceTable | undefined
+  /** Default: `refuse` when `maxCostUsd` is set (an unpriced model must not pass as free), else `count-tokens-only`. */
   readonly unknownModel?: UnknownModel | undefined
+  /**
+   * The prompt-token estimate of a reservation. Default: the rate limiter's characters/4 + framing
+   * estimate (docs/policies.md); plug a tokenizer in here for exact counts. It must return a finite
+   * number ≥ 0: anything else (NaN, `undefined`, a negative count) is a defect of the attempt — an
+   * `InvalidOptions` naming `estimateTokens` — rather than a budget that silently admits everything.
+   */
   readonly estimateTokens?: ((request: GenerateRequest) => number) | undefined
 }
 
