@@ -98,6 +98,12 @@ export const siteOf = (ctx: RouteContext, request: GenerateRequest, attempt: num
   attempt
 })
 
+/** The budgets a send of this route must pass: none without a budget, none for a self-guarded provider. */
+const budgetsFor = (ctx: RouteContext, fiber: Fiber.RuntimeFiber<unknown, unknown>) => {
+  const budgets = fiber.getFiberRef(Spend.currentBudgets)
+  return budgets.length === 0 || Spend.isSelfGuarded(ctx.provider) ? undefined : budgets
+}
+
 /**
  * The provider's call of one attempt. Every send of a policy-wrapped route — each retry, hedge leg,
  * repair, later pass and fallback route — starts here, so this is where the spend budgets of the
@@ -112,11 +118,9 @@ export const sendGenerate = (
   request: GenerateRequest,
   site: Timeouts.Site
 ): Effect.Effect<GenerateResponse, RouteError> => {
-  const budgets = fiber.getFiberRef(Spend.currentBudgets)
+  const budgets = budgetsFor(ctx, fiber)
   const call = ctx.provider.generate(request)
-  return budgets.length === 0 || Spend.isSelfGuarded(ctx.provider)
-    ? call
-    : Spend.guardGenerate(budgets, site, request, call, fiber.getFiberRef(FiberRef.currentMetricLabels))
+  return budgets === undefined ? call : Spend.guardGenerate(budgets, site, request, call, fiber.getFiberRef(FiberRef.currentMetricLabels))
 }
 
 /** {@link sendGenerate} for a streamed attempt. */
@@ -126,11 +130,9 @@ export const sendStream = (
   request: GenerateRequest,
   site: Timeouts.Site
 ): Stream.Stream<StreamEvent, RouteError> => {
-  const budgets = fiber.getFiberRef(Spend.currentBudgets)
+  const budgets = budgetsFor(ctx, fiber)
   const call = ctx.provider.stream(request)
-  return budgets.length === 0 || Spend.isSelfGuarded(ctx.provider)
-    ? call
-    : Spend.guardStream(budgets, site, request, call, fiber.getFiberRef(FiberRef.currentMetricLabels))
+  return budgets === undefined ? call : Spend.guardStream(budgets, site, request, call, fiber.getFiberRef(FiberRef.currentMetricLabels))
 }
 
 /** Span attributes of an attempt (computed only when spans are on). */
